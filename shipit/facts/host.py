@@ -1,0 +1,83 @@
+"""The ``host`` fact kind: OS, architecture, CPUs, memory, load, Pythons, apt cache age.
+
+Gathered once per host per run, before any play; modules read it through
+``PlanContext.host_facts``. Parsed shape (all keys always present)::
+
+    {"os_id": "debian", "os_version": "12", "codename": "bookworm", "arch": "amd64",
+     "machine": "x86_64", "hostname": "web1", "cpus": 2,
+     "mem_total": 25165824000, "mem_available": 2400000000,   # bytes
+     "load": [0.1, 0.05, 0.0], "pythons": ["3.11"],           # /usr/bin/python3.X present
+     "apt_lists_age": 120,             # seconds since the apt lists were updated, -1 never
+     "systemd": "252", "boot_id": "…", "uptime": 123.4}       # uptime in seconds
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from shipit.facts import FactKind
+
+COMMAND = r"""
+. /etc/os-release 2>/dev/null
+echo "os_id=${ID:-}"
+echo "os_version=${VERSION_ID:-}"
+echo "codename=${VERSION_CODENAME:-}"
+echo "arch=$(dpkg --print-architecture 2>/dev/null)"
+echo "machine=$(uname -m)"
+echo "hostname=$(hostname 2>/dev/null || cat /etc/hostname)"
+echo "cpus=$(nproc 2>/dev/null || echo 1)"
+awk '/^MemTotal:/{print "mem_total_kb=" $2} /^MemAvailable:/{print "mem_available_kb=" $2}' /proc/meminfo
+echo "load=$(cut -d' ' -f1-3 /proc/loadavg)"
+echo "pythons=$(ls /usr/bin/ 2>/dev/null | grep -E '^python3\.[0-9]+$' | tr '\n' ' ')"
+if [ -e /var/lib/apt/periodic/shipit-update-success-stamp ]; then
+  echo "apt_lists_mtime=$(stat -c %Y /var/lib/apt/periodic/shipit-update-success-stamp)"
+else
+  echo "apt_lists_mtime=$(ls -t /var/lib/apt/lists/*_Packages 2>/dev/null | head -1 | xargs -r stat -c %Y)"
+fi
+echo "now=$(date +%s)"
+echo "systemd=$(systemctl --version 2>/dev/null | head -1 | awk '{print $2}')"
+echo "boot_id=$(cat /proc/sys/kernel/random/boot_id)"
+echo "uptime=$(cut -d' ' -f1 /proc/uptime)"
+"""
+
+
+def parse(stdout: str) -> dict[str, Any]:
+    """Parse the ``key=value`` lines of :data:`COMMAND` into the documented shape."""
+    raw: dict[str, str] = {}
+    for line in stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            raw[key.strip()] = value.strip()
+
+    def num(key: str, default: float = 0) -> float:
+        try:
+            return float(raw.get(key, ""))
+        except ValueError:
+            return default
+
+    lists_mtime = raw.get("apt_lists_mtime", "")
+    now = num("now")
+    return {
+        "os_id": raw.get("os_id", ""),
+        "os_version": raw.get("os_version", ""),
+        "codename": raw.get("codename", ""),
+        "arch": raw.get("arch", ""),
+        "machine": raw.get("machine", ""),
+        "hostname": raw.get("hostname", ""),
+        "cpus": int(num("cpus", 1)) or 1,
+        "mem_total": int(num("mem_total_kb")) * 1024,
+        "mem_available": int(num("mem_available_kb")) * 1024,
+        "load": [float(x) for x in raw.get("load", "").split() if re.fullmatch(r"[0-9.]+", x)],
+        "pythons": sorted(
+            {p.removeprefix("python") for p in raw.get("pythons", "").split()},
+            key=lambda v: tuple(int(x) for x in v.split(".")),
+        ),
+        "apt_lists_age": int(now - float(lists_mtime)) if lists_mtime.isdigit() else -1,
+        "systemd": raw.get("systemd", ""),
+        "boot_id": raw.get("boot_id", ""),
+        "uptime": num("uptime"),
+    }
+
+
+KINDS = [FactKind("host", lambda arg: COMMAND, parse, "OS, CPUs, memory, load, Pythons")]

@@ -1,0 +1,15 @@
+"""Every built-in fact kind, by name. Add a kind by listing its module's ``KINDS`` here."""
+
+from __future__ import annotations
+
+from shipit.facts import FactKind
+from shipit.facts import host
+
+
+def fact_kinds() -> dict[str, FactKind]:
+    """Map of kind name -> :class:`FactKind` for every built-in kind."""
+    kinds: dict[str, FactKind] = {}
+    for group in (host.KINDS,):
+        for kind in group:
+            kinds[kind.name] = kind
+    return kinds

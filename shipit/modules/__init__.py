@@ -1,0 +1,1 @@
+"""Built-in modules; see :mod:`shipit.modules.base` for the contract."""

@@ -1,0 +1,115 @@
+"""YAML loading that remembers where every key and list item came from.
+
+Mappings load as :class:`LineDict` and sequences as :class:`LineList`; both behave as plain
+``dict``/``list`` and also carry the 1-based line of themselves and of each key or item, so
+validation errors can say ``file:line: key: expected …``. Scalars load as usual (PyYAML's
+safe loader: no arbitrary objects).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shipit.errors import Problem, ValidationError
+
+
+class LineDict(dict):  # type: ignore[type-arg]
+    """A ``dict`` with ``line`` (where the mapping starts) and ``key_lines`` (key -> line)."""
+
+    line: int = 0
+    key_lines: dict[Any, int]
+
+    def line_of(self, key: Any) -> int:
+        """Line of ``key``, or of the mapping itself when the key is absent."""
+        return getattr(self, "key_lines", {}).get(key, self.line)
+
+
+class LineList(list):  # type: ignore[type-arg]
+    """A ``list`` with ``line`` (where the sequence starts) and ``item_lines`` (index -> line)."""
+
+    line: int = 0
+    item_lines: list[int]
+
+    def line_of(self, index: int) -> int:
+        lines = getattr(self, "item_lines", [])
+        return lines[index] if 0 <= index < len(lines) else self.line
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader building LineDict/LineList and refusing duplicate keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> LineDict:  # type: ignore[override]
+        self.flatten_mapping(node)
+        result = LineDict()
+        result.line = node.start_mark.line + 1
+        result.key_lines = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in result.key_lines:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {result.key_lines[key]})",
+                    key_node.start_mark,
+                )
+            result[key] = self.construct_object(value_node, deep=True)
+            result.key_lines[key] = key_node.start_mark.line + 1
+        return result
+
+    def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> LineList:  # type: ignore[override]
+        result = LineList(self.construct_object(child, deep=True) for child in node.value)
+        result.line = node.start_mark.line + 1
+        result.item_lines = [child.start_mark.line + 1 for child in node.value]
+        return result
+
+
+_LineLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _LineLoader.construct_mapping
+)
+_LineLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _LineLoader.construct_sequence
+)
+
+
+def load_yaml_text(text: str, file: str) -> Any:
+    """Parse YAML ``text`` (named ``file`` in errors) into LineDict/LineList/scalars.
+
+    Raises:
+        ValidationError: the text is not valid YAML, or a mapping repeats a key; the problem
+            names the file and the 1-based line PyYAML reported.
+    """
+    try:
+        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 0
+        what = exc.problem or str(exc)
+        if exc.context:
+            what = f"{exc.context}, {what}"
+        raise ValidationError([Problem(file, line, "", f"invalid YAML: {what}")]) from None
+    except yaml.YAMLError as exc:
+        raise ValidationError([Problem(file, 0, "", f"invalid YAML: {exc}")]) from None
+
+
+def load_yaml_file(path: str | Path) -> Any:
+    """Read and parse a YAML file; see :func:`load_yaml_text`.
+
+    Raises:
+        ValidationError: the file is missing, unreadable or invalid YAML.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValidationError([Problem(str(p), 0, "", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationError([Problem(str(p), 0, "", f"cannot read: {exc}")]) from None
+    return load_yaml_text(text, str(p))
+
+
+def line_of(container: Any, key: Any) -> int:
+    """Line of ``key`` in a LineDict/LineList, or 0 when not known."""
+    if isinstance(container, (LineDict, LineList)):
+        return container.line_of(key)
+    return 0
