@@ -144,6 +144,14 @@ class Module:
         """The facts this task needs on a host, given its (rendered, defaulted) params."""
         return []
 
+    def diff_facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
+        """Extra facts needed only for ``--diff`` (e.g. a file's old content); default none.
+
+        The executor gathers these besides :meth:`facts` when the user asked for diffs
+        (``PlanContext.diff``); :meth:`plan` must work without them (no diff of old content).
+        """
+        return []
+
     def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any],
              ctx: PlanContext) -> Plan:
         """Compare desired state (``params``) with ``facts`` and return the changes needed."""
