@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from shipit.facts import FactKind
-from shipit.facts import files, host
+from shipit.facts import files, host, systemd
 
 
 def fact_kinds() -> dict[str, FactKind]:
     """Map of kind name -> :class:`FactKind` for every built-in kind."""
     kinds: dict[str, FactKind] = {}
-    for group in (host.KINDS, files.KINDS):
+    for group in (host.KINDS, files.KINDS, systemd.KINDS):
         for kind in group:
             kinds[kind.name] = kind
     return kinds

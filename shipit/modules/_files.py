@@ -181,3 +181,20 @@ def plan_file(path: str, content: bytes | None, mode: str | None, owner: str | N
     if drift:
         return [Change(", ".join(drift), attr_script(path, mode, owner, group))], None
     return [], None
+
+
+def render_local(ctx: PlanContext, src: str) -> tuple[str | None, str]:
+    """Read the local Jinja2 template ``src`` and render it: ``(text, "")`` or ``(None, error)``.
+
+    Errors name the template: an ``OSError``/``UnicodeDecodeError`` reading it, or whatever
+    ``ctx.render`` raised (e.g. Jinja2's ``UndefinedError``), with secrets masked.
+    """
+    try:
+        text = ctx.read_local(ctx.local_path(src)).decode("utf-8")
+    except (OSError, UnicodeDecodeError, KeyError) as exc:
+        return None, f"cannot read template {src}: {exc}"
+    try:
+        return ctx.render(text), ""
+    except Exception as exc:  # noqa: BLE001 - the renderer's own error type
+        return None, f"cannot render template {src}: {type(exc).__name__}: " \
+                     f"{mask(str(exc), ctx.secrets)}"

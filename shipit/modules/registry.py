@@ -5,10 +5,13 @@ from __future__ import annotations
 from shipit.modules.base import Module
 from shipit.modules.directory import DirectoryModule
 from shipit.modules.file import FileModule
+from shipit.modules.service import ServiceModule
+from shipit.modules.systemd_unit import SystemdUnitModule
 from shipit.modules.template import TemplateModule
 
 
 def builtin_modules() -> dict[str, Module]:
     """Map of module name -> module instance for every built-in module."""
-    classes: list[type[Module]] = [FileModule, DirectoryModule, TemplateModule]
+    classes: list[type[Module]] = [FileModule, DirectoryModule, TemplateModule,
+                                   SystemdUnitModule, ServiceModule]
     return {cls.name: cls() for cls in classes}

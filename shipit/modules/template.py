@@ -12,7 +12,7 @@ from typing import Any
 
 from shipit.facts import FactQuery
 from shipit.modules import _files
-from shipit.modules.base import Module, Param, Plan, PlanContext, mask
+from shipit.modules.base import Module, Param, Plan, PlanContext
 
 
 class TemplateModule(Module):
@@ -51,15 +51,9 @@ class TemplateModule(Module):
         A template that cannot be read or rendered fails the task with the error's message
         (``OSError`` or the exception ``ctx.render`` raised, e.g. a Jinja2 error).
         """
-        src = params["src"]
-        try:
-            text = ctx.read_local(ctx.local_path(src)).decode("utf-8")
-            rendered = ctx.render(text)
-        except (OSError, UnicodeDecodeError) as exc:
-            return Plan(failed=f"cannot read template {src}: {exc}")
-        except Exception as exc:  # noqa: BLE001 - the renderer's error, e.g. UndefinedError
-            return Plan(failed=f"cannot render template {src}: {type(exc).__name__}: "
-                               f"{mask(str(exc), ctx.secrets)}")
+        rendered, error = _files.render_local(ctx, params["src"])
+        if rendered is None:
+            return Plan(failed=error)
         changes, failed = _files.plan_file(
             params["dest"], rendered.encode("utf-8"), params.get("mode"), params.get("owner"),
             params.get("group"), facts, ctx, secret=bool(params.get("secret")))

@@ -1,0 +1,54 @@
+"""The ``unit`` fact kind: a systemd unit's state, from ``systemctl show -p …``.
+
+Arg: a unit name with its suffix (``app.service``). Parsed shape (all keys present)::
+
+    {"load_state": "loaded" | "not-found" | "masked" | "" ,  # "" = systemctl gave nothing
+     "active_state": "active" | "inactive" | "failed" | "activating" | …,
+     "sub_state": "running" | "dead" | "auto-restart" | …,
+     "unit_file_state": "enabled" | "disabled" | "static" | "masked" | "" | …,
+     "n_restarts": 0, "main_pid": 0,                    # ints; 0 when not running
+     "fragment_path": "/etc/systemd/system/app.service" | ""}
+
+``load_state`` is ``""`` when systemd is not running (e.g. a container without systemd as PID
+1): modules report that as a failure rather than guessing.
+"""
+
+from __future__ import annotations
+
+from shlex import quote as q
+from typing import Any
+
+from shipit.facts import FactKind
+
+PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState", "NRestarts", "MainPID",
+              "FragmentPath")
+_KEYS = {"LoadState": "load_state", "ActiveState": "active_state", "SubState": "sub_state",
+         "UnitFileState": "unit_file_state", "FragmentPath": "fragment_path"}
+
+
+def unit_command(name: str) -> str:
+    """``systemctl show`` of the properties in :data:`PROPERTIES` for unit ``name``."""
+    return f"systemctl show -p {','.join(PROPERTIES)} -- {q(name)}"
+
+
+def parse_unit(stdout: str) -> dict[str, Any]:
+    """Parse ``Key=Value`` lines (any order) into the documented shape."""
+    raw: dict[str, str] = {}
+    for line in stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            raw[key] = value.strip()
+    result: dict[str, Any] = {v: raw.get(k, "") for k, v in _KEYS.items()}
+    for key, name in (("NRestarts", "n_restarts"), ("MainPID", "main_pid")):
+        result[name] = int(raw[key]) if raw.get(key, "").isdigit() else 0
+    return result
+
+
+def is_running(fact: dict[str, Any]) -> bool:
+    """Active, reloading, or starting up (but not waiting to restart after a crash)."""
+    state = fact["active_state"]
+    return state in ("active", "reloading") or (
+        state == "activating" and fact["sub_state"] != "auto-restart")
+
+
+KINDS = [FactKind("unit", unit_command, parse_unit, "state of a systemd unit")]
