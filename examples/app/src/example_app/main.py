@@ -27,7 +27,8 @@ def _health_failure() -> str | None:
             conn.execute(sa.text("SELECT 1"))
     except Exception as exc:  # any failure to reach the database makes us unhealthy
         log.warning("health check: database unreachable: %s", exc)
-        return f"database unreachable: {type(exc).__name__}: {str(exc).strip()[:300]}"
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        return f"database unreachable: {type(exc).__name__}: {first_line[:300]}"
     return None
 
 
