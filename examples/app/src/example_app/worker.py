@@ -43,8 +43,9 @@ def run_once() -> int:
                 created_at=db.utcnow(),
             )
         )
-        (job_id,) = result.inserted_primary_key
-    return int(job_id)
+        key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def run(stop: threading.Event, interval: float) -> None:
