@@ -62,9 +62,17 @@ def _subprocess_env(**extra: str) -> dict[str, str]:
 
 def _upgrade_head() -> None:
     from alembic import command
+
+    command.upgrade(_alembic_config(), "head")
+
+
+def _alembic_config() -> Any:
+    """Alembic config for examples/app that leaves pytest's logging setup alone."""
     from alembic.config import Config
 
-    command.upgrade(Config(str(APP_DIR / "alembic.ini")), "head")
+    config = Config(str(APP_DIR / "alembic.ini"))
+    config.attributes["configure_logger"] = False
+    return config
 
 
 def _rows(db_path: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -126,9 +134,8 @@ def test_alembic_upgrade_from_release_dir_logs_every_invocation(
 
 def test_downgrade_and_upgrade_round_trip(db_path: Path) -> None:
     from alembic import command
-    from alembic.config import Config
 
-    config = Config(str(APP_DIR / "alembic.ini"))
+    config = _alembic_config()
     command.downgrade(config, "base")
     tables = {name for (name,) in _rows(db_path, "SELECT name FROM sqlite_master WHERE type='table'")}
     assert "visits" not in tables and "jobs" not in tables

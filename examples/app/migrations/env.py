@@ -22,7 +22,8 @@ from sqlalchemy.engine import Connection
 from example_app import db
 
 config = context.config
-if config.config_file_name is not None:
+# Callers that own logging (tests) set config.attributes["configure_logger"] = False.
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 #: Alembic commands whose invocations are recorded in ``migration_log``.
