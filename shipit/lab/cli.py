@@ -1,0 +1,115 @@
+"""``shipit lab``: click commands over :class:`shipit.lab.Lab`. Mounted by ``shipit/cli.py``;
+also runnable on its own (``python -m shipit.lab.cli``). Every :class:`ShipitError` becomes
+one clear message on stderr and its exit code; no traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from shipit.errors import ShipitError
+from shipit.lab.lab import Lab
+
+__all__ = ["lab"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _errors(fn: F) -> F:
+    """Turn ShipitError (and bad names) into a one-line message and the error's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ShipitError as e:
+            click.echo(f"error: {e.message}", err=True)
+            sys.exit(e.exit_code)
+        except ValueError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _progress(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+name_option = click.option("--name", default="lab", show_default=True, help="Lab name.")
+dir_option = click.option("--inventory-dir", type=click.Path(file_okay=False, path_type=Path),
+                          default=Path("inventories"), show_default=True,
+                          help="Where the inventory, key and known_hosts are written.")
+
+
+@click.group(name="lab")
+def lab() -> None:
+    """A local lab of real Debian hosts (systemd-nspawn) to deploy to."""
+
+
+@lab.command()
+@click.option("--hosts", "hosts", type=click.IntRange(0, 189), default=3, show_default=True,
+              help="Number of web hosts (web1..webN).")
+@click.option("--db", is_flag=True, help="Also start one database host, db1.")
+@name_option
+@dir_option
+@_errors
+def up(hosts: int, db: bool, name: str, inventory_dir: Path) -> None:
+    """Start the lab's hosts (idempotent) and write its inventory."""
+    started = time.monotonic()
+    state = Lab(name, inventory_dir, log=_progress).up(hosts=hosts, db=db)
+    click.echo(f"lab {name!r}: {len(state.hosts)} hosts ready in {time.monotonic() - started:.1f}s; "
+               f"inventory {os.path.relpath(state.inventory)}")
+
+
+@lab.command()
+@name_option
+@dir_option
+@_errors
+def down(name: str, inventory_dir: Path) -> None:
+    """Stop the lab and remove everything it created (keeps the cached base image)."""
+    Lab(name, inventory_dir, log=_progress).down()
+    click.echo(f"lab {name!r} is down")
+
+
+@lab.command()
+@name_option
+@_errors
+def status(name: str) -> None:
+    """Show each host: address, machine state, SSH readiness."""
+    rows = Lab(name, log=_progress).status()
+    console = Console()
+    if not rows:
+        console.print(f"lab {name!r} is not up")
+        return
+    table = Table(title=f"lab {name}")
+    for col in ("host", "address", "machine", "ssh ready", "detail"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.name, r.address, r.machine, "yes" if r.ssh_ready else "no", r.detail)
+    console.print(table)
+
+
+@lab.command(context_settings={"ignore_unknown_options": True})
+@click.argument("host")
+@name_option
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@_errors
+def ssh(host: str, name: str, command: tuple[str, ...]) -> None:
+    """SSH into HOST as deploy (lab key, strict host-key checking); run COMMAND if given."""
+    argv = Lab(name).ssh_argv(host, list(command))
+    os.execvp(argv[0], argv)
+
+
+if __name__ == "__main__":
+    lab()

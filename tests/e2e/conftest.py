@@ -1,0 +1,84 @@
+"""Fixtures for end-to-end tests against the lab's real Debian hosts.
+
+``lab`` (session scope) brings up a lab named ``shipit-test`` (3 web hosts + db1) into a temp
+inventory dir and takes it down at the end of the session, even when tests fail. When the
+lab cannot start: with ``SHIPIT_E2E_REQUIRED=1`` (CI) the test fails with the reason,
+otherwise it is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from shipit.errors import ShipitError
+from shipit.lab import Lab, LabState
+
+LAB_NAME = "shipit-test"
+
+
+def lab_unavailable(reason: str) -> None:
+    """Fail (CI: SHIPIT_E2E_REQUIRED=1) or skip with ``reason``."""
+    if os.environ.get("SHIPIT_E2E_REQUIRED") == "1":
+        pytest.fail(f"the lab is required (SHIPIT_E2E_REQUIRED=1) but cannot start: {reason}",
+                    pytrace=False)
+    pytest.skip(f"lab not available: {reason}")
+
+
+@pytest.fixture(scope="session")
+def lab_timings() -> dict[str, float]:
+    """Seconds taken by lab operations in this session (recorded, never asserted)."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory, lab_timings: dict[str, float]) -> Iterator[LabState]:
+    """A running lab (3 web hosts + db1) for the whole test session."""
+    inv = tmp_path_factory.mktemp("inventory")
+    the_lab = Lab(LAB_NAME, inv)
+    started = time.monotonic()
+    try:
+        state = the_lab.up(hosts=3, db=True)
+    except ShipitError as e:
+        _down_quietly(the_lab)
+        lab_unavailable(e.message)
+        return
+    except Exception as e:  # a bug in the lab code: report it the same way, with its type
+        _down_quietly(the_lab)
+        lab_unavailable(f"{type(e).__name__}: {e}")
+        return
+    lab_timings["up"] = time.monotonic() - started
+    try:
+        yield state
+    finally:
+        the_lab.down()
+
+
+@pytest.fixture(scope="session")
+def lab_api(lab: LabState) -> Lab:
+    """The :class:`Lab` object of the session lab (for idempotency checks)."""
+    return Lab(LAB_NAME, lab.inventory.parent)
+
+
+def _down_quietly(the_lab: Lab) -> None:
+    try:
+        the_lab.down()
+    except Exception:
+        pass
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print lab timings recorded by tests (the ``lab_timings`` dict is in the session)."""
+    timings = getattr(terminalreporter.config, "_shipit_lab_timings", None)
+    if timings:
+        terminalreporter.write_sep("-", "lab timings (s)")
+        for k, v in timings.items():
+            terminalreporter.write_line(f"{k}: {v:.2f}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _expose_timings(request: pytest.FixtureRequest, lab_timings: dict[str, float]) -> None:
+    request.config._shipit_lab_timings = lab_timings  # type: ignore[attr-defined]

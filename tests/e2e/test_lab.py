@@ -1,0 +1,157 @@
+"""The lab's hosts are real, reachable only with verified host keys, and leave nothing behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import paramiko
+import pytest
+from click.testing import CliRunner
+
+from shipit.lab import Lab, LabState
+from shipit.lab.cli import lab as lab_cli
+from shipit.lab.naming import HostSpec
+
+pytestmark = pytest.mark.e2e
+
+
+def connect(host: HostSpec, key: Path, known_hosts: Path) -> paramiko.SSHClient:
+    """SSH as deploy with strict host-key checking (RejectPolicy + the given known_hosts)."""
+    client = paramiko.SSHClient()
+    client.load_host_keys(str(known_hosts))
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect(host.address, username="deploy", key_filename=str(key), look_for_keys=False,
+                   allow_agent=False, timeout=10)
+    return client
+
+
+def run(client: paramiko.SSHClient, command: str) -> tuple[int, str]:
+    _, out, _ = client.exec_command(command, timeout=60)
+    text = out.read().decode().strip()
+    return out.channel.recv_exit_status(), text
+
+
+def test_every_host_is_booted_and_deploy_has_sudo(lab: LabState) -> None:
+    assert [h.name for h in lab.hosts] == ["web1", "web2", "web3", "db1"]
+    for host in lab.hosts:
+        client = connect(host, lab.key, lab.known_hosts)
+        try:
+            assert run(client, "systemctl is-system-running") == (0, "running"), host.name
+            assert run(client, "sudo -n true")[0] == 0, host.name
+            assert run(client, "hostname")[1] == host.name
+            rc, hosts_file = run(client, "cat /etc/hosts")
+            assert "localhost" in hosts_file.split() and host.name in hosts_file.split()
+        finally:
+            client.close()
+
+
+def test_inventory_files(lab: LabState) -> None:
+    text = lab.inventory.read_text()
+    assert f"key: {lab.key.name}" in text and f"known_hosts: {lab.known_hosts.name}" in text
+    assert "  db: {hosts: [db1]}" in text
+    assert lab.key.stat().st_mode & 0o777 == 0o600
+    keys = [line.split()[2] for line in lab.known_hosts.read_text().splitlines()]
+    assert len(keys) == len(set(keys)) == 4, "each host must have its own host key"
+
+
+def test_mismatched_host_key_is_refused(lab: LabState, tmp_path: Path) -> None:
+    web1, web2 = lab.hosts[0], lab.hosts[1]
+    lines = dict(line.split(" ", 1) for line in lab.known_hosts.read_text().splitlines())
+    wrong = tmp_path / "known_hosts"
+    wrong.write_text(f"{web1.address} {lines[web2.address]}\n")  # web1 listed with web2's key
+    with pytest.raises(paramiko.BadHostKeyException):
+        connect(web1, lab.key, wrong)
+    ssh = Lab("shipit-test").ssh_argv("web1", ["true"])
+    ssh[ssh.index(next(a for a in ssh if a.startswith("UserKnownHostsFile=")))] = \
+        f"UserKnownHostsFile={wrong}"
+    proc = subprocess.run(ssh, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 255 and "HOST IDENTIFICATION HAS CHANGED" in proc.stderr
+
+
+def test_apt_works_on_a_host(lab: LabState) -> None:
+    client = connect(lab.hosts[-1], lab.key, lab.known_hosts)
+    try:
+        rc, out = run(client, "sudo apt-get update 2>&1 | tail -3")
+        assert rc == 0 and "Err:" not in out and "Failed" not in out, out
+        assert run(client, "getent hosts deb.debian.org >/dev/null || getent ahosts debian.org")[0] == 0
+    finally:
+        client.close()
+
+
+def test_second_up_keeps_hosts(lab: LabState, lab_api: Lab, lab_timings: dict[str, float]) -> None:
+    before = {h.name: lab_api_pids(lab_api, h) for h in lab.hosts}
+    known = lab.known_hosts.read_text()
+    started = time.monotonic()
+    again = lab_api.up(hosts=3, db=True)
+    lab_timings["second up"] = time.monotonic() - started
+    assert again.hosts == lab.hosts
+    assert again.known_hosts.read_text() == known
+    assert {h.name: lab_api_pids(lab_api, h) for h in lab.hosts} == before
+
+
+def lab_api_pids(the_lab: Lab, host: HostSpec) -> list[int]:
+    from shipit.lab.machine import Machine
+
+    return Machine(the_lab.net, host, the_lab.dir, None).pids()
+
+
+def test_status_command(lab: LabState) -> None:
+    result = CliRunner().invoke(lab_cli, ["status", "--name", "shipit-test"])
+    assert result.exit_code == 0, result.output
+    for host in lab.hosts:
+        row = next(line for line in result.output.splitlines() if f" {host.name} " in line)
+        assert "running" in row and "yes" in row and host.address in row
+
+
+def snapshot() -> dict[str, str]:
+    """What a lab must leave as it found: links, mounts, iptables rules."""
+    def out(*argv: str) -> str:
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+    return {
+        "ip link": "\n".join(line.split(":")[1] for line in out("ip", "-o", "link").splitlines()),
+        "mount": out("mount"),
+        "iptables -t nat -S": out("iptables", "-w", "-t", "nat", "-S"),
+        "iptables -S": out("iptables", "-w", "-S"),
+    }
+
+
+def test_fresh_lab_heals_and_down_leaves_nothing(lab: LabState, tmp_path: Path,
+                                                  lab_timings: dict[str, float]) -> None:
+    # `lab` first, so the shared lab is already in the before-snapshot
+    before = snapshot()
+    other = Lab("shipit-test-down", tmp_path)
+    try:
+        started = time.monotonic()
+        state = other.up(hosts=1, db=False)
+        lab_timings["up 1 host (separate lab)"] = time.monotonic() - started
+        client = connect(state.hosts[0], state.key, state.known_hosts)
+        try:
+            assert run(client, "command -v python3 || echo absent")[1] == "absent"
+        finally:
+            client.close()
+        # a killed run: nspawn gone, overlay still mounted; the next up must heal it
+        pids = lab_api_pids(other, state.hosts[0])
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while lab_api_pids(other, state.hosts[0]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        healed = other.up(hosts=1, db=False)
+        client = connect(healed.hosts[0], healed.key, healed.known_hosts)
+        try:
+            assert run(client, "systemctl is-system-running") == (0, "running")
+        finally:
+            client.close()
+    finally:
+        started = time.monotonic()
+        other.down()
+        lab_timings["down (separate lab)"] = time.monotonic() - started
+    after = snapshot()
+    for what in before:
+        assert after[what] == before[what], f"`{what}` differs after down"
+    assert not list(tmp_path.iterdir()), "down must remove the inventory, key and known_hosts"
