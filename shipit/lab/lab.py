@@ -21,6 +21,7 @@ from pathlib import Path
 
 from shipit.lab import acng, network
 from shipit.lab.aptsrc import apt_conf_for_hosts, read_apt_mirror
+from shipit.lab.cgroups import lab_cgroup_roots, remove_cgroups
 from shipit.lab.image import ensure_base_image
 from shipit.lab.inventory import render_inventory, render_known_hosts, write_file_atomic
 from shipit.lab.machine import HostConfig, Machine
@@ -253,6 +254,7 @@ class Lab:
             for m in machines:
                 m.stop(grace=5)
             acng.stop_acng(self.dir)
+            remove_cgroups(lab_cgroup_roots(self.name))
             remove_tree(self.dir)
             network.remove_nat(self.net)
             network.remove_bridge(self.net)

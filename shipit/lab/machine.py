@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from shipit.lab.cgroups import host_cgroups, remove_cgroups
 from shipit.lab.naming import HostSpec, LabNet
 from shipit.lab.procs import children, find_container_inits, find_pids, spawn_detached, terminate
 from shipit.lab.util import LabError, run, unmount_tree
@@ -84,6 +85,7 @@ class Machine:
         if veth.exists():
             run(["ip", "link", "del", veth.name], check=False)
         unmount_tree(self.root)
+        remove_cgroups(host_cgroups(self.net.name, self.spec.name))
 
     def prepare(self, cfg: HostConfig) -> None:
         """Mount a fresh overlay (upper layer kept) and write the host's own configuration.
@@ -139,7 +141,11 @@ class Machine:
         """
         log = self.dir / "console.log"
         log.write_text("")
+        groups = host_cgroups(self.net.name, self.spec.name)
+        join = ('while [ "$1" != -- ]; do mkdir -p "$1" && echo $$ > "$1/cgroup.procs" || exit 1; '
+                'shift; done; shift; exec "$@"')
         spawn_detached([
+            "sh", "-c", join, "sh", *map(str, groups), "--",
             "systemd-nspawn", "-D", str(self.root), "-b", "--register=no", "--keep-unit",
             f"--network-bridge={self.net.bridge}", "-M", self.net.machine(self.spec.name),
             f"--hostname={self.spec.name}", "--console=passive", "--resolv-conf=off",

@@ -117,6 +117,7 @@ def snapshot() -> dict[str, str]:
         "mount": out("mount"),
         "iptables -t nat -S": out("iptables", "-w", "-t", "nat", "-S"),
         "iptables -S": out("iptables", "-w", "-S"),
+        "cgroups": "\n".join(sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/shipit-lab/*"))),
     }
 
 
