@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shipit.modules.apt import AptModule
 from shipit.modules.base import Module
 from shipit.modules.directory import DirectoryModule
 from shipit.modules.file import FileModule
@@ -12,6 +13,6 @@ from shipit.modules.template import TemplateModule
 
 def builtin_modules() -> dict[str, Module]:
     """Map of module name -> module instance for every built-in module."""
-    classes: list[type[Module]] = [FileModule, DirectoryModule, TemplateModule,
+    classes: list[type[Module]] = [AptModule, FileModule, DirectoryModule, TemplateModule,
                                    SystemdUnitModule, ServiceModule]
     return {cls.name: cls() for cls in classes}
