@@ -9,10 +9,11 @@ from shipit.modules.file import FileModule
 from shipit.modules.service import ServiceModule
 from shipit.modules.systemd_unit import SystemdUnitModule
 from shipit.modules.template import TemplateModule
+from shipit.modules.user import GroupModule, UserModule
 
 
 def builtin_modules() -> dict[str, Module]:
     """Map of module name -> module instance for every built-in module."""
     classes: list[type[Module]] = [AptModule, FileModule, DirectoryModule, TemplateModule,
-                                   SystemdUnitModule, ServiceModule]
+                                   SystemdUnitModule, ServiceModule, UserModule, GroupModule]
     return {cls.name: cls() for cls in classes}
