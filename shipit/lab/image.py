@@ -20,7 +20,7 @@ from shipit.lab.util import LabError, remove_tree, run
 __all__ = ["ImageRecipe", "DEFAULT_RECIPE", "ensure_base_image", "image_path"]
 
 #: Bump when the customisation below changes, so cached images built by older code are rebuilt.
-CUSTOMIZE_VERSION = 3
+CUSTOMIZE_VERSION = 4
 
 #: Units that slow boot or make noise in a throwaway lab host.
 MASKED_UNITS = (
@@ -97,9 +97,20 @@ def ensure_base_image(cache_root: Path, mirror: str, recipe: ImageRecipe = DEFAU
         if final.exists():
             remove_tree(final)
         os.rename(tmp, final)
+        _prune_other_images(images, keep=final)
         if log:
             log(f"base image built in {time.monotonic() - started:.0f}s")
         return final
+
+
+def _prune_other_images(images: Path, keep: Path) -> None:
+    """Delete images of older recipes that no mounted overlay uses (they are ~250 MB each)."""
+    with open("/proc/self/mountinfo") as f:
+        mounts = f.read()
+    for other in images.iterdir():
+        if other != keep and other.is_dir() and (other / ".shipit-image-complete").exists() \
+                and f"lowerdir={other}," not in mounts and f"lowerdir={other}:" not in mounts:
+            remove_tree(other)
 
 
 def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
@@ -135,6 +146,8 @@ def _customize(root: Path) -> None:
            "path-exclude=/usr/share/man/*\npath-exclude=/usr/share/doc/*\n"
            "path-include=/usr/share/doc/*/copyright\npath-exclude=/usr/share/locale/*\n"
            "path-include=/usr/share/locale/locale.alias\n")
+    # throwaway hosts: skip dpkg's fsyncs (measured ~1 s of ~18 s for postgresql+caddy+python3)
+    _write(root, "/etc/dpkg/dpkg.cfg.d/02-shipit-lab-unsafe-io", "force-unsafe-io\n")
     run(["chroot", str(root), "systemctl", "enable", "systemd-networkd.service", "ssh.service"])
     run(["chroot", str(root), "systemctl", "mask", *MASKED_UNITS])
     run(["chroot", str(root), "apt-get", "clean"])
