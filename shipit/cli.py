@@ -1,0 +1,284 @@
+"""The ``shipit`` command line (click). Every user error exits with a message, no traceback.
+
+Exit codes: 0 success; 1 a host failed or was unreachable; 2 invalid input (nothing was
+touched); 3 a missing prerequisite on the runner; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from rich.console import Console
+
+from shipit.errors import Problem, ShipitError, ValidationError
+from shipit.executor import Executor, RunOptions
+from shipit.facts.registry import fact_kinds
+from shipit.inventory import Inventory, load_inventory
+from shipit.modules.registry import builtin_modules
+from shipit.playbook import Play, Playbook, Task, load_playbook
+from shipit.pool import ssh_pool
+from shipit.report import ConsoleReporter, result_json
+
+BUILTIN_PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
+
+
+def inventory_path(env: str, explicit: str | None = None) -> Path:
+    """Where ENV's inventory is: ``-i PATH``, else ENV itself if it is a file, else
+    ``inventories/ENV.yml`` (or ``.yaml``/``.ini``) under the current directory.
+
+    Raises:
+        ValidationError: no such inventory.
+    """
+    if explicit:
+        return Path(explicit)
+    if Path(env).is_file():
+        return Path(env)
+    for suffix in (".yml", ".yaml", ".ini"):
+        candidate = Path("inventories") / f"{env}{suffix}"
+        if candidate.is_file():
+            return candidate
+    raise ValidationError([Problem(f"inventories/{env}.yml", 0, "",
+                                   f"no inventory for environment '{env}' (looked for "
+                                   f"inventories/{env}.yml, .yaml, .ini under {Path.cwd()})")])
+
+
+def playbook_path(name: str) -> Path:
+    """A playbook file, or the name of a built-in one in ``playbooks/`` (``deploy`` -> deploy.yml)."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    for candidate in (BUILTIN_PLAYBOOKS / name, BUILTIN_PLAYBOOKS / f"{name}.yml"):
+        if candidate.is_file():
+            return candidate
+    raise ValidationError([Problem(name, 0, "", "no such playbook file, and no built-in playbook of "
+                                   f"that name (built-in: {', '.join(sorted(x.stem for x in BUILTIN_PLAYBOOKS.glob('*.yml')))})")])
+
+
+def parse_extra_vars(values: tuple[str, ...]) -> dict[str, Any]:
+    """``-e key=value`` pairs (values parsed as YAML scalars: 3 -> int, true -> bool).
+
+    Raises:
+        ValidationError: an item is not key=value.
+    """
+    result: dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ValidationError([Problem("-e", 0, item, "expected key=value with key a variable name")])
+        try:
+            result[key.strip()] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            result[key.strip()] = value
+    return result
+
+
+def _consoles(as_json: bool) -> tuple[Console, Console]:
+    """(progress console, stdout console). With --json progress goes to stderr."""
+    err = Console(stderr=True, highlight=False)
+    out = Console(highlight=False)
+    return (err if as_json else out), out
+
+
+def run_guarded(fn: Callable[[], int]) -> None:
+    """Run a command body, turning ShipitError and Ctrl-C into a message and an exit code."""
+    err = Console(stderr=True, highlight=False)
+    try:
+        code = fn()
+    except ValidationError as exc:
+        err.print("[bold red]error:[/] invalid input; nothing was touched")
+        for problem in exc.problems:
+            err.print(f"  {problem}", markup=False, highlight=False)
+        sys.exit(exc.exit_code)
+    except ShipitError as exc:
+        err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("[bold red]interrupted[/]")
+        sys.exit(130)
+    sys.exit(code)
+
+
+def common_run_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by commands that connect to hosts."""
+    f = click.option("-i", "--inventory", "inventory", metavar="PATH",
+                     help="Inventory file (default: inventories/ENV.yml).")(f)
+    f = click.option("--limit", "-l", metavar="PATTERN",
+                     help="Only hosts matching this pattern (e.g. 'web1,web2' or 'web:!web3').")(f)
+    f = click.option("--forks", "-f", type=click.IntRange(1, 500), default=20, show_default=True,
+                     help="Hosts worked on at once.")(f)
+    f = click.option("--json", "as_json", is_flag=True,
+                     help="Print one JSON object on stdout at the end (progress goes to stderr).")(f)
+    f = click.option("--accept-new-host-keys", is_flag=True,
+                     help="Trust unknown host keys on first use and record them in "
+                          "~/.config/shipit/known_hosts (a changed key is always refused).")(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="shipit")
+def main() -> None:
+    """shipit: agentless deploys and provisioning for Python web apps, over SSH.
+
+    Inventories live in inventories/ENV.yml; playbooks are YAML lists of plays (see
+    `shipit modules` for the modules a task can use).
+    """
+
+
+@main.command("run")
+@click.argument("env")
+@click.argument("playbook")
+@click.option("--check", "-C", is_flag=True, help="Change nothing; report what would change.")
+@click.option("--diff", "-D", is_flag=True, help="Show file diffs (secrets masked).")
+@click.option("-e", "--extra-vars", "extra", multiple=True, metavar="KEY=VALUE",
+              help="Extra variables, highest precedence (repeatable).")
+@click.option("-v", "--verbose", is_flag=True, help="Also print ok and skipped tasks.")
+@common_run_options
+def run_cmd(env: str, playbook: str, check: bool, diff: bool, extra: tuple[str, ...], verbose: bool,
+            inventory: str | None, limit: str | None, forks: int, as_json: bool,
+            accept_new_host_keys: bool) -> None:
+    """Run PLAYBOOK (a file, or a built-in name) against environment ENV's inventory."""
+
+    def body() -> int:
+        inv = load_inventory(inventory_path(env, inventory))
+        extra_vars = parse_extra_vars(extra)
+        book = load_playbook(playbook_path(playbook), builtin_modules(), inv, extra_vars)
+        _check_limit(inv, limit)
+        progress, out = _consoles(as_json)
+        reporter = ConsoleReporter(progress, verbose=verbose, show_diff=diff)
+        pool = ssh_pool(inv, accept_new_host_keys)
+        try:
+            executor = Executor(inv, pool, builtin_modules(), fact_kinds(), reporter,
+                                RunOptions(check=check, diff=diff, forks=forks,
+                                           extra_vars=extra_vars, limit=limit))
+            result = executor.run_playbook(book)
+        finally:
+            pool.close()
+        if as_json:
+            out.print(result_json(result, {"check": check}), markup=False, highlight=False,
+                      soft_wrap=True)
+        else:
+            reporter.recap(result, check=check)
+        return 1 if result.failed else 0
+
+    run_guarded(body)
+
+
+def _check_limit(inv: Inventory, limit: str | None) -> None:
+    if limit:
+        try:
+            inv.select(limit)
+        except ValueError as exc:
+            raise ValidationError([Problem("--limit", 0, limit, str(exc))]) from None
+
+
+def _adhoc_playbook(task: Task, hosts: str) -> Playbook:
+    return Playbook("<command line>", (Play(name=task.name, hosts=hosts, tasks=(task,)),))
+
+
+@main.command("facts")
+@click.argument("env")
+@common_run_options
+def facts_cmd(env: str, inventory: str | None, limit: str | None, forks: int, as_json: bool,
+              accept_new_host_keys: bool) -> None:
+    """Gather and print each host's facts (OS, CPUs, memory, load, Pythons)."""
+
+    def body() -> int:
+        inv = load_inventory(inventory_path(env, inventory))
+        _check_limit(inv, limit)
+        progress, out = _consoles(True)
+        pool = ssh_pool(inv, accept_new_host_keys)
+        reporter = ConsoleReporter(progress)
+        try:
+            executor = Executor(inv, pool, builtin_modules(), fact_kinds(), reporter,
+                                RunOptions(forks=forks, limit=limit))
+            result = executor.run_playbook(Playbook("<facts>", (Play("facts", "all", ()),)))
+        finally:
+            pool.close()
+        doc = {"facts": executor.host_facts,
+               "unreachable": {h: r.message for h, r in result.recap.items() if r.unreachable}}
+        if as_json:
+            out.print(json.dumps(doc, indent=2), markup=False, highlight=False, soft_wrap=True)
+        else:
+            out.print(yaml.safe_dump(doc, sort_keys=True), markup=False, highlight=False)
+        return 1 if result.failed else 0
+
+    run_guarded(body)
+
+
+@main.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("env")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--become/--no-become", default=False, show_default=True, help="Run as root via sudo.")
+@common_run_options
+def exec_cmd(env: str, command: tuple[str, ...], become: bool, inventory: str | None,
+             limit: str | None, forks: int, as_json: bool, accept_new_host_keys: bool) -> None:
+    """Run a shell command on every host of ENV (use -- before it): shipit exec prod -- uptime."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shipit.transport import HostUnreachable
+
+    def body() -> int:
+        inv = load_inventory(inventory_path(env, inventory))
+        _check_limit(inv, limit)
+        hosts = inv.select(limit or "all")
+        pool = ssh_pool(inv, accept_new_host_keys)
+        line = " ".join(command)
+
+        def one(host: str) -> dict[str, Any]:
+            try:
+                r = pool.get(host).run(line + "\n", become=become)
+                return {"host": host, "rc": r.rc, "stdout": r.stdout, "stderr": r.stderr}
+            except HostUnreachable as exc:
+                return {"host": host, "rc": None, "stdout": "", "stderr": exc.message}
+
+        try:
+            with ThreadPoolExecutor(max_workers=min(forks, max(1, len(hosts)))) as workers:
+                results = list(workers.map(one, hosts))
+        finally:
+            pool.close()
+        out = Console(highlight=False)
+        if as_json:
+            out.print(json.dumps({"results": results}, indent=2), markup=False, soft_wrap=True)
+        else:
+            for r in results:
+                status = "unreachable" if r["rc"] is None else f"rc={r['rc']}"
+                style = "green" if r["rc"] == 0 else "red"
+                out.print(f"[bold]{r['host']}[/] [{style}]{status}[/]")
+                for text in (r["stdout"], r["stderr"]):
+                    if text.strip():
+                        out.print(text.rstrip(), markup=False, highlight=False)
+        return 0 if all(r["rc"] == 0 for r in results) else 1
+
+    run_guarded(body)
+
+
+@main.command("modules")
+def modules_cmd() -> None:
+    """List the built-in modules and their params."""
+    out = Console(highlight=False)
+    for name, module in sorted(builtin_modules().items()):
+        out.print(f"[bold]{name}[/] — {module.doc.strip().splitlines()[0] if module.doc else ''}")
+        for key, spec in module.params.items():
+            flags = " (required)" if spec.required else f" (default {spec.default!r})" if spec.default is not None else ""
+            out.print(f"    {key}: {spec.expected()}{flags}  {spec.help}", markup=False)
+
+
+def _mount_optional_commands() -> None:
+    """Attach command groups that live in their own packages (lab, deploy)."""
+    try:
+        from shipit.lab.cli import lab
+    except ImportError:
+        return
+    main.add_command(lab)
+
+
+_mount_optional_commands()
+
+if __name__ == "__main__":
+    main()

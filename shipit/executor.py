@@ -1,0 +1,470 @@
+"""The executor: runs plays over hosts in batches, a bounded pool of hosts at a time.
+
+Per host and play it costs one round trip when nothing changes: all facts the play's tasks
+need are gathered by ONE remote script; each task that changes something runs its changes
+and re-gathers the facts of the remaining tasks in the same remote script. Host facts are
+gathered once per host per run before the first play (and refreshed with every gather).
+
+Per-host outcomes are data: a failing or unreachable host never raises through the fleet.
+A failed host stops running tasks and sits out the following plays (as in Ansible);
+``any_errors_fatal`` stops every host, and ``max_fail_percentage`` of a batch stops the play.
+"""
+
+from __future__ import annotations
+
+import secrets as pysecrets
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import jinja2
+
+from shipit.facts import FactKind, FactQuery, build_gather_script, split_gather_output, unique
+from shipit.inventory import Inventory
+from shipit.modules.base import Change, Module, Plan, PlanContext, mask
+from shipit.playbook import Play, Playbook, Task, batches
+from shipit.pool import TransportPool
+from shipit.templating import Templar, make_environment
+from shipit.transport import HostUnreachable, Transport
+
+HOST_QUERY = FactQuery("host")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run: check mode, diffs, forks (hosts at once), extra vars (highest precedence),
+    secrets (values masked everywhere), limit (an inventory pattern narrowing every play)."""
+
+    check: bool = False
+    diff: bool = False
+    forks: int = 20
+    extra_vars: Mapping[str, Any] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+    limit: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """One task's outcome on one host.
+
+    ``status`` is "ok", "changed", "failed" or "skipped"; ``reasons`` says what changed (or
+    would, in check mode); ``message`` why it failed or was skipped; ``duration`` in seconds.
+    """
+
+    host: str
+    play: str
+    task: str
+    module: str
+    status: str
+    reasons: tuple[str, ...] = ()
+    diff: str = ""
+    message: str = ""
+    duration: float = 0.0
+
+
+@dataclass
+class HostRecap:
+    """Counts per host for the recap (as Ansible's stats), plus SSH round trips made."""
+
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    unreachable: bool = False
+    message: str = ""
+    execs: int = 0
+    sftp: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "changed": self.changed, "failed": self.failed,
+                "skipped": self.skipped, "unreachable": self.unreachable,
+                "ssh_execs": self.execs, "sftp_transfers": self.sftp}
+
+
+@dataclass
+class RunResult:
+    """The outcome of a run: every task result, the recap per host, wall time in seconds."""
+
+    tasks: list[TaskResult] = field(default_factory=list)
+    recap: dict[str, HostRecap] = field(default_factory=dict)
+    duration: float = 0.0
+    stopped: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """True when any host failed a task or was unreachable, or the run was stopped."""
+        return bool(self.stopped) or any(r.failed or r.unreachable for r in self.recap.values())
+
+    def failed_hosts(self) -> list[str]:
+        return [h for h, r in self.recap.items() if r.failed or r.unreachable]
+
+
+class Reporter(Protocol):
+    """Receives progress; the only thing that prints (see :mod:`shipit.report`)."""
+
+    def play_start(self, play: Play, hosts: Sequence[str]) -> None: ...
+
+    def task_done(self, result: TaskResult) -> None: ...
+
+    def host_unreachable(self, host: str, message: str) -> None: ...
+
+
+class NullReporter:
+    """A reporter that prints nothing (for tests and library use)."""
+
+    def play_start(self, play: Play, hosts: Sequence[str]) -> None:
+        pass
+
+    def task_done(self, result: TaskResult) -> None:
+        pass
+
+    def host_unreachable(self, host: str, message: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class _Instance:
+    """A task (or one loop item of it) rendered for one host."""
+
+    task: Task
+    params: Mapping[str, Any]
+    become: bool
+    queries: tuple[FactQuery, ...]
+    label: str
+
+
+class _StopFlag:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason = ""
+
+    def stop(self, reason: str) -> None:
+        if not self.event.is_set():
+            self.reason = reason
+            self.event.set()
+
+
+class Executor:
+    """Runs playbooks against an inventory through a transport pool.
+
+    Args:
+        inventory: the loaded inventory.
+        pool: one transport per host (SSH, or fakes in unit tests).
+        modules: module registry (name -> Module).
+        kinds: fact kind registry (name -> FactKind).
+        reporter: progress receiver.
+        options: see :class:`RunOptions`.
+        local_dir: base directory for local paths in tasks (template ``src``, upload ``src``).
+    """
+
+    def __init__(self, inventory: Inventory, pool: TransportPool, modules: Mapping[str, Module],
+                 kinds: Mapping[str, FactKind], reporter: Reporter | None = None,
+                 options: RunOptions | None = None, local_dir: str = ".") -> None:
+        self.inventory = inventory
+        self.pool = pool
+        self.modules = modules
+        self.kinds = kinds
+        self.reporter = reporter or NullReporter()
+        self.options = options or RunOptions()
+        self.local_dir = local_dir
+        self.env = make_environment()
+        self.nonce = pysecrets.token_hex(8)
+        self.host_facts: dict[str, Mapping[str, Any]] = {}
+        self.result = RunResult()
+        self._dead: set[str] = set()
+        self._lock = threading.Lock()
+
+    # ---- public ---------------------------------------------------------------------------
+    def run_playbook(self, playbook: Playbook) -> RunResult:
+        """Run every play in order; returns the :class:`RunResult` (never raises for hosts)."""
+        started = time.monotonic()
+        self.local_dir = playbook.directory
+        for play in playbook.plays:
+            if not self.run_play(play):
+                break
+        self.result.duration = time.monotonic() - started
+        self._collect_stats()
+        return self.result
+
+    def run_play(self, play: Play, hosts: Sequence[str] | None = None) -> bool:
+        """Run one play (over ``hosts`` if given, else its pattern). False: the run must stop."""
+        selected = list(hosts) if hosts is not None else self.inventory.select(play.hosts)
+        if self.options.limit:
+            allowed = set(self.inventory.select(self.options.limit))
+            selected = [h for h in selected if h in allowed]
+        selected = [h for h in selected if h not in self._dead]
+        for h in selected:
+            self.result.recap.setdefault(h, HostRecap())
+        self.reporter.play_start(play, selected)
+        if not selected:
+            return True
+        stop = _StopFlag()
+        for batch in batches(selected, play.serial):
+            failed = self._run_batch(play, batch, selected, stop)
+            if stop.event.is_set():
+                self.result.stopped = stop.reason
+                return False
+            if play.max_fail_percentage is not None and batch:
+                pct = 100.0 * len(failed) / len(batch)
+                if pct > play.max_fail_percentage:
+                    self.result.stopped = (f"play '{play.name}' stopped: {len(failed)} of {len(batch)} hosts "
+                                           f"failed in a batch ({pct:.0f}% > max_fail_percentage "
+                                           f"{play.max_fail_percentage:g}%)")
+                    return False
+        return True
+
+    # ---- batches --------------------------------------------------------------------------
+    def _run_batch(self, play: Play, batch: list[str], play_hosts: list[str], stop: _StopFlag) -> list[str]:
+        failed: list[str] = []
+        workers = max(1, min(self.options.forks, len(batch)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shipit-host") as pool:
+            outcomes = list(pool.map(lambda h: self._run_host(play, h, play_hosts, stop), batch))
+        for host, ok in zip(batch, outcomes):
+            if not ok:
+                failed.append(host)
+        return failed
+
+    def _record(self, result: TaskResult) -> None:
+        with self._lock:
+            self.result.tasks.append(result)
+            recap = self.result.recap.setdefault(result.host, HostRecap())
+            setattr(recap, result.status, getattr(recap, result.status) + 1)
+        self.reporter.task_done(result)
+
+    def _unreachable(self, host: str, message: str) -> None:
+        with self._lock:
+            recap = self.result.recap.setdefault(host, HostRecap())
+            recap.unreachable = True
+            recap.message = message
+            self._dead.add(host)
+        self.reporter.host_unreachable(host, message)
+
+    def _collect_stats(self) -> None:
+        for host, transport in self.pool.opened().items():
+            recap = self.result.recap.setdefault(host, HostRecap())
+            recap.execs = transport.stats.execs
+            recap.sftp = transport.stats.sftp
+
+    # ---- one host ---------------------------------------------------------------------------
+    def _run_host(self, play: Play, host: str, play_hosts: list[str], stop: _StopFlag) -> bool:
+        """Run the play on one host. Returns False when the host failed or was unreachable."""
+        try:
+            transport = self.pool.get(host)
+            if host not in self.host_facts:
+                facts = self._gather(transport, [HOST_QUERY], become=False)
+                self.host_facts[host] = facts[HOST_QUERY]
+            return self._run_tasks(play, host, transport, play_hosts, stop)
+        except HostUnreachable as exc:
+            self._unreachable(host, mask(exc.message, self.options.secrets))
+            if play.any_errors_fatal:
+                stop.stop(f"host {host} unreachable in play '{play.name}' (any_errors_fatal)")
+            return False
+
+    def _variables(self, play: Play, host: str, play_hosts: list[str]) -> dict[str, Any]:
+        inv = self.inventory
+        h = inv.hosts[host]
+        variables = inv.host_vars(host, play.vars, self.options.extra_vars)
+        variables.update({
+            "inventory_hostname": host,
+            "address": h.address,
+            "group_names": [g for g in h.groups if g != "all"],
+            "groups": {g: inv.group_hosts(g) for g in list(inv.groups) + ["all"]},
+            "play_hosts": list(play_hosts),
+            "facts": dict(self.host_facts.get(host, {})),
+        })
+        return variables
+
+    def _instances(self, tasks: Sequence[Task], play: Play, host: str, play_hosts: list[str],
+                   templar: Templar) -> tuple[list[_Instance], list[TaskResult]]:
+        """Render tasks for ``host``: the instances to plan, and results for skipped/bad ones."""
+        instances: list[_Instance] = []
+        early: list[TaskResult] = []
+        for task in tasks:
+            module = self.modules[task.module]
+            if task.run_once and play_hosts and host != play_hosts[0]:
+                early.append(TaskResult(host, play.name, task.name, task.module, "skipped",
+                                        message=f"run_once: runs on {play_hosts[0]} only"))
+                continue
+            try:
+                items = [None] if task.loop is None else templar.render(task.loop)
+                if not isinstance(items, list):
+                    raise jinja2.TemplateError(f"loop must give a list, got {items!r}")
+                for item in items:
+                    local = Templar(self.env, {**templar.variables, "item": item}) if task.loop is not None else templar
+                    label = task.name if task.loop is None else f"{task.name} ({item})"
+                    failed_when = [c for c in task.when if not local.truth(c)]
+                    if failed_when:
+                        early.append(TaskResult(host, play.name, label, task.module, "skipped",
+                                                message=f"when: {failed_when[0]} is false"))
+                        continue
+                    params = local.render(dict(task.params))
+                    problems = self._check_rendered(module, params)
+                    if problems:
+                        raise jinja2.TemplateError("; ".join(problems))
+                    become = task.become if task.become is not None else play.become
+                    instances.append(_Instance(task, params, become, tuple(module.facts(params)), label))
+            except jinja2.TemplateError as exc:
+                early.append(TaskResult(host, play.name, task.name, task.module, "failed",
+                                        message=f"{task.file}:{task.line}: {mask(str(exc), self.options.secrets)}"))
+        return instances, early
+
+    @staticmethod
+    def _check_rendered(module: Module, params: Mapping[str, Any]) -> list[str]:
+        from shipit.playbook import _type_ok  # the same rule the loader applies
+
+        problems = []
+        for key, spec in module.params.items():
+            value = params.get(key)
+            if value is None:
+                continue
+            if not _type_ok(value, spec.type) or (spec.choices and value not in spec.choices):
+                problems.append(f"{module.name}.{key}: expected {spec.expected()}, rendered to {value!r}")
+        problems += [f"{module.name}.{k}: {m}" for k, m in module.check_params(params)]
+        return problems
+
+    def _secrets_of(self, instances: Sequence[_Instance]) -> tuple[str, ...]:
+        found = list(self.options.secrets)
+        for inst in instances:
+            for key, spec in self.modules[inst.task.module].params.items():
+                value = inst.params.get(key)
+                if spec.secret and isinstance(value, str) and value:
+                    found.append(value)
+        return tuple(found)
+
+    def _run_tasks(self, play: Play, host: str, transport: Transport, play_hosts: list[str],
+                   stop: _StopFlag) -> bool:
+        templar = Templar(self.env, self._variables(play, host, play_hosts))
+        instances, early = self._instances(play.tasks, play, host, play_hosts, templar)
+        secrets = self._secrets_of(instances)
+        for r in early:
+            self._record(r)
+        if any(r.status == "failed" for r in early):
+            return self._host_failed(play, host, stop)
+        become = any(i.become for i in instances) or play.become
+        notified: list[str] = []
+        ok = self._apply_instances(play, host, transport, instances, become, secrets, stop, notified,
+                                   templar)
+        if not ok:
+            return self._host_failed(play, host, stop)
+        handlers = [h for h in play.handlers if h.name in notified]
+        if handlers and not stop.event.is_set():
+            h_instances, h_early = self._instances(handlers, play, host, play_hosts, templar)
+            for r in h_early:
+                self._record(r)
+                if r.status == "failed":
+                    return self._host_failed(play, host, stop)
+            if not self._apply_instances(play, host, transport, h_instances, become,
+                                         secrets + self._secrets_of(h_instances), stop, [], templar):
+                return self._host_failed(play, host, stop)
+        return True
+
+    def _host_failed(self, play: Play, host: str, stop: _StopFlag) -> bool:
+        with self._lock:
+            self._dead.add(host)
+        if play.any_errors_fatal:
+            stop.stop(f"host {host} failed in play '{play.name}' (any_errors_fatal)")
+        return False
+
+    def _apply_instances(self, play: Play, host: str, transport: Transport,
+                         instances: list[_Instance], become: bool, secrets: tuple[str, ...],
+                         stop: _StopFlag, notified: list[str], templar: Templar) -> bool:
+        if not instances:
+            return True
+        facts = self._gather(transport, [HOST_QUERY] + unique(q for i in instances for q in i.queries), become)
+        for index, inst in enumerate(instances):
+            if stop.event.is_set():
+                return True
+            started = time.monotonic()
+            self.host_facts[host] = facts.get(HOST_QUERY, self.host_facts.get(host, {}))
+            ctx = PlanContext(host=host, host_facts=self.host_facts[host], check=self.options.check,
+                              diff=self.options.diff, read_local=_read_local,
+                              local_path=lambda p: str(Path(self.local_dir, p)),
+                              render=templar.render_text,
+                              secrets=secrets)
+            module = self.modules[inst.task.module]
+            try:
+                plan = module.plan(inst.params, facts, ctx)
+            except (OSError, jinja2.TemplateError, ValueError) as exc:
+                plan = Plan(failed=f"{type(exc).__name__}: {exc}")
+            base = dict(host=host, play=play.name, task=inst.label, module=inst.task.module)
+            if plan.failed:
+                self._record(TaskResult(**base, status="failed", message=mask(plan.failed, secrets),
+                                        duration=time.monotonic() - started))
+                if not inst.task.ignore_errors:
+                    return False
+                continue
+            if plan.skipped:
+                self._record(TaskResult(**base, status="skipped", message=plan.skipped,
+                                        duration=time.monotonic() - started))
+                continue
+            if not plan.changes:
+                self._record(TaskResult(**base, status="ok", duration=time.monotonic() - started))
+                continue
+            reasons = tuple(mask(c.reason, secrets) for c in plan.changes)
+            diff = "".join(mask(c.diff, secrets) for c in plan.changes) if self.options.diff else ""
+            if self.options.check:
+                self._record(TaskResult(**base, status="changed", reasons=reasons, diff=diff,
+                                        message="check mode: not applied",
+                                        duration=time.monotonic() - started))
+                notified.extend(n for n in inst.task.notify if n not in notified)
+                continue
+            remaining = unique(q for i in instances[index + 1:] for q in i.queries)
+            rc, output, facts_after = self._apply(transport, plan.changes, inst.become,
+                                                  [HOST_QUERY] + remaining)
+            if rc != 0:
+                tail = "\n".join(output.strip().splitlines()[-15:])
+                self._record(TaskResult(**base, status="failed", reasons=reasons, diff=diff,
+                                        message=mask(f"exit {rc}: {tail}", secrets),
+                                        duration=time.monotonic() - started))
+                if not inst.task.ignore_errors:
+                    return False
+                facts = self._gather(transport, [HOST_QUERY] + remaining, become)
+                continue
+            self._record(TaskResult(**base, status="changed", reasons=reasons, diff=diff,
+                                    duration=time.monotonic() - started))
+            notified.extend(n for n in inst.task.notify if n not in notified)
+            facts = {**facts, **facts_after}
+        return True
+
+    # ---- remote scripts ---------------------------------------------------------------------
+    def _gather(self, transport: Transport, queries: list[FactQuery], become: bool) -> dict[FactQuery, Any]:
+        queries = unique(queries)
+        script = "export LC_ALL=C\n" + build_gather_script(queries, self.kinds, self.nonce)
+        result = transport.run(script, become=become)
+        if result.rc != 0 and "@@shipit:" not in result.stdout:
+            raise HostUnreachable(f"{transport.host}: gathering facts failed (exit {result.rc}): "
+                                  f"{result.stderr.strip()[-500:]}")
+        return split_gather_output(result.stdout, queries, self.kinds, self.nonce)
+
+    def _apply(self, transport: Transport, changes: Sequence[Change], become: bool,
+               refresh: list[FactQuery]) -> tuple[int, str, dict[FactQuery, Any]]:
+        """Upload, run the changes, and re-gather ``refresh`` in the same remote script.
+
+        Returns (exit status of the changes, their stdout+stderr, refreshed facts).
+        """
+        for change in changes:
+            if change.upload is not None:
+                transport.put(change.upload.local, change.upload.remote)
+        body = "\n".join(c.script for c in changes)
+        marker = f"@@shipit:{self.nonce}:rc:"
+        script = (f"export LC_ALL=C\n( set -e\n{body}\n) </dev/null 1>&2\n__shipit_rc=$?\n"
+                  f"echo \"{marker}$__shipit_rc\"\n"
+                  f"if [ \"$__shipit_rc\" = 0 ]; then\n"
+                  f"{build_gather_script(refresh, self.kinds, self.nonce)}fi\n")
+        result = transport.run(script, become=become)
+        head, sep, tail = result.stdout.partition(marker)
+        if not sep:
+            return (result.rc or 1), (result.stderr + head), {}
+        rc_text, _, rest = tail.partition("\n")
+        rc = int(rc_text.strip() or 1)
+        facts = split_gather_output(rest, unique(refresh), self.kinds, self.nonce) if rc == 0 else {}
+        return rc, result.stderr, facts
+
+
+def _read_local(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()

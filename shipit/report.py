@@ -1,0 +1,109 @@
+"""The only printer: live progress lines while running, a recap table at the end, or JSON.
+
+``--json`` prints ONE JSON object on stdout at the end (and nothing else on stdout)::
+
+    {"recap": {HOST: {"ok": N, "changed": N, "failed": N, "skipped": N, "unreachable": BOOL,
+                      "ssh_execs": N, "sftp_transfers": N}},
+     "tasks": [{"host", "play", "task", "module", "status", "reasons", "diff", "message",
+                "duration"}],                       # duration in seconds
+     "duration": SECONDS, "failed": BOOL, "stopped": "why the run stopped, or empty"}
+
+(``recap`` is shaped like Ansible's ``stats``.)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from shipit.executor import RunResult, TaskResult
+from shipit.playbook import Play
+
+STATUS_STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red", "skipped": "cyan",
+                "unreachable": "bold red"}
+
+
+class ConsoleReporter:
+    """Prints each changed/failed task as it happens (every task with ``verbose``), then a recap.
+
+    Output goes to ``console`` (stderr when ``--json`` is on, so stdout stays pure JSON).
+    """
+
+    def __init__(self, console: Console, verbose: bool = False, show_diff: bool = False) -> None:
+        self.console = console
+        self.verbose = verbose
+        self.show_diff = show_diff
+        self._lock = threading.Lock()
+
+    def play_start(self, play: Play, hosts: Sequence[str]) -> None:
+        with self._lock:
+            self.console.print(Text.assemble(("PLAY ", "bold"), (play.name, "bold blue"),
+                                             f"  [{len(hosts)} host{'s' if len(hosts) != 1 else ''}"
+                                             f"{': ' + ', '.join(hosts) if len(hosts) <= 6 else ''}]"))
+
+    def task_done(self, result: TaskResult) -> None:
+        if result.status in ("ok", "skipped") and not self.verbose:
+            return
+        with self._lock:
+            line = Text.assemble(("  " + result.status.ljust(8), STATUS_STYLE[result.status]),
+                                 (result.host.ljust(12), "bold"), result.task)
+            detail = "; ".join(result.reasons) or result.message
+            if detail:
+                line.append(f" — {detail}", style="dim" if result.status != "failed" else "red")
+            if result.status == "failed" and result.reasons and result.message:
+                line.append(f"\n      {result.message}", style="red")
+            self.console.print(line)
+            if self.show_diff and result.diff:
+                for diff_line in result.diff.splitlines():
+                    style = "green" if diff_line.startswith("+") else "red" if diff_line.startswith("-") else "dim"
+                    self.console.print(Text("      " + diff_line, style=style))
+
+    def host_unreachable(self, host: str, message: str) -> None:
+        with self._lock:
+            self.console.print(Text.assemble(("  unreachable ", "bold red"), (host + " ", "bold"),
+                                             (message, "red")))
+
+    def recap(self, result: RunResult, check: bool = False) -> None:
+        """Print the recap table: a row per host with ok/changed/failed/skipped/unreachable."""
+        table = Table(title="RECAP" + (" (check mode: nothing was changed)" if check else ""),
+                      title_justify="left")
+        for col in ("host", "ok", "changed", "failed", "skipped", "unreachable", "ssh execs"):
+            table.add_column(col, justify="left" if col == "host" else "right")
+        for host, r in result.recap.items():
+            table.add_row(host, str(r.ok), _styled(r.changed, "yellow"), _styled(r.failed, "red"),
+                          str(r.skipped), Text("yes", "bold red") if r.unreachable else Text("no"),
+                          str(r.execs))
+        self.console.print(table)
+        changed = sum(r.changed for r in result.recap.values())
+        summary = f"{changed} change{'s' if changed != 1 else ''}" + (" would be made" if check else "")
+        if changed == 0:
+            summary = "no changes" + (" would be made" if check else "")
+        self.console.print(f"{summary}; {result.duration:.1f} s")
+        if result.stopped:
+            self.console.print(Text(result.stopped, style="bold red"))
+
+
+def _styled(n: int, style: str) -> Text:
+    return Text(str(n), style=style if n else "")
+
+
+def result_json(result: RunResult, extra: dict[str, Any] | None = None) -> str:
+    """The ``--json`` document for ``result`` (see the module docstring)."""
+    doc: dict[str, Any] = {
+        "recap": {h: r.as_dict() for h, r in result.recap.items()},
+        "tasks": [{**asdict(t), "reasons": list(t.reasons), "duration": round(t.duration, 4)}
+                  for t in result.tasks],
+        "duration": round(result.duration, 3),
+        "failed": result.failed,
+        "stopped": result.stopped,
+    }
+    if extra:
+        doc.update(extra)
+    return json.dumps(doc, indent=2, sort_keys=False)

@@ -1,0 +1,215 @@
+"""Executor logic on a local shell: one gather per play, refresh after change, handlers, check
+mode, failures, any_errors_fatal, max_fail_percentage. Uses small test modules and fact kinds
+(the built-in ones are tested in their own files)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shipit.facts import FactKind, FactQuery
+from shipit.facts.registry import fact_kinds
+from shipit.inventory import load_inventory
+from shipit.executor import Executor, RunOptions
+from shipit.modules.base import Change, Module, Param, Plan, PlanContext, q
+from shipit.playbook import load_playbook
+from shipit.pool import TransportPool
+from shipit.testing import LocalShellTransport
+
+
+class Touch(Module):
+    """Creates a file when absent (a minimal idempotent module)."""
+
+    name = "touch"
+    params = {"path": Param(str, required=True), "fail": Param(bool, default=False)}
+
+    def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
+        return [FactQuery("exists", params["path"])]
+
+    def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any], ctx: PlanContext) -> Plan:
+        if facts[FactQuery("exists", params["path"])]:
+            return Plan()
+        script = "echo boom >&2; exit 3" if params["fail"] else f"touch {q(params['path'])}"
+        return Plan(changes=(Change(f"create {params['path']}", script),))
+
+
+class Copy(Module):
+    """Copies src to dest when dest is absent; needs facts refreshed after Touch created src."""
+
+    name = "copy"
+    params = {"src": Param(str, required=True), "dest": Param(str, required=True)}
+
+    def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
+        return [FactQuery("exists", params["src"]), FactQuery("exists", params["dest"])]
+
+    def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any], ctx: PlanContext) -> Plan:
+        if not facts[FactQuery("exists", params["src"])]:
+            return Plan(failed=f"{params['src']} does not exist")
+        if facts[FactQuery("exists", params["dest"])]:
+            return Plan()
+        return Plan(changes=(Change("copy", f"cp {q(params['src'])} {q(params['dest'])}"),))
+
+
+class Record(Module):
+    """Always changes: appends a line to a log (a handler-like action)."""
+
+    name = "record"
+    params = {"log": Param(str, required=True), "line": Param(str, required=True)}
+
+    def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any], ctx: PlanContext) -> Plan:
+        return Plan(changes=(Change("record", f"echo {q(params['line'])} >> {q(params['log'])}"),))
+
+
+MODULES: dict[str, Module] = {m.name: m for m in (Touch(), Copy(), Record())}
+KINDS = {**fact_kinds(), "exists": FactKind("exists", lambda p: f"test -e {q(p)} && echo yes || echo no",
+                                            lambda out: out.strip() == "yes")}
+
+
+def setup(tmp_path: Path, playbook: str, hosts: int = 2) -> tuple[Any, Any, dict[str, LocalShellTransport]]:
+    inv_path = tmp_path / "inv.yml"
+    inv_path.write_text("hosts:\n" + "".join(f"  h{i}: {{vars: {{n: {i}}}}}\n" for i in range(1, hosts + 1))
+                        + "groups:\n  web: {hosts: [" + ", ".join(f"h{i}" for i in range(1, hosts + 1)) + "]}\n"
+                        + f"vars: {{dir: {tmp_path}}}\n")
+    book_path = tmp_path / "book.yml"
+    book_path.write_text(playbook)
+    inv = load_inventory(inv_path)
+    book = load_playbook(book_path, MODULES, inv)
+    transports: dict[str, LocalShellTransport] = {}
+
+    def factory(host: str) -> LocalShellTransport:
+        transports[host] = LocalShellTransport(host)
+        return transports[host]
+
+    return inv, book, transports, factory  # type: ignore[return-value]
+
+
+BOOK = """\
+- name: files
+  hosts: web
+  tasks:
+    - name: source
+      touch: {path: "{{ dir }}/src-{{ n }}"}
+      notify: log it
+    - name: copy
+      copy: {src: "{{ dir }}/src-{{ n }}", dest: "{{ dir }}/dest-{{ n }}"}
+    - name: skipped on h2
+      touch: {path: "{{ dir }}/only-h1"}
+      when: n == 1
+  handlers:
+    - name: log it
+      record: {log: "{{ dir }}/handler.log", line: "{{ inventory_hostname }}"}
+"""
+
+
+def run(inv: Any, book: Any, factory: Any, **opts: Any) -> Any:
+    pool = TransportPool(factory)
+    executor = Executor(inv, pool, MODULES, KINDS, options=RunOptions(**opts))
+    return executor.run_playbook(book)
+
+
+def test_converges_then_second_run_changes_nothing_in_two_round_trips(tmp_path: Path) -> None:
+    inv, book, transports, factory = setup(tmp_path, BOOK)
+    first = run(inv, book, factory)
+    assert not first.failed
+    assert first.recap["h1"].changed == 4  # source, copy, only-h1, handler
+    assert first.recap["h2"].changed == 3 and first.recap["h2"].skipped == 1
+    assert (tmp_path / "dest-2").exists() and (tmp_path / "only-h1").exists()
+    assert sorted((tmp_path / "handler.log").read_text().split()) == ["h1", "h2"]
+
+    transports.clear()
+    second = run(inv, book, factory)
+    assert all(r.changed == 0 and r.failed == 0 for r in second.recap.values())
+    # a no-op costs two round trips per host: host facts, then the play's facts
+    assert {h: t.stats.execs for h, t in transports.items()} == {"h1": 2, "h2": 2}
+    assert (tmp_path / "handler.log").read_text().count("h1") == 1  # handler not notified again
+
+
+def test_check_mode_changes_nothing_and_reports_would_be_changes(tmp_path: Path) -> None:
+    inv, book, transports, factory = setup(tmp_path, BOOK)
+    result = run(inv, book, factory, check=True)
+    assert not any(tmp_path.glob("src-*"))
+    by_task = {(t.host, t.task): t for t in result.tasks}
+    assert by_task[("h1", "source")].status == "changed"
+    assert by_task[("h1", "source")].message == "check mode: not applied"
+    # the copy's source does not exist in check mode: it fails as Ansible would
+    assert by_task[("h1", "copy")].status == "failed"
+
+
+def test_failed_task_stops_that_host_only(tmp_path: Path) -> None:
+    book = """\
+- hosts: web
+  tasks:
+    - touch: {path: "{{ dir }}/a-{{ n }}", fail: "{{ n == 1 }}"}
+    - touch: {path: "{{ dir }}/b-{{ n }}"}
+"""
+    inv, pb, transports, factory = setup(tmp_path, book)
+    result = run(inv, pb, factory)
+    assert result.failed and result.failed_hosts() == ["h1"]
+    failure = [t for t in result.tasks if t.status == "failed"][0]
+    assert "exit 3" in failure.message and "boom" in failure.message
+    assert not (tmp_path / "b-1").exists() and (tmp_path / "b-2").exists()
+
+
+def test_any_errors_fatal_stops_every_host(tmp_path: Path) -> None:
+    book = """\
+- hosts: web
+  serial: 1
+  any_errors_fatal: true
+  tasks:
+    - touch: {path: "{{ dir }}/a-{{ n }}", fail: "{{ n == 1 }}"}
+- hosts: web
+  tasks:
+    - touch: {path: "{{ dir }}/later-{{ n }}"}
+"""
+    inv, pb, transports, factory = setup(tmp_path, book)
+    result = run(inv, pb, factory)
+    assert "any_errors_fatal" in result.stopped
+    assert not (tmp_path / "a-2").exists() and not list(tmp_path.glob("later-*"))
+
+
+def test_max_fail_percentage_stops_later_batches(tmp_path: Path) -> None:
+    book = """\
+- hosts: web
+  serial: 1
+  max_fail_percentage: 0
+  tasks:
+    - touch: {path: "{{ dir }}/a-{{ n }}", fail: "{{ n == 1 }}"}
+"""
+    inv, pb, transports, factory = setup(tmp_path, book, hosts=3)
+    result = run(inv, pb, factory)
+    assert "max_fail_percentage" in result.stopped
+    assert not (tmp_path / "a-2").exists() and not (tmp_path / "a-3").exists()
+
+
+def test_loop_and_run_once(tmp_path: Path) -> None:
+    book = """\
+- hosts: web
+  tasks:
+    - name: many
+      touch: {path: "{{ dir }}/{{ item }}-{{ n }}"}
+      loop: [x, y]
+    - name: once
+      record: {log: "{{ dir }}/once.log", line: "{{ inventory_hostname }}"}
+      run_once: true
+"""
+    inv, pb, transports, factory = setup(tmp_path, book)
+    result = run(inv, pb, factory)
+    assert not result.failed
+    assert {p.name for p in tmp_path.glob("[xy]-*")} == {"x-1", "y-1", "x-2", "y-2"}
+    assert (tmp_path / "once.log").read_text().split() == ["h1"]
+
+
+def test_scripts_carry_no_secret_in_argv_and_errors_are_masked(tmp_path: Path) -> None:
+    book = """\
+- hosts: web
+  tasks:
+    - touch: {path: "{{ dir }}/s3cr3t-{{ n }}", fail: true}
+"""
+    inv, pb, transports, factory = setup(tmp_path, book, hosts=1)
+    pool = TransportPool(factory)
+    result = Executor(inv, pool, MODULES, KINDS, options=RunOptions(secrets=("s3cr3t",))).run_playbook(pb)
+    failed = [t for t in result.tasks if t.status == "failed"][0]
+    assert "s3cr3t" not in failed.reasons[0] and "********" in failed.reasons[0]
