@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def image_path(cache_root: Path, recipe: ImageRecipe = DEFAULT_RECIPE) -> Path:
 
 
 def ensure_base_image(cache_root: Path, mirror: str, recipe: ImageRecipe = DEFAULT_RECIPE,
-                      log: "callable[[str], None] | None" = None) -> Path:
+                      log: Callable[[str], None] | None = None) -> Path:
     """Return the path of the built image for ``recipe``, building it first if needed.
 
     ``mirror`` is the Debian mirror URI used by debootstrap. Takes an exclusive lock on

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from shipit.lab import acng, network
 from shipit.lab.aptsrc import apt_conf_for_hosts, read_apt_mirror
@@ -93,9 +92,10 @@ class Lab:
     def _state_file(self) -> Path:
         return self.dir / "state.json"
 
-    def _read_state(self) -> dict:
+    def _read_state(self) -> dict[str, Any]:
         try:
-            return json.loads(self._state_file.read_text())
+            data: dict[str, Any] = json.loads(self._state_file.read_text())
+            return data
         except (OSError, ValueError):
             return {}
 
@@ -127,7 +127,7 @@ class Lab:
         mirror = read_apt_mirror()
         image = ensure_base_image(self.cache_root, mirror, log=self._log)
         if not self._key.exists():
-            self._key.unlink(missing_ok=True)
+            self._key.with_suffix(".key.pub").unlink(missing_ok=True)
             run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"shipit-lab-{self.name}",
                  "-f", str(self._key)])
         network.check_subnet_free(self.net)
@@ -211,11 +211,12 @@ class Lab:
                 return f"boot finished {last.state}; failed units: {', '.join(last.failed_units) or 'none'}"
             if time.monotonic() - start > 15:
                 # boot over but deploy still locked out (e.g. systemd-user-sessions failed)?
-                rc, state = m.nsenter("systemctl", "is-system-running")
-                if state in ("degraded", "maintenance", "running"):
+                # (as root via nsenter: root may log in while deploy is still locked out)
+                _, state = m.nsenter("systemctl", "is-system-running")
+                if state in ("degraded", "maintenance"):
                     _, failed = m.nsenter("systemctl", "--failed", "--plain", "--no-legend")
-                    if state != "running" or Path(m.root, "run/nologin").exists():
-                        return f"boot finished {state} but deploy cannot log in ({last.error}); failed: {failed or 'none'}"
+                    return (f"boot finished {state} but deploy cannot log in ({last.error}); "
+                            f"failed: {failed or 'none'}")
             time.sleep(0.3)
         return f"not ready after {boot_timeout:.0f}s ({last.error or last.state})"
 
