@@ -10,6 +10,7 @@ from shipit.modules.file import FileModule
 from shipit.modules.service import ServiceModule
 from shipit.modules.systemd_unit import SystemdUnitModule
 from shipit.modules.template import TemplateModule
+from shipit.modules.upload import UploadModule
 from shipit.modules.user import GroupModule, UserModule
 
 
@@ -17,5 +18,5 @@ def builtin_modules() -> dict[str, Module]:
     """Map of module name -> module instance for every built-in module."""
     classes: list[type[Module]] = [AptModule, FileModule, DirectoryModule, TemplateModule,
                                    SystemdUnitModule, ServiceModule, UserModule, GroupModule,
-                                   CommandModule, ShellModule]
+                                   CommandModule, ShellModule, UploadModule]
     return {cls.name: cls() for cls in classes}

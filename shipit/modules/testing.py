@@ -8,6 +8,7 @@ runs as ``set -e`` in its own ``sh`` fed on stdin.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ def run_local(module: Module, params: Mapping[str, Any], ctx: PlanContext,
     results: list[tuple[int, str]] = []
     if execute:
         for change in plan.changes:
+            if change.upload is not None:      # what the executor's SFTP put does
+                shutil.copyfile(change.upload.local, change.upload.remote)
             results.append(run_script(change.script))
             if results[-1][0] != 0:
                 break
