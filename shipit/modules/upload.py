@@ -33,7 +33,7 @@ tmp=$(mktemp "$dir/.shipit-XXXXXXXX")
 cp -- "$src" "$tmp"
 {attrs}
 mv -f "$tmp" "$dest"
-tmp="""""
+tmp=''"""
 
 
 class UploadModule(Module):
