@@ -306,7 +306,8 @@ class Executor:
                     if problems:
                         raise jinja2.TemplateError("; ".join(problems))
                     become = task.become if task.become is not None else play.become
-                    instances.append(_Instance(task, params, become, tuple(module.facts(params)), label))
+                    queries = module.facts(params) + (module.diff_facts(params) if self.options.diff else [])
+                    instances.append(_Instance(task, params, become, tuple(queries), label))
             except jinja2.TemplateError as exc:
                 early.append(TaskResult(host, play.name, task.name, task.module, "failed",
                                         message=f"{task.file}:{task.line}: {mask(str(exc), self.options.secrets)}"))

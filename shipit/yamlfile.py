@@ -87,6 +87,8 @@ def load_yaml_text(text: str, file: str) -> Any:
         what = exc.problem or str(exc)
         if exc.context:
             what = f"{exc.context}, {what}"
+        if exc.context_mark is not None and mark is not None and exc.context_mark.line != mark.line:
+            what += f" (the construct opened at line {exc.context_mark.line + 1})"
         raise ValidationError([Problem(file, line, "", f"invalid YAML: {what}")]) from None
     except yaml.YAMLError as exc:
         raise ValidationError([Problem(file, 0, "", f"invalid YAML: {exc}")]) from None
