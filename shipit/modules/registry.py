@@ -7,6 +7,7 @@ from shipit.modules.base import Module
 from shipit.modules.command import CommandModule, ShellModule
 from shipit.modules.directory import DirectoryModule
 from shipit.modules.file import FileModule
+from shipit.modules.python import PythonModule
 from shipit.modules.service import ServiceModule
 from shipit.modules.systemd_unit import SystemdUnitModule
 from shipit.modules.template import TemplateModule
@@ -18,5 +19,5 @@ def builtin_modules() -> dict[str, Module]:
     """Map of module name -> module instance for every built-in module."""
     classes: list[type[Module]] = [AptModule, FileModule, DirectoryModule, TemplateModule,
                                    SystemdUnitModule, ServiceModule, UserModule, GroupModule,
-                                   CommandModule, ShellModule, UploadModule]
+                                   CommandModule, ShellModule, UploadModule, PythonModule]
     return {cls.name: cls() for cls in classes}

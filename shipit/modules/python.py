@@ -1,0 +1,144 @@
+"""The ``python`` module: a distro Python (apt), optionally a venv with packages from wheels.
+
+Hosts have no package index access, so packages are installed only from a wheel directory
+already on the host (``pip install --no-index --find-links WHEELS_DIR``), e.g. one the
+``upload``/``command`` modules unpacked from the release artifact. Python comes from the
+distro's own packages (``python3.X``, ``python3.X-venv``); a version the distro does not ship
+fails the task with the versions each known codename ships (:data:`DISTRO_PYTHON`).
+
+Idempotence: apt packages via the ``apt`` module's plan; the venv is ok when its
+``pyvenv.cfg`` has the wanted X.Y (otherwise it is removed and re-created); ``packages`` are
+compared with the venv's ``*.dist-info`` names (``name`` or ``name==version``);
+``requirements`` (a file on the host) is re-installed when its sha256 differs from the stamp
+written after the last successful install. venv and pip run as ``owner`` (``runuser``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from shipit.facts import FactQuery
+from shipit.facts.python import STAMP, normalize
+from shipit.modules.apt import AptModule
+from shipit.modules.base import Change, Module, Param, Plan, PlanContext, q
+
+DISTRO_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13",
+                 "jammy": "3.10", "noble": "3.12"}
+"""The Python each OS codename ships as python3 (Debian 11/12/13, Ubuntu 22.04/24.04)."""
+
+REQ_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)(==([A-Za-z0-9.+!_-]+))?")
+_APT = AptModule()
+
+
+def _apt_params(params: Mapping[str, Any], version: str) -> dict[str, Any]:
+    return {"name": [f"python{version}", f"python{version}-venv"], "state": "present",
+            "update_cache": True, "cache_valid_time": 3600}
+
+
+def _as(owner: str | None, words: str) -> str:
+    return f"runuser -u {q(owner)} -- {words}" if owner else words
+
+
+class PythonModule(Module):
+    """Install the distro's Python, create a venv and install wheels into it."""
+
+    name = "python"
+    doc = "Distro Python (apt), a venv, and packages from a wheel directory on the host."
+    params = {
+        "version": Param(str, help='X.Y, e.g. "3.11"; default: the distro\'s python3'),
+        "venv": Param(str, help="absolute path of a venv to create"),
+        "owner": Param(str, help="user owning the venv (venv and pip run as this user)"),
+        "packages": Param(list, help='distributions to install, "name" or "name==version"'),
+        "requirements": Param(str, help="requirements file on the host"),
+        "wheels_dir": Param(str, help="wheel directory on the host (pip --find-links)"),
+    }
+
+    def check_params(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+        errors = []
+        version = params.get("version")
+        if version is not None and not re.fullmatch(r"3\.\d+", str(version)):
+            errors.append(("version", 'expected "3.X" as a quoted string, e.g. "3.11"'))
+        for p in params.get("packages") or []:
+            if not isinstance(p, str) or not REQ_RE.fullmatch(p):
+                errors.append(("packages", f"{p!r}: expected name or name==version"))
+        wants_pip = params.get("packages") or params.get("requirements")
+        if wants_pip and not params.get("venv"):
+            errors.append(("venv", "packages/requirements need a venv"))
+        if wants_pip and not params.get("wheels_dir"):
+            errors.append(("wheels_dir", "hosts have no package index: give a wheel directory"))
+        return errors
+
+    def _version(self, params: Mapping[str, Any], codename: str) -> tuple[str | None, str]:
+        table = ", ".join(f"{k} {v}" for k, v in DISTRO_PYTHON.items())
+        shipped = DISTRO_PYTHON.get(codename)
+        wanted = params.get("version") or shipped
+        if shipped is None:
+            return None, (f"unknown OS codename {codename!r}: cannot tell which Python it "
+                          f"ships (known: {table})")
+        if wanted != shipped:
+            return None, (f"Python {wanted} is not available from {codename}'s packages; "
+                          f"{codename} ships {shipped} (known: {table})")
+        return wanted, ""
+
+    def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
+        # Facts cannot depend on host facts, so ask for every candidate version's packages
+        # only when the version is given; otherwise for each version in the table.
+        versions = [params["version"]] if params.get("version") else \
+            sorted(set(DISTRO_PYTHON.values()))
+        queries: list[FactQuery] = []
+        for v in versions:
+            queries += _APT.facts(_apt_params(params, v))
+        if params.get("venv"):
+            queries.append(FactQuery("venv", params["venv"]))
+        if params.get("requirements"):
+            queries.append(FactQuery("file", params["requirements"]))
+        return queries
+
+    def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any],
+             ctx: PlanContext) -> Plan:
+        version, error = self._version(params, ctx.host_facts.get("codename", ""))
+        if version is None:
+            return Plan(failed=error)
+        apt_plan = _APT.plan(_apt_params(params, version), facts, ctx)
+        if apt_plan.failed:
+            return apt_plan
+        changes = list(apt_plan.changes)
+        venv, owner = params.get("venv"), params.get("owner")
+        if not venv:
+            return Plan(tuple(changes))
+        state = facts[FactQuery("venv", venv)]
+        have = (state["version"] or "").split(".")[:2]
+        fresh = False
+        if not state["exists"] or not state["python"] or have != version.split("."):
+            why = "create venv " + venv if not state["exists"] else \
+                f"re-create venv {venv} (has Python {state['version']}, want {version})"
+            rm = f"rm -rf -- {q(venv)}\n" if state["exists"] else ""
+            changes.append(Change(why, rm + _as(owner, f"python{version} -m venv -- {q(venv)}")
+                                  + " </dev/null"))
+            fresh = True
+        pip = _as(owner, f"{q(venv + '/bin/pip')} install --no-index --find-links "
+                         f"{q(params.get('wheels_dir') or '')}")
+        installed = {} if fresh else state["packages"]
+        missing = []
+        for spec in params.get("packages") or []:
+            match = REQ_RE.fullmatch(spec)
+            assert match is not None            # check_params guarantees it
+            have_ver = installed.get(normalize(match.group(1)))
+            if have_ver is None or (match.group(3) and have_ver != match.group(3)):
+                missing.append(spec)
+        if missing:
+            changes.append(Change("install " + ", ".join(missing),
+                                  f"{pip} -- {' '.join(map(q, missing))} </dev/null"))
+        req = params.get("requirements")
+        if req:
+            digest = facts[FactQuery("file", req)]["sha256"]
+            if digest is None:
+                return Plan(failed=f"requirements file {req} not found on the host")
+            if fresh or state["requirements_sha256"] != digest:
+                stamp = q(f"{venv}/{STAMP}")
+                changes.append(Change(f"install requirements from {req}",
+                                      f"{pip} -r {q(req)} </dev/null\n"
+                                      f"echo {digest} > {stamp}"))
+        return Plan(tuple(changes))

@@ -1,0 +1,65 @@
+"""python plans: version table, apt, venv, packages, requirements."""
+
+from __future__ import annotations
+
+from shipit.facts import FactQuery
+from shipit.modules.base import PlanContext
+from shipit.modules.python import PythonModule
+
+M = PythonModule()
+CTX = PlanContext(host="web1", host_facts={"codename": "bookworm", "apt_lists_age": 60})
+NOVENV = {"exists": False, "version": None, "python": False, "packages": {},
+          "requirements_sha256": None}
+P = {"venv": "/srv/app/venv", "owner": "app", "packages": ["fastapi==0.110.0", "uvicorn"],
+     "wheels_dir": "/srv/app/wheels"}
+
+
+def facts(installed: bool, venv: dict[str, object]) -> dict[FactQuery, object]:
+    out: dict[FactQuery, object] = {FactQuery("venv", "/srv/app/venv"): venv}
+    for v in ("3.9", "3.10", "3.11", "3.12", "3.13"):
+        for name in (f"python{v}", f"python{v}-venv"):
+            ver = "3.11.2-1+b1" if installed and v == "3.11" else None
+            out[FactQuery("deb", name)] = {"installed": ver is not None, "version": ver}
+            out[FactQuery("apt_policy", name)] = {"installed": ver, "candidate": "3.11.2-1+b1"}
+    return out
+
+
+def test_fresh_host() -> None:
+    plan = M.plan(P, facts(False, NOVENV), CTX)
+    assert [c.reason for c in plan.changes] == [
+        "install python3.11 3.11.2-1+b1, install python3.11-venv 3.11.2-1+b1",
+        "create venv /srv/app/venv", "install fastapi==0.110.0, uvicorn"]
+    assert "runuser -u app -- python3.11 -m venv -- /srv/app/venv" in plan.changes[1].script
+    assert "--no-index --find-links /srv/app/wheels" in plan.changes[2].script
+
+
+def test_converged_and_drift() -> None:
+    venv = dict(NOVENV, exists=True, version="3.11.2", python=True,
+                packages={"fastapi": "0.110.0", "uvicorn": "0.29.0", "pip": "23.0.1"})
+    assert not M.plan(P, facts(True, venv), CTX).changed
+    old = dict(venv, packages={"fastapi": "0.109.0", "uvicorn": "0.29.0"})
+    assert [c.reason for c in M.plan(P, facts(True, old), CTX).changes] == [
+        "install fastapi==0.110.0"]
+    wrong = dict(venv, version="3.9.2")
+    plan = M.plan(P, facts(True, wrong), CTX)
+    assert plan.changes[0].reason == "re-create venv /srv/app/venv (has Python 3.9.2, want 3.11)"
+
+
+def test_unavailable_version_fails_with_table() -> None:
+    plan = M.plan(dict(P, version="3.12"), facts(True, NOVENV), CTX)
+    assert plan.failed is not None
+    assert "bookworm ships 3.11" in plan.failed and "noble 3.12" in plan.failed
+
+
+def test_requirements_stamp() -> None:
+    p = {"venv": "/srv/app/venv", "requirements": "/srv/app/req.txt", "wheels_dir": "/w"}
+    venv = dict(NOVENV, exists=True, version="3.11.2", python=True, requirements_sha256="aa")
+    f = facts(True, venv) | {FactQuery("file", "/srv/app/req.txt"): {"sha256": "aa"}}
+    assert not M.plan(p, f, CTX).changed
+    f[FactQuery("file", "/srv/app/req.txt")] = {"sha256": "bb"}
+    change = M.plan(p, f, CTX).changes[0]
+    assert change.reason == "install requirements from /srv/app/req.txt"
+    assert "echo bb > /srv/app/venv/.shipit-requirements.sha256" in change.script
+    assert M.check_params({"packages": ["x"]}) == [
+        ("venv", "packages/requirements need a venv"),
+        ("wheels_dir", "hosts have no package index: give a wheel directory")]
