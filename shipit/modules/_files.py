@@ -90,6 +90,11 @@ def _attr_lines(word: str, mode: str | None, owner: str | None, group: str | Non
     return "\n".join(lines)
 
 
+def base64_text(data: bytes) -> str:
+    """``data`` as base64 lines of 76 characters, each ending in a newline (heredoc body)."""
+    return base64.encodebytes(data).decode("ascii")
+
+
 def install_script(dest: str, data: bytes, mode: str | None, owner: str | None,
                    group: str | None) -> str:
     """sh fragment writing ``data`` to ``dest`` atomically with the given attributes.
@@ -97,7 +102,7 @@ def install_script(dest: str, data: bytes, mode: str | None, owner: str | None,
     The content travels inside the script as base64 in a quoted heredoc (never in argv). Fails
     (exit 1, message on stderr) when the destination's directory does not exist.
     """
-    encoded = base64.encodebytes(data).decode("ascii")
+    encoded = base64_text(data)
     attrs = _attr_lines('"$tmp"', mode, owner, group)
     return f"""dest={q(dest)}
 dir=$(dirname "$dest")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shipit.modules.apt import AptModule
 from shipit.modules.base import Module
+from shipit.modules.caddy_site import CaddySiteModule
 from shipit.modules.command import CommandModule, ShellModule
 from shipit.modules.directory import DirectoryModule
 from shipit.modules.file import FileModule
@@ -19,5 +20,6 @@ def builtin_modules() -> dict[str, Module]:
     """Map of module name -> module instance for every built-in module."""
     classes: list[type[Module]] = [AptModule, FileModule, DirectoryModule, TemplateModule,
                                    SystemdUnitModule, ServiceModule, UserModule, GroupModule,
-                                   CommandModule, ShellModule, UploadModule, PythonModule]
+                                   CommandModule, ShellModule, UploadModule, PythonModule,
+                                   CaddySiteModule]
     return {cls.name: cls() for cls in classes}
