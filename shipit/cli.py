@@ -93,10 +93,11 @@ def run_guarded(fn: Callable[[], int]) -> None:
     except ValidationError as exc:
         err.print("[bold red]error:[/] invalid input; nothing was touched")
         for problem in exc.problems:
-            err.print(f"  {problem}", markup=False, highlight=False)
+            # one problem per line, never wrapped at the terminal width (CI logs, grep)
+            err.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except ShipitError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("[bold red]interrupted[/]")
