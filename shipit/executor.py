@@ -82,7 +82,7 @@ class HostRecap:
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "changed": self.changed, "failed": self.failed,
                 "skipped": self.skipped, "unreachable": self.unreachable,
-                "ssh_execs": self.execs, "sftp_transfers": self.sftp}
+                "message": self.message, "ssh_execs": self.execs, "sftp_transfers": self.sftp}
 
 
 @dataclass
@@ -192,7 +192,10 @@ class Executor:
 
     def run_play(self, play: Play, hosts: Sequence[str] | None = None) -> bool:
         """Run one play (over ``hosts`` if given, else its pattern). False: the run must stop."""
-        selected = list(hosts) if hosts is not None else self.inventory.select(play.hosts)
+        pattern = play.hosts
+        if "{{" in pattern:
+            pattern = str(Templar(self.env, self.options.extra_vars).render(pattern))
+        selected = list(hosts) if hosts is not None else self.inventory.select(pattern)
         if self.options.limit:
             allowed = set(self.inventory.select(self.options.limit))
             selected = [h for h in selected if h in allowed]
@@ -272,6 +275,8 @@ class Executor:
             "inventory_hostname": host,
             "address": h.address,
             "group_names": [g for g in h.groups if g != "all"],
+            "hostvars": {name: {**other.vars, "address": other.address, "inventory_hostname": name}
+                         for name, other in inv.hosts.items()},
             "groups": {g: inv.group_hosts(g) for g in list(inv.groups) + ["all"]},
             "play_hosts": list(play_hosts),
             "facts": dict(self.host_facts.get(host, {})),
@@ -430,6 +435,23 @@ class Executor:
             notified.extend(n for n in inst.task.notify if n not in notified)
             facts = {**facts, **facts_after}
         return True
+
+    def gather_facts(self, hosts: Sequence[str], queries: Sequence[FactQuery],
+                     become: bool = True) -> dict[str, dict[FactQuery, Any] | HostUnreachable]:
+        """Gather ``queries`` (plus host facts) on every host in parallel, one round trip each.
+
+        Returns per host either ``{query: value}`` or the :class:`HostUnreachable` it raised.
+        """
+        def one(host: str) -> dict[FactQuery, Any] | HostUnreachable:
+            try:
+                facts = self._gather(self.pool.get(host), [HOST_QUERY, *queries], become)
+            except HostUnreachable as exc:
+                return exc
+            self.host_facts[host] = facts[HOST_QUERY]
+            return facts
+
+        with ThreadPoolExecutor(max_workers=max(1, min(self.options.forks, len(hosts)))) as pool:
+            return dict(zip(hosts, pool.map(one, hosts)))
 
     # ---- remote scripts ---------------------------------------------------------------------
     def _gather(self, transport: Transport, queries: list[FactQuery], become: bool) -> dict[FactQuery, Any]:
