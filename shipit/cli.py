@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -268,6 +269,143 @@ def modules_cmd() -> None:
         for key, spec in module.params.items():
             flags = " (required)" if spec.required else f" (default {spec.default!r})" if spec.default is not None else ""
             out.print(f"    {key}: {spec.expected()}{flags}  {spec.help}", markup=False)
+
+
+def _deployer(env: str, inventory: str | None, app_dir: str, forks: int, accept_new_host_keys: bool,
+              console: Console, verbose: bool = False, lock_wait: float = 0.0) -> Any:
+    from shipit.deploy import Deployer, load_target
+
+    inv = load_inventory(inventory_path(env, inventory))
+    target = load_target(env, inv, app_dir)
+    return Deployer(target, ssh_pool(inv, accept_new_host_keys), console, forks, verbose, lock_wait)
+
+
+def _serving_table(console: Console, states: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="serving", title_justify="left")
+    table.add_column("host")
+    table.add_column("release")
+    for host, state in states.items():
+        table.add_row(host, f"unreachable: {state}" if isinstance(state, str) else (state["current"] or "nothing"))
+    console.print(table)
+
+
+def app_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--app", "app_dir", default=".", show_default=True, metavar="DIR",
+                        help="The app's directory (with shipit.yml).")(f)
+
+
+@main.command("deploy")
+@click.argument("env")
+@app_option
+@click.option("--lock-wait", type=float, default=0.0, metavar="SECONDS",
+              help="Wait this long for another deploy's lock.")
+@click.option("-v", "--verbose", is_flag=True, help="Also print ok and skipped tasks.")
+@common_run_options
+def deploy_cmd(env: str, app_dir: str, lock_wait: float, verbose: bool, inventory: str | None,
+               limit: str | None, forks: int, as_json: bool, accept_new_host_keys: bool) -> None:
+    """Build the app once, then provision, upload, migrate on the leader and switch the web
+    hosts of ENV batch by batch behind health checks."""
+
+    def body() -> int:
+        console = Console(stderr=as_json, highlight=False)
+        deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console, verbose, lock_wait)
+        try:
+            started = time.monotonic()
+            serving = deployer.deploy(str(Path(".shipit/artifacts").resolve()))
+            states = deployer.states()
+        finally:
+            deployer.pool.close()
+        if as_json:
+            Console().print(json.dumps({"serving": serving, "duration": round(time.monotonic() - started, 3)}),
+                            markup=False, soft_wrap=True)
+        else:
+            _serving_table(console, states)
+        return 0
+
+    run_guarded(body)
+
+
+@main.command("rollback")
+@click.argument("env")
+@app_option
+@click.option("--to", "to", metavar="RELEASE", help="Release id to go back to (default: the previous one).")
+@click.option("--lock-wait", type=float, default=0.0, metavar="SECONDS")
+@common_run_options
+def rollback_cmd(env: str, app_dir: str, to: str | None, lock_wait: float, inventory: str | None,
+                 limit: str | None, forks: int, as_json: bool, accept_new_host_keys: bool) -> None:
+    """Switch ENV's web hosts back to the previous (or --to) release, batch by batch."""
+
+    def body() -> int:
+        console = Console(stderr=as_json, highlight=False)
+        deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console, False, lock_wait)
+        try:
+            serving = deployer.rollback(to)
+            states = deployer.states()
+        finally:
+            deployer.pool.close()
+        console.print("[yellow]note:[/] database migrations are NOT reverted by a rollback; "
+                      "the previous release runs against the current schema.")
+        if as_json:
+            Console().print(json.dumps({"serving": serving}), markup=False, soft_wrap=True)
+        else:
+            _serving_table(console, states)
+        return 0
+
+    run_guarded(body)
+
+
+@main.command("releases")
+@click.argument("env")
+@app_option
+@common_run_options
+def releases_cmd(env: str, app_dir: str, inventory: str | None, limit: str | None, forks: int,
+                 as_json: bool, accept_new_host_keys: bool) -> None:
+    """List the releases on each web host: which is current, when, by whom, with what result."""
+    from shipit.deploy import releases_table
+
+    def body() -> int:
+        console = Console(highlight=False)
+        deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console)
+        try:
+            states = deployer.states()
+        finally:
+            deployer.pool.close()
+        if as_json:
+            doc = {h: (s if isinstance(s, str) else {k: v for k, v in s.items() if k != "facts"})
+                   for h, s in states.items()}
+            console.print(json.dumps(doc, indent=2, default=str), markup=False, soft_wrap=True)
+        else:
+            console.print(releases_table(states))
+        return 0 if all(not isinstance(s, str) for s in states.values()) else 1
+
+    run_guarded(body)
+
+
+@main.command("unlock")
+@click.argument("env")
+@app_option
+@common_run_options
+def unlock_cmd(env: str, app_dir: str, inventory: str | None, limit: str | None, forks: int,
+               as_json: bool, accept_new_host_keys: bool) -> None:
+    """Remove ENV's deploy lock on the leader, whoever holds it (only if that deploy is dead)."""
+
+    def body() -> int:
+        console = Console(stderr=True, highlight=False)
+        deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console)
+        try:
+            held = deployer.force_unlock()
+        finally:
+            deployer.pool.close()
+        if held:
+            console.print(f"[yellow]warning:[/] removed the deploy lock ({held}); if that deploy is "
+                          "still running, two deploys may now overlap")
+        else:
+            console.print("the deploy lock was not held")
+        return 0
+
+    run_guarded(body)
 
 
 def _mount_optional_commands() -> None:

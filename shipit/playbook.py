@@ -44,7 +44,7 @@ from shipit.yamlfile import LineDict, LineList, line_of, load_yaml_file
 # Variables shipit defines for every host, on top of the inventory's and the play's.
 MAGIC_VARIABLES = frozenset({
     "inventory_hostname", "group_names", "groups", "facts", "play_hosts", "item", "address",
-    "leader", "is_leader",
+    "leader", "is_leader", "hostvars",
 })
 
 PLAY_KEYS = {"name", "hosts", "serial", "become", "any_errors_fatal", "max_fail_percentage",
@@ -157,7 +157,7 @@ class _Checker:
         host_names: list[str] = []
         if not isinstance(hosts, str) or not hosts.strip():
             self.add(raw, "hosts", "hosts", "expected an inventory pattern such as 'web' or 'all'")
-        elif self.inventory is not None:
+        elif self.inventory is not None and "{{" not in hosts:
             try:
                 host_names = self.inventory.select(hosts)
             except ValueError as exc:
@@ -355,6 +355,11 @@ class _Checker:
 
 
 def _is_template(value: Any) -> bool:
+    """True when ``value`` (or a string inside a list/mapping) is a Jinja2 template."""
+    if isinstance(value, list):
+        return any(_is_template(v) for v in value)
+    if isinstance(value, dict):
+        return any(_is_template(v) for v in value.values())
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 

@@ -59,7 +59,7 @@ class ConsoleReporter:
                 line.append(f" — {detail}", style="dim" if result.status != "failed" else "red")
             if result.status == "failed" and result.reasons and result.message:
                 line.append(f"\n      {result.message}", style="red")
-            self.console.print(line)
+            self.console.print(line, soft_wrap=True)
             if self.show_diff and result.diff:
                 for diff_line in result.diff.splitlines():
                     style = "green" if diff_line.startswith("+") else "red" if diff_line.startswith("-") else "dim"

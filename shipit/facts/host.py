@@ -33,7 +33,7 @@ echo "pythons=$(ls /usr/bin/ 2>/dev/null | grep -E '^python3\.[0-9]+$' | tr '\n'
 if [ -e /var/lib/apt/periodic/shipit-update-success-stamp ]; then
   echo "apt_lists_mtime=$(stat -c %Y /var/lib/apt/periodic/shipit-update-success-stamp)"
 else
-  echo "apt_lists_mtime=$(ls -t /var/lib/apt/lists/*_Packages 2>/dev/null | head -1 | xargs -r stat -c %Y)"
+  echo "apt_lists_mtime=$(ls -t /var/lib/apt/lists/*_Packages* 2>/dev/null | head -1 | xargs -r stat -c %Y)"
 fi
 echo "now=$(date +%s)"
 echo "systemd=$(systemctl --version 2>/dev/null | head -1 | awk '{print $2}')"

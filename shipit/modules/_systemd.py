@@ -50,6 +50,8 @@ def plan_unit(name: str, fact: Mapping[str, Any], enabled: bool | None, state: s
     Semantics (as Ansible's ``systemd``): ``started``/``stopped`` are idempotent;
     ``restarted`` always restarts; ``reloaded`` reloads a running unit, starts a stopped one.
     """
+    if enabled is None and state is None:
+        return [], None  # only the file is managed (e.g. a template unit like app@.service)
     load = fact["load_state"]
     if load == "" and not file_changed:
         return [], f"cannot read the state of {name}: is systemd running on this host?"

@@ -9,6 +9,7 @@ from shipit.modules.command import CommandModule, ShellModule
 from shipit.modules.directory import DirectoryModule
 from shipit.modules.file import FileModule
 from shipit.modules.python import PythonModule
+from shipit.modules.release import ReleaseSwitchModule
 from shipit.modules.service import ServiceModule
 from shipit.modules.systemd_unit import SystemdUnitModule
 from shipit.modules.template import TemplateModule
@@ -21,5 +22,5 @@ def builtin_modules() -> dict[str, Module]:
     classes: list[type[Module]] = [AptModule, FileModule, DirectoryModule, TemplateModule,
                                    SystemdUnitModule, ServiceModule, UserModule, GroupModule,
                                    CommandModule, ShellModule, UploadModule, PythonModule,
-                                   CaddySiteModule]
+                                   CaddySiteModule, ReleaseSwitchModule]
     return {cls.name: cls() for cls in classes}
