@@ -119,7 +119,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def converged(lab: LabState, home: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The converge playbook run twice on the three fresh web hosts: (first, second) JSON."""
     for h in WEB:
-        assert on_host(lab, h, "test -e /srv/shipdemo")[0] == 1, f"{h} is not fresh"
+        assert on_host(lab, h, "test -e /srv/shipdemo")[0] == 1, \
+            f"{h} is not fresh: left over from a killed session? `shipit lab down --name {lab.name}`"
     first = shipit("run", "lab", CONVERGE, "-i", lab.inventory, "--limit", "web", "--json", home=home)
     assert first.rc == 0, first
     second = shipit("run", "lab", CONVERGE, "-i", lab.inventory, "--limit", "web", "--json", home=home)
