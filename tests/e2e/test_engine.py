@@ -345,7 +345,7 @@ def test_changed_host_key_is_refused_and_other_hosts_go_on(lab: LabState, tmp_pa
         doc = run.doc
         assert doc["recap"]["web1"]["unreachable"] is True and doc["recap"]["web1"]["ssh_execs"] == 0
         assert_recap(doc, ("web2", "web3"), unreachable=False, failed=0, changed=1)
-        assert "CHANGED" in run.stderr and f"SHA256:" in run.stderr, run
+        assert "CHANGED" in run.stderr and "SHA256:" in run.stderr, run
         assert "SHA256:" in doc["recap"]["web1"]["message"], doc["recap"]["web1"]
         assert on_host(lab, "web1", f"test -e {marker}")[0] == 1
         assert host_out(lab, "web2", f"cat {marker}") == "x"
