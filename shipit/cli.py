@@ -317,11 +317,16 @@ def deploy_cmd(env: str, app_dir: str, lock_wait: float, verbose: bool, inventor
             states = deployer.states()
         finally:
             deployer.pool.close()
+        summary = (f"release {deployer.release}: " + (f"{deployer.changed} change(s)" if deployer.changed
+                   else "no change, every host already serves it"))
         if as_json:
-            Console().print(json.dumps({"serving": serving, "duration": round(time.monotonic() - started, 3)}),
+            Console().print(json.dumps({"release": deployer.release, "serving": serving,
+                                        "changed": deployer.changed,
+                                        "duration": round(time.monotonic() - started, 3)}),
                             markup=False, soft_wrap=True)
         else:
             _serving_table(console, states)
+        console.print(summary)
         return 0
 
     run_guarded(body)
@@ -348,7 +353,8 @@ def rollback_cmd(env: str, app_dir: str, to: str | None, lock_wait: float, inven
         console.print("[yellow]note:[/] database migrations are NOT reverted by a rollback; "
                       "the previous release runs against the current schema.")
         if as_json:
-            Console().print(json.dumps({"serving": serving}), markup=False, soft_wrap=True)
+            Console().print(json.dumps({"release": deployer.release, "serving": serving,
+                                        "changed": deployer.changed}), markup=False, soft_wrap=True)
         else:
             _serving_table(console, states)
         return 0
@@ -379,6 +385,36 @@ def releases_cmd(env: str, app_dir: str, inventory: str | None, limit: str | Non
         else:
             console.print(releases_table(states))
         return 0 if all(not isinstance(s, str) for s in states.values()) else 1
+
+    run_guarded(body)
+
+
+@main.command("status")
+@click.argument("env")
+@app_option
+@common_run_options
+def status_cmd(env: str, app_dir: str, inventory: str | None, limit: str | None, forks: int,
+               as_json: bool, accept_new_host_keys: bool) -> None:
+    """Show each web host: reachable, current release, each app service's state and restarts,
+    workers, the app's CPU and memory, the host's memory and load. Exit 1 if any is unreachable."""
+    from shipit.app import load_app_spec
+    from shipit.status import gather_status, status_hosts, status_table
+
+    def body() -> int:
+        console = Console(highlight=False)
+        inv = load_inventory(inventory_path(env, inventory))
+        spec = load_app_spec(app_dir, inv.app, inv.path)  # no secrets needed to look
+        hosts = status_hosts(inv, limit)
+        pool = ssh_pool(inv, accept_new_host_keys)
+        try:
+            statuses = gather_status(inv, spec.root, hosts, pool, Console(stderr=True, highlight=False), forks)
+        finally:
+            pool.close()
+        if as_json:
+            console.print(json.dumps(statuses, indent=2, default=str), markup=False, soft_wrap=True)
+        else:
+            console.print(status_table(statuses))
+        return 0 if all(s["reachable"] for s in statuses.values()) else 1
 
     run_guarded(body)
 

@@ -19,6 +19,7 @@ Order of a deploy (nothing touches a host before step 4):
 from __future__ import annotations
 
 import getpass
+import hashlib
 import socket
 import time
 from collections.abc import Mapping
@@ -197,6 +198,8 @@ class Deployer:
         self.user = who()
         self.state_query = FactQuery("release_state", target.spec.root)
         self.secret_values = tuple(v for v in target.secrets.values() if v)
+        self.changed = 0  # tasks that changed something, over every run of this deployer
+        self.release = ""
 
     # ---- helpers ---------------------------------------------------------------------------
     def _executor(self, extra: Mapping[str, Any], check: bool = False) -> Executor:
@@ -275,10 +278,13 @@ class Deployer:
             raise DeployFailed("unreachable, nothing was changed: " + "; ".join(down.values()))
         live = {h: s for h, s in states.items() if isinstance(s, dict)}
         workers = size_workers(spec, {h: s["facts"] for h, s in live.items()})
-        release = next((r for s in live.values() for r in s["releases"] if r.endswith("-" + artifact.content_hash)),
-                       f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{artifact.content_hash}")
+        # a release is code + config: the same artifact with another env file is a new release
+        release_hash = hashlib.sha256(f"{artifact.sha256}\n{env_file}".encode()).hexdigest()[:12]
+        release = next((r for s in live.values() for r in s["releases"] if r.endswith("-" + release_hash)),
+                       f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{release_hash}")
         extra = self._extra(spec, workers, release, artifact.path, artifact.sha256,
                             artifact.distribution, "deploy", env_file)
+        self.release = release
         token = self.acquire_lock(release)
         try:
             return self._deploy_locked(provision, deploy, extra, release, live)
@@ -305,7 +311,10 @@ class Deployer:
         if not executor.run_play(migrate, [self.target.leader]) or executor.result.failed:
             raise DeployFailed(self._stopped("migrations failed on the leader; no host was switched",
                                              executor.result, before))
-        switched = self._roll(executor, switch, release, before)
+        try:
+            switched = self._roll(executor, switch, release, before)
+        finally:
+            self.changed += sum(r.changed for r in executor.result.recap.values())
         self._prune(executor, release)
         return switched
 
@@ -398,11 +407,13 @@ rm -f /tmp/.shipit-releases
         workers = size_workers(spec, {h: s["facts"] for h, s in live.items()})
         extra = self._extra(spec, workers, to, "", "", "", "rollback", "")
         switch = self._load("deploy", extra).plays[2]
+        self.release = to
         token = self.acquire_lock(to)
+        executor = self._executor(extra)
         try:
-            executor = self._executor(extra)
             return self._roll(executor, switch, to, live)
         finally:
+            self.changed += sum(r.changed for r in executor.result.recap.values())
             self.release_lock(token)
 
 

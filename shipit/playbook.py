@@ -337,6 +337,14 @@ class _Checker:
         checks: list[tuple[str, Any, bool]] = [(module_name, params, False), ("when", when, True)]
         if loop is not None:
             checks.append(("loop", loop, False))
+        src = params.get("src")
+        if module_name in ("template", "systemd_unit") and isinstance(src, str) and not _is_template(src):
+            # a template file is checked like inline params: before any connection
+            path = Path(self.file).parent / src
+            try:
+                checks.append((f"{module_name}.src", path.read_text(encoding="utf-8"), False))
+            except (OSError, UnicodeDecodeError) as exc:
+                self.add(raw, module_name, f"{module_name}.src", f"cannot read template {path}: {exc}")
         for key, value, is_expr in checks:
             try:
                 names = variables_in(self.env, value, expression=is_expr)

@@ -17,7 +17,7 @@ import pytest
 from shipit.errors import ShipitError
 from shipit.lab import Lab, LabState
 
-LAB_NAME = "shipit-test"
+LAB_NAME = os.environ.get("SHIPIT_TEST_LAB", "shipit-test")  # another name runs a second suite beside
 
 
 def lab_unavailable(reason: str) -> None:

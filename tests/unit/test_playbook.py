@@ -116,3 +116,24 @@ def test_batches_as_ansible_serial() -> None:
     assert [len(b) for b in batches(hosts, (1, "50%"))] == [1, 5, 4]
     assert [len(b) for b in batches(hosts, ("25%",))] == [2, 2, 2, 2, 2]
     assert [len(b) for b in batches(hosts, (3,))] == [3, 3, 3, 1]
+
+
+class Tpl(Module):
+    name = "template"
+    params = {"src": Param(str, required=True), "dest": Param(str, required=True)}
+
+
+def test_template_files_are_checked_before_any_connection(tmp_path: Path) -> None:
+    modules = {"template": Tpl()}
+    (tmp_path / "inv.yml").write_text(INVENTORY)
+    (tmp_path / "ok.j2").write_text("port={{ port }}\n")
+    (tmp_path / "bad.j2").write_text("port={{ prot }}\n")
+    book = tmp_path / "book.yml"
+    book.write_text("- hosts: web\n  tasks:\n    - template: {src: ok.j2, dest: /x}\n"
+                    "    - template: {src: bad.j2, dest: /y}\n    - template: {src: missing.j2, dest: /z}\n")
+    with pytest.raises(ValidationError) as info:
+        load_playbook(book, modules, load_inventory(tmp_path / "inv.yml"))
+    text = str(info.value)
+    assert "book.yml:4: template.src: undefined variable 'prot'" in text
+    assert "book.yml:5: template.src: cannot read template" in text and "missing.j2" in text
+    assert "ok.j2" not in text
