@@ -39,7 +39,7 @@ from shipit.facts import FactQuery
 from shipit.facts.registry import fact_kinds
 from shipit.inventory import Inventory, leader_of
 from shipit.modules.registry import builtin_modules
-from shipit.playbook import Play, Playbook, load_playbook
+from shipit.playbook import Play, Playbook, batches, load_playbook
 from shipit.pool import TransportPool
 from shipit.report import ConsoleReporter
 from shipit.templating import Templar, make_environment
@@ -322,8 +322,6 @@ class Deployer:
               before: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
         """Switch batch by batch; on a failed batch, put its switched hosts back and stop."""
         spec = self.target.spec
-        from shipit.playbook import batches
-
         play = replace(switch, serial=())
         done: list[str] = []
         for number, batch in enumerate(batches(list(self.target.web), spec.serial), start=1):
