@@ -21,6 +21,7 @@ from shipit.errors import Problem, ShipitError, ValidationError
 from shipit.executor import Executor, RunOptions
 from shipit.facts.registry import fact_kinds
 from shipit.inventory import Inventory, load_inventory
+from shipit.lab.cli import lab
 from shipit.modules.registry import builtin_modules
 from shipit.playbook import Play, Playbook, Task, load_playbook
 from shipit.pool import ssh_pool
@@ -444,16 +445,7 @@ def unlock_cmd(env: str, app_dir: str, inventory: str | None, limit: str | None,
     run_guarded(body)
 
 
-def _mount_optional_commands() -> None:
-    """Attach command groups that live in their own packages (lab, deploy)."""
-    try:
-        from shipit.lab.cli import lab
-    except ImportError:
-        return
-    main.add_command(lab)
-
-
-_mount_optional_commands()
+main.add_command(lab)
 
 if __name__ == "__main__":
     main()
