@@ -1,0 +1,79 @@
+"""App spec loading, secrets, env file rendering and worker sizing (pure parts of the deploy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shipit.app import load_app_spec, load_secrets, parse_size
+from shipit.deploy import Target, render_env_file, size_workers
+from shipit.errors import ValidationError
+from shipit.inventory import load_inventory
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "app"
+GiB = 2**30
+
+
+def test_example_spec_loads() -> None:
+    spec = load_app_spec(EXAMPLE)
+    assert (spec.name, spec.asgi, spec.workers, spec.port) == ("example", "example_app.main:app", 2, 8000)
+    assert spec.memory_per_worker == 120 * 2**20
+    assert [p.name for p in spec.processes] == ["heartbeat"]
+    assert spec.root == "/srv/example" and spec.tls_internal and spec.secrets == ("DB_PASSWORD",)
+
+
+def test_inventory_overrides_and_errors_name_the_line(tmp_path: Path) -> None:
+    (tmp_path / "shipit.yml").write_text("name: shop\nweb: {app: shop.main:app, workers: 3}\n")
+    spec = load_app_spec(tmp_path, {"domains": ["shop.example.com"], "tls": {"acme_email": "ops@example.com"}}, "inv.yml")
+    assert spec.domains == ("shop.example.com",) and spec.acme_email == "ops@example.com" and not spec.tls_internal
+    (tmp_path / "shipit.yml").write_text("name: Shop!\nweb:\n  app: nope\n  workers: lots\nkeep_releases: 1\nsurprise: 1\n")
+    with pytest.raises(ValidationError) as info:
+        load_app_spec(tmp_path)
+    text = str(info.value)
+    for expected in ("shipit.yml:1: name:", "shipit.yml:3: web.app:", "shipit.yml:4: web.workers:",
+                     "shipit.yml:5: keep_releases:", "shipit.yml:6: surprise: unknown app key"):
+        assert expected in text
+
+
+def test_sizes() -> None:
+    assert parse_size("512M") == 512 * 2**20 and parse_size("1.5GiB") == int(1.5 * GiB) and parse_size(42) == 42
+    with pytest.raises(ValueError):
+        parse_size("lots")
+
+
+def test_secrets_from_environment_then_file(tmp_path: Path) -> None:
+    (tmp_path / "shipit.yml").write_text(f"name: a\nweb: {{app: a:app}}\nsecrets: [A, B]\nsecrets_file: {tmp_path}/{{env}}.env\n")
+    (tmp_path / "prod.env").write_text("# comment\nB='from-file'\n")
+    spec = load_app_spec(tmp_path)
+    assert load_secrets(spec, "prod", {"A": "from-env"}) == {"A": "from-env", "B": "from-file"}
+    with pytest.raises(ValidationError, match="set the environment variable A or add A="):
+        load_secrets(spec, "prod", {})
+
+
+def test_env_file_renders_secrets_and_hosts_and_refuses_quotes(tmp_path: Path) -> None:
+    (tmp_path / "inv.yml").write_text("hosts: {web1: {address: 10.0.0.1}, db1: {address: 10.0.0.9}}\n"
+                                      "groups: {web: {hosts: [web1]}, db: {hosts: [db1]}}\n")
+    (tmp_path / "shipit.yml").write_text("name: a\nweb: {app: a:app}\nsecrets: [PW]\nenv:\n"
+                                         "  URL: \"pg://u:{{ secrets.PW }}@{{ hostvars[groups.db[0]].address }}/a\"\n")
+    inv = load_inventory(tmp_path / "inv.yml")
+    target = Target("prod", inv, load_app_spec(tmp_path), {"PW": "s3cret"}, ("web1",), "web1")
+    assert "URL='pg://u:s3cret@10.0.0.9/a'" in render_env_file(target)
+    bad = Target("prod", inv, load_app_spec(tmp_path), {"PW": "it's"}, ("web1",), "web1")
+    with pytest.raises(ValidationError, match="env.URL: values cannot contain"):
+        render_env_file(bad)
+
+
+def test_workers_sized_against_memory(tmp_path: Path) -> None:
+    (tmp_path / "shipit.yml").write_text("name: a\nweb: {app: a:app, workers: auto, memory_per_worker: 512M}\n"
+                                         "memory_budget: 50%\n")
+    spec = load_app_spec(tmp_path)
+    facts = {"web1": {"mem_total": 8 * GiB, "cpus": 4}, "web2": {"mem_total": 2 * GiB, "cpus": 4}}
+    # 50% of 2 GiB = 1 GiB -> two 512 MiB workers on the smallest host; all hosts get the same
+    assert size_workers(spec, facts) == 2
+    assert size_workers(spec, {"big": {"mem_total": 64 * GiB, "cpus": 2}}) == 5  # capped at 2 x CPUs + 1
+    (tmp_path / "shipit.yml").write_text("name: a\nweb: {app: a:app, workers: 8, memory_per_worker: 512M}\n"
+                                         "memory_budget: 2G\n")
+    with pytest.raises(ValidationError) as info:
+        size_workers(load_app_spec(tmp_path), facts)
+    assert "8 workers x 512 MiB = 4096 MiB exceeds the memory budget of 2048 MiB" in str(info.value)
