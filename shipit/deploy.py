@@ -127,9 +127,13 @@ def render_env_file(target: Target) -> str:
     return "\n".join(lines) + "\n"
 
 
-def size_workers(spec: AppSpec, host_facts: Mapping[str, Mapping[str, Any]]) -> int:
+def size_workers(spec: AppSpec, host_facts: Mapping[str, Mapping[str, Any]],
+                 budgets: Mapping[str, str] | None = None) -> int:
     """Worker processes per host: the spec's number, or for ``auto`` the most that fit the
     memory budget of the smallest host, capped at 2 x CPUs + 1 (gunicorn's rule of thumb).
+
+    ``budgets`` maps a host to its own budget (the host var ``memory_budget``: "50%" of its
+    memory, or a size like "512M"); others use the spec's ``memory_budget``.
 
     Raises:
         ValidationError: workers x memory per worker exceeds a host's budget (numbers given).
@@ -139,8 +143,13 @@ def size_workers(spec: AppSpec, host_facts: Mapping[str, Mapping[str, Any]]) -> 
     counts = []
     for host, facts in host_facts.items():
         total = int(facts.get("mem_total", 0))
-        budget = (total * int(spec.memory_budget[:-1]) // 100 if spec.memory_budget.endswith("%")
-                  else parse_size(spec.memory_budget))
+        wanted = str((budgets or {}).get(host, spec.memory_budget))
+        try:
+            budget = total * float(wanted[:-1]) // 100 if wanted.endswith("%") else parse_size(wanted)
+        except ValueError:
+            raise ValidationError([Problem("inventory", 0, f"hosts.{host}.vars.memory_budget",
+                                           f"expected a percentage ('50%') or a size ('512M'), got {wanted!r}")]) from None
+        budget = int(budget)
         cpus = int(facts.get("cpus", 1))
         if spec.workers == "auto":
             count = max(1, min(2 * cpus + 1, budget // per_worker))
@@ -150,7 +159,7 @@ def size_workers(spec: AppSpec, host_facts: Mapping[str, Mapping[str, Any]]) -> 
             problems.append(Problem("shipit.yml", 0, "web.workers",
                                     f"{host}: {count} workers x {per_worker // 2**20} MiB = "
                                     f"{count * per_worker // 2**20} MiB exceeds the memory budget of "
-                                    f"{budget // 2**20} MiB ({spec.memory_budget} of {total // 2**20} MiB); "
+                                    f"{budget // 2**20} MiB ({wanted} of {total // 2**20} MiB); "
                                     "lower web.workers or raise memory_budget"))
         counts.append(count)
     if problems:
@@ -223,6 +232,12 @@ class Deployer:
                 out[host] = {**facts[self.state_query], "facts": executor.host_facts.get(host, {})}
         return out
 
+    def budgets(self) -> dict[str, str]:
+        """Per-host memory budgets set as the host var ``memory_budget`` in the inventory."""
+        inv = self.target.inventory
+        return {h: str(v) for h in self.target.web
+                if (v := inv.host_vars(h).get("memory_budget")) is not None}
+
     # ---- lock ------------------------------------------------------------------------------
     def acquire_lock(self, release: str) -> str:
         """Take the deploy lock on the leader; wait up to ``lock_wait`` seconds.
@@ -277,7 +292,7 @@ class Deployer:
         if down:
             raise DeployFailed("unreachable, nothing was changed: " + "; ".join(down.values()))
         live = {h: s for h, s in states.items() if isinstance(s, dict)}
-        workers = size_workers(spec, {h: s["facts"] for h, s in live.items()})
+        workers = size_workers(spec, {h: s["facts"] for h, s in live.items()}, self.budgets())
         # a release is code + config: the same artifact with another env file is a new release
         release_hash = hashlib.sha256(f"{artifact.sha256}\n{env_file}".encode()).hexdigest()[:12]
         release = next((r for s in live.values() for r in s["releases"] if r.endswith("-" + release_hash)),
@@ -402,7 +417,7 @@ rm -f /tmp/.shipit-releases
         missing = [h for h, s in live.items() if to not in s["ready"]]
         if missing:
             raise DeployFailed(f"release {to} is not on {', '.join(missing)} (pruned?); nothing was changed")
-        workers = size_workers(spec, {h: s["facts"] for h, s in live.items()})
+        workers = size_workers(spec, {h: s["facts"] for h, s in live.items()}, self.budgets())
         extra = self._extra(spec, workers, to, "", "", "", "rollback", "")
         switch = self._load("deploy", extra).plays[2]
         self.release = to

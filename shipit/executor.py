@@ -28,7 +28,7 @@ from shipit.inventory import Inventory
 from shipit.modules.base import Change, Module, Plan, PlanContext, mask
 from shipit.playbook import Play, Playbook, Task, batches
 from shipit.pool import TransportPool
-from shipit.templating import Templar, make_environment
+from shipit.templating import Templar, make_environment, variables_in
 from shipit.transport import HostUnreachable, Transport
 
 HOST_QUERY = FactQuery("host")
@@ -257,7 +257,7 @@ class Executor:
         """Run the play on one host. Returns False when the host failed or was unreachable."""
         try:
             transport = self.pool.get(host)
-            if host not in self.host_facts:
+            if host not in self.host_facts and self._needs_host_facts_first(play):
                 facts = self._gather(transport, [HOST_QUERY], become=False)
                 self.host_facts[host] = facts[HOST_QUERY]
             return self._run_tasks(play, host, transport, play_hosts, stop)
@@ -266,6 +266,22 @@ class Executor:
             if play.any_errors_fatal:
                 stop.stop(f"host {host} unreachable in play '{play.name}' (any_errors_fatal)")
             return False
+
+    def _needs_host_facts_first(self, play: Play) -> bool:
+        """Whether host facts must be gathered before rendering the play's tasks.
+
+        Only when a task's params, ``loop`` or ``when`` use ``facts`` (or the play has no tasks,
+        as ``shipit facts``); otherwise host facts ride along with the play's own gather and a
+        no-op play costs a single round trip per host.
+        """
+        if not play.tasks:
+            return True
+        for task in (*play.tasks, *play.handlers):
+            names = variables_in(self.env, [dict(task.params), task.loop]) | \
+                variables_in(self.env, list(task.when), expression=True)
+            if "facts" in names:
+                return True
+        return False
 
     def _variables(self, play: Play, host: str, play_hosts: list[str]) -> dict[str, Any]:
         inv = self.inventory

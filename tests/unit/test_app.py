@@ -77,3 +77,14 @@ def test_workers_sized_against_memory(tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as info:
         size_workers(load_app_spec(tmp_path), facts)
     assert "8 workers x 512 MiB = 4096 MiB exceeds the memory budget of 2048 MiB" in str(info.value)
+
+
+def test_a_host_var_sets_that_hosts_budget(tmp_path: Path) -> None:
+    (tmp_path / "shipit.yml").write_text("name: a\nweb: {app: a:app, workers: 2, memory_per_worker: 100M}\n")
+    facts = {"web1": {"mem_total": 8 * GiB, "cpus": 2}, "web2": {"mem_total": 8 * GiB, "cpus": 2}}
+    spec = load_app_spec(tmp_path)
+    assert size_workers(spec, facts) == 2
+    with pytest.raises(ValidationError) as info:
+        size_workers(spec, facts, {"web2": "150M"})
+    assert "web2: 2 workers x 100 MiB = 200 MiB exceeds the memory budget of 150 MiB (150M of 8192 MiB)" in str(info.value)
+    assert "web1" not in str(info.value)

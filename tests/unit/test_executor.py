@@ -122,8 +122,8 @@ def test_converges_then_second_run_changes_nothing_in_two_round_trips(tmp_path: 
     transports.clear()
     second = run(inv, book, factory)
     assert all(r.changed == 0 and r.failed == 0 for r in second.recap.values())
-    # a no-op costs two round trips per host: host facts, then the play's facts
-    assert {h: t.stats.execs for h, t in transports.items()} == {"h1": 2, "h2": 2}
+    # a no-op costs one round trip per host: host facts ride along with the play's facts
+    assert {h: t.stats.execs for h, t in transports.items()} == {"h1": 1, "h2": 1}
     assert (tmp_path / "handler.log").read_text().count("h1") == 1  # handler not notified again
 
 
@@ -213,3 +213,16 @@ def test_scripts_carry_no_secret_in_argv_and_errors_are_masked(tmp_path: Path) -
     result = Executor(inv, pool, MODULES, KINDS, options=RunOptions(secrets=("s3cr3t",))).run_playbook(pb)
     failed = [t for t in result.tasks if t.status == "failed"][0]
     assert "s3cr3t" not in failed.reasons[0] and "********" in failed.reasons[0]
+
+
+def test_host_facts_are_gathered_first_only_when_templates_use_them(tmp_path: Path) -> None:
+    book = """\
+- hosts: web
+  tasks:
+    - touch: {path: "{{ dir }}/{{ facts.os_id or 'unknown' }}-{{ n }}"}
+"""
+    inv, pb, transports, factory = setup(tmp_path, book)
+    result = run(inv, pb, factory)
+    assert not result.failed
+    assert {h: t.stats.execs for h, t in transports.items()} == {"h1": 3, "h2": 3}  # facts, gather, apply
+    assert len(list(tmp_path.glob("*-1"))) == 1 and not (tmp_path / "unknown-1").exists()
