@@ -44,6 +44,16 @@ def check_abs_path(value: Any) -> str | None:
     return None
 
 
+def check_path_and_mode(params: Mapping[str, Any], path_key: str) -> list[tuple[str, str]]:
+    """``check_params`` of the file-like modules: ``params[path_key]`` absolute, ``mode`` octal."""
+    errors = []
+    if (msg := check_abs_path(params.get(path_key))) is not None:
+        errors.append((path_key, msg))
+    if (msg := check_mode(params.get("mode"))) is not None:
+        errors.append(("mode", msg))
+    return errors
+
+
 def norm_mode(mode: str) -> str:
     """``"644"`` -> ``"0644"``; ``"01777"`` -> ``"1777"`` (4 octal digits)."""
     return f"{int(mode, 8):04o}"

@@ -34,12 +34,7 @@ class DirectoryModule(Module):
     }
 
     def check_params(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
-        errors = []
-        if (msg := _files.check_abs_path(params.get("path"))) is not None:
-            errors.append(("path", msg))
-        if (msg := _files.check_mode(params.get("mode"))) is not None:
-            errors.append(("mode", msg))
-        return errors
+        return _files.check_path_and_mode(params, "path")
 
     def _tree_query(self, params: Mapping[str, Any]) -> FactQuery | None:
         if not params.get("recurse") or params.get("state") == "absent":

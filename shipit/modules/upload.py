@@ -50,12 +50,7 @@ class UploadModule(Module):
     }
 
     def check_params(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
-        errors = []
-        if (msg := _files.check_abs_path(params.get("dest"))) is not None:
-            errors.append(("dest", msg))
-        if (msg := _files.check_mode(params.get("mode"))) is not None:
-            errors.append(("mode", msg))
-        return errors
+        return _files.check_path_and_mode(params, "dest")
 
     def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
         return _files.file_queries(params["dest"])
