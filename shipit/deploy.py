@@ -21,6 +21,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import socket
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -47,6 +48,9 @@ from shipit.transport import HostUnreachable
 
 PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
 DEFAULT_WORKER_MEMORY = 100 * 1024 * 1024  # bytes, when the spec declares none
+# Wheels are built by the runner's interpreter, so without `python:` in the spec the hosts get
+# the same X.Y (and the python module says plainly when their distro does not ship it).
+RUNNER_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 class DeployFailed(ShipitError):
@@ -169,7 +173,7 @@ def size_workers(spec: AppSpec, host_facts: Mapping[str, Mapping[str, Any]],
 
 def app_vars(spec: AppSpec, workers: int, secrets: Mapping[str, str]) -> dict[str, Any]:
     """The ``app`` variable the built-in playbooks read."""
-    python = spec.python or "3.11"
+    python = spec.python or RUNNER_PYTHON
     db = None
     if spec.database:
         secret_name = spec.database.get("password_secret", "")
@@ -280,7 +284,7 @@ class Deployer:
         """Deploy the app; returns host -> release it serves. Raises DeployFailed."""
         spec = self.target.spec
         env_file = render_env_file(self.target)
-        python = spec.python or "3.11"
+        python = spec.python or RUNNER_PYTHON
         # validate the playbooks before any connection (with placeholder values)
         probe = self._extra(spec, 1, "probe", "probe", "", "", "deploy", env_file)
         provision, deploy = self._load("provision", probe), self._load("deploy", probe)
