@@ -307,8 +307,15 @@ class Deployer:
         token = self.acquire_lock(release)
         try:
             return self._deploy_locked(provision, deploy, extra, release, live)
+        except KeyboardInterrupt:
+            raise self._interrupted() from None
         finally:
             self.release_lock(token)
+
+    def _interrupted(self) -> DeployFailed:
+        """Ctrl-C: hosts finished the step they were in; say where each stands (exit 130)."""
+        return DeployFailed(self._stopped("interrupted (Ctrl-C): each host finished the step it was in, "
+                                          "the deploy lock is released", RunResult(), {}), exit_code=130)
 
     def _extra(self, spec: AppSpec, workers: int, release: str, artifact: str, sha: str,
                dist: str, action: str, env_file: str) -> dict[str, Any]:
@@ -429,6 +436,8 @@ rm -f /tmp/.shipit-releases
         executor = self._executor(extra)
         try:
             return self._roll(executor, switch, to, live)
+        except KeyboardInterrupt:
+            raise self._interrupted() from None
         finally:
             self.changed += sum(r.changed for r in executor.result.recap.values())
             self.release_lock(token)

@@ -251,3 +251,27 @@ def test_release_failing_its_health_check_stops_at_the_canary(env: Env, first: d
     # web2 and web3 were never touched by the switch: only web1's log has the failure
     assert "failed" in env.run_on("web1", "tail -n 1 /srv/example/releases.log\n")
     assert "failed" not in env.run_on("web2", "tail -n 1 /srv/example/releases.log\n")
+
+
+def test_ctrl_c_during_the_roll_releases_the_lock_and_says_where_each_host_stands(env: Env, first: dict[str, Any]) -> None:
+    changed_app = copy_app(env.work / "app-v3", main_suffix="\n# v3: interrupted mid-roll\n")
+    cmd = [sys.executable, "-m", "shipit.cli", "deploy", "shipit-test", "-i", str(env.lab.inventory),
+           "--app", str(changed_app)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=env.work,
+                            env={**os.environ, "HOME": str(env.home), "DB_PASSWORD": "e2e-Secret-pw-1",
+                                 "COLUMNS": "200"})
+    assert proc.stdout is not None
+    seen: list[str] = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "switch canary" in line:
+            proc.send_signal(2)  # SIGINT, as Ctrl-C
+            break
+    output = "".join(seen) + proc.stdout.read()
+    assert proc.wait(timeout=300) == 130, output
+    assert "interrupted (Ctrl-C)" in output and "Traceback" not in output
+    stands = {h: line.split("serving ", 1)[1].strip() for line in output.splitlines()
+              for h in WEB if line.strip().startswith(f"{h}: serving ")}
+    assert set(stands) == set(WEB)
+    assert serving(env) == stands  # what it said is what each host serves
+    assert env.run_on("web1", "test ! -e /srv/example/.deploy-lock && echo free\n").strip() == "free"
