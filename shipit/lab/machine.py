@@ -21,6 +21,11 @@ from shipit.lab.util import LabError, run, unmount_tree
 __all__ = ["HostConfig", "Machine"]
 
 
+#: Masked per host (not in the image, so cached images stay valid): password-agent paths that
+#: have no console to serve in a container and, under load, fail and leave the boot degraded.
+HOST_MASKED_UNITS = ("systemd-ask-password-console.path", "systemd-ask-password-wall.path")
+
+
 @dataclass(frozen=True)
 class HostConfig:
     """What a host needs written into its overlay at every start.
@@ -128,6 +133,11 @@ class Machine:
         self._write("/etc/apt/sources.list", cfg.sources_list)
         self._write("/etc/apt/apt.conf.d/90shipit-lab", cfg.apt_conf)
         self._write("/home/deploy/.ssh/authorized_keys", cfg.authorized_key.strip() + "\n", 0o600, uid=1000)
+        for unit in HOST_MASKED_UNITS:
+            link = self.root / "etc/systemd/system" / unit
+            if not link.is_symlink():
+                link.unlink(missing_ok=True)
+                link.symlink_to("/dev/null")
         key = self.root / "etc/ssh/ssh_host_ed25519_key"
         if not (self.upper / "etc/ssh/ssh_host_ed25519_key").exists():
             for old in key.parent.glob("ssh_host_*"):
