@@ -15,13 +15,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import os
 import shutil
 import sys
 import tarfile
 import tempfile
 import tomllib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from invoke import Context
@@ -53,10 +54,10 @@ def source_files(source: Path) -> list[str]:
     """Relative paths of the files to ship: inside git, tracked plus untracked-not-ignored
     files (the work tree as it is); elsewhere, every file except build/VCS/cache directories."""
     ctx = Context()
-    inside = ctx.run(f"git -C '{source}' rev-parse --is-inside-work-tree", hide=True, warn=True)
+    inside = ctx.run(f"git -C '{source}' rev-parse --is-inside-work-tree", hide=True, warn=True, in_stream=False)
     if inside is not None and inside.ok and inside.stdout.strip() == "true":
         listing = ctx.run(f"git -C '{source}' ls-files -z --cached --others --exclude-standard .",
-                          hide=True, warn=True)
+                          hide=True, warn=True, in_stream=False)
         if listing is not None and listing.ok:
             names = [n for n in listing.stdout.split("\0") if n]
             return sorted(n for n in names if (source / n).is_file()
@@ -103,10 +104,10 @@ def build_wheels(staging: Path, wheels: Path, cache: Path, python_version: str |
     env = {"SOURCE_DATE_EPOCH": str(FIXED_MTIME), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     pip = f"'{sys.executable}' -m pip wheel --quiet --wheel-dir '{wheels}'"
     ctx = Context()
-    offline = ctx.run(f"{pip} --no-index --find-links '{cache}' '{staging}'", hide=True, warn=True, env=env)
+    offline = ctx.run(f"{pip} --no-index --find-links '{cache}' '{staging}'", hide=True, warn=True, env=env, in_stream=False)
     if offline is None or not offline.ok:
         shutil.rmtree(wheels, ignore_errors=True)
-        online = ctx.run(f"{pip} --find-links '{cache}' '{staging}'", hide=True, warn=True, env=env)
+        online = ctx.run(f"{pip} --find-links '{cache}' '{staging}'", hide=True, warn=True, env=env, in_stream=False)
         if online is None or not online.ok:
             detail = (online.stderr if online is not None else "").strip().splitlines()[-8:]
             raise BuildError("building wheels failed:\n" + "\n".join(detail))
@@ -129,6 +130,20 @@ def build_artifact(source: str | Path, out_dir: str | Path, python_version: str 
     out.mkdir(parents=True, exist_ok=True)
     dist = distribution_name(src)
     files = source_files(src)
+    # the same source files (names, modes, bytes) and Python give the same artifact: reuse it
+    # instead of running pip again (a no-op deploy is then mostly SSH round trips)
+    source_key = hashlib.sha256()
+    source_key.update(f"{python_version}\n".encode())
+    for rel in files:
+        source_key.update(f"{rel}\0{os.access(src / rel, os.X_OK)}\0".encode())
+        source_key.update(hashlib.sha256((src / rel).read_bytes()).digest())
+    index = out / f"source-{source_key.hexdigest()[:24]}.json"
+    try:
+        known = json.loads(index.read_text())
+        if Path(known["path"]).is_file():
+            return Artifact(**known)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     with tempfile.TemporaryDirectory(prefix="shipit-build-") as tmp:
         staging = Path(tmp) / "src"
         for rel in files:
@@ -144,7 +159,9 @@ def build_artifact(source: str | Path, out_dir: str | Path, python_version: str 
     path = out / f"{digest[:12]}.tar.gz"
     if not path.exists():
         path.write_bytes(data)
-    return Artifact(str(path), digest, digest[:12], dist, len(data))
+    artifact = Artifact(str(path), digest, digest[:12], dist, len(data))
+    index.write_text(json.dumps(asdict(artifact)))
+    return artifact
 
 
 def _deterministic_tar(entries: list[tuple[str, Path]]) -> bytes:
