@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import shlex
 import shutil
 import sys
 import tarfile
@@ -54,9 +55,9 @@ def source_files(source: Path) -> list[str]:
     """Relative paths of the files to ship: inside git, tracked plus untracked-not-ignored
     files (the work tree as it is); elsewhere, every file except build/VCS/cache directories."""
     ctx = Context()
-    inside = ctx.run(f"git -C '{source}' rev-parse --is-inside-work-tree", hide=True, warn=True, in_stream=False)
+    inside = ctx.run(f"git -C {shlex.quote(str(source))} rev-parse --is-inside-work-tree", hide=True, warn=True, in_stream=False)
     if inside is not None and inside.ok and inside.stdout.strip() == "true":
-        listing = ctx.run(f"git -C '{source}' ls-files -z --cached --others --exclude-standard .",
+        listing = ctx.run(f"git -C {shlex.quote(str(source))} ls-files -z --cached --others --exclude-standard .",
                           hide=True, warn=True, in_stream=False)
         if listing is not None and listing.ok:
             names = [n for n in listing.stdout.split("\0") if n]
@@ -102,12 +103,12 @@ def build_wheels(staging: Path, wheels: Path, cache: Path, python_version: str |
                          f"python{python_version}")
     cache.mkdir(parents=True, exist_ok=True)
     env = {"SOURCE_DATE_EPOCH": str(FIXED_MTIME), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    pip = f"'{sys.executable}' -m pip wheel --quiet --wheel-dir '{wheels}'"
+    pip = f"{shlex.quote(sys.executable)} -m pip wheel --quiet --wheel-dir {shlex.quote(str(wheels))}"
     ctx = Context()
-    offline = ctx.run(f"{pip} --no-index --find-links '{cache}' '{staging}'", hide=True, warn=True, env=env, in_stream=False)
+    offline = ctx.run(f"{pip} --no-index --find-links {shlex.quote(str(cache))} {shlex.quote(str(staging))}", hide=True, warn=True, env=env, in_stream=False)
     if offline is None or not offline.ok:
         shutil.rmtree(wheels, ignore_errors=True)
-        online = ctx.run(f"{pip} --find-links '{cache}' '{staging}'", hide=True, warn=True, env=env, in_stream=False)
+        online = ctx.run(f"{pip} --find-links {shlex.quote(str(cache))} {shlex.quote(str(staging))}", hide=True, warn=True, env=env, in_stream=False)
         if online is None or not online.ok:
             detail = (online.stderr if online is not None else "").strip().splitlines()[-8:]
             raise BuildError("building wheels failed:\n" + "\n".join(detail))
