@@ -6,7 +6,8 @@ points to. Switching to a release, in one remote script:
 
 1. point the idle slot at the release and (re)start its unit;
 2. wait until ``GET <health path>`` on that port answers 200 (within ``health_timeout``
-   seconds; a unit that fails or hits its start limit fails the switch at once);
+   seconds; a unit that fails, hits its start limit or exits on its own fails the switch
+   at once);
 3. rewrite the Caddy site to proxy to that port, validate, graceful reload (in-flight requests
    finish on the old port), and check the health path again THROUGH Caddy over HTTPS;
 4. switch ``current`` atomically (``ln -sfn`` to a temp name, then ``mv -T``), record the live
@@ -104,13 +105,14 @@ class ReleaseSwitchModule(Module):
         return f"""
 log_result() {{ {log}; }}
 fail() {{
-  echo "shipit: $1" >&2
   if [ "${{caddy_moved:-0}}" = 1 ]; then
     ( {restore_caddy} ) >&2 || echo "shipit: could not restore the Caddy site" >&2
   fi
   systemctl stop {unit_new} 2>/dev/null || true
   journalctl -u {unit_new} -n 15 --no-pager -o cat >&2 2>/dev/null || true
   log_result failed
+  # last, so that the reason ends the output (a failed task reports the output's tail)
+  echo "shipit: $1" >&2
   exit 1
 }}
 mkdir -p {root}/slots
@@ -120,8 +122,11 @@ systemctl reset-failed {unit_new} 2>/dev/null || true
 systemctl restart {unit_new} || fail "{unit_new} did not start"
 deadline=$(( $(date +%s) + {timeout} ))
 until curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:{new_port}{health}; do
-  if systemctl is-failed --quiet {unit_new}; then fail "{unit_new} failed while starting (crash or start limit)"; fi
-  [ "$(date +%s)" -lt "$deadline" ] || fail "release {release} did not answer 200 on {health} within {timeout} s"
+  case "$(systemctl is-active {unit_new})" in
+    failed) fail "{unit_new} failed while starting (crash or start limit)";;
+    inactive) fail "{unit_new} exited while starting (its main process ended before answering)";;
+  esac
+  [ "$(date +%s)" -lt "$deadline" ] || fail "release {release} ({unit_new}) did not answer 200 on {health} within {timeout} s"
   sleep 0.3
 done
 caddy_moved=1
