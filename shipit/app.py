@@ -177,10 +177,11 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
         raw_procs = []
     for i, p in enumerate(raw_procs):
         if not (isinstance(p, dict) and isinstance(p.get("name"), str) and _NAME.match(p["name"])
-                and isinstance(p.get("command"), str) and isinstance(p.get("instances", 1), int)
+                and isinstance(p.get("command"), str) and "'" not in p["command"] and "\n" not in p["command"]
+                and isinstance(p.get("instances", 1), int)
                 and not set(p) - {"name", "command", "instances"}):
             c.add(f, raw_procs, i, f"processes[{i}]",
-                  "expected {name: short-name, command: a command line, instances: a number}")
+                  "expected {name: short-name, command: a one-line command without ', instances: a number}")
             continue
         processes.append(Process(p["name"], p["command"], int(p.get("instances", 1))))
     migrate, f, ct = get("migrate")
