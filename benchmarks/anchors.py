@@ -150,12 +150,13 @@ def tree_rss_kib(root: int) -> int:
     return total
 
 
-def run_measured(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = 3600) -> dict[str, Any]:
+def run_measured(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = 900) -> dict[str, Any]:
     """Run ``argv``: wall seconds, exit code, output, peak RSS of its process tree (MiB)."""
     out_f = tempfile.TemporaryFile()
     err_f = tempfile.TemporaryFile()
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out_f, stderr=err_f, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out_f, stderr=err_f, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
     peak = 0
     done = threading.Event()
 
@@ -169,12 +170,15 @@ def run_measured(argv: list[str], env: dict[str, str], cwd: Path, timeout: float
     sampler.start()
     try:
         rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        rc = -9
     finally:
         wall = time.perf_counter() - started
         done.set()
         sampler.join()
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, 9)
+            proc.wait()
     out_f.seek(0)
     err_f.seek(0)
     return {"wall": wall, "rc": rc, "stdout": out_f.read().decode(errors="replace"),
@@ -334,7 +338,8 @@ def measured(tool: str, kind: str, n: int, rep: int, lab_tool: str, state: LabSt
     return row
 
 
-def one_lab(lab_tool: str, n: int, rep: int, noops: int, name: str, rows: list[dict[str, Any]]) -> None:
+def one_lab(lab_tool: str, n: int, rep: int, noops: int, name: str, rows: list[dict[str, Any]],
+            ansible_noops: int = 1) -> None:
     """A fresh lab; the first run of ``lab_tool``; then ``noops`` no-op rounds; the lab goes down."""
     with tempfile.TemporaryDirectory(prefix="anchors-") as t:
         tmp = Path(t)
@@ -347,7 +352,7 @@ def one_lab(lab_tool: str, n: int, rep: int, noops: int, name: str, rows: list[d
             measured(lab_tool, "first", n, rep, lab_tool, state, inv, tmp, rows)
             noop_tools = {"ansible": ["ansible", "ansible-tuned"],
                           "ansible-tuned": ["ansible-tuned", "ansible"]}.get(lab_tool, [lab_tool])
-            for _ in range(noops):
+            for _ in range(ansible_noops if lab_tool.startswith("ansible") else noops):
                 for tool in noop_tools:
                     measured(tool, "noop", n, rep, lab_tool, state, inv, tmp, rows)
         finally:
@@ -521,9 +526,11 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="first runs per tool and size (fresh labs; default 3)")
     parser.add_argument("--reps-at", action="append", default=[], metavar="N:REPS",
                         help="fewer (or more) repetitions at one size, e.g. 20:2")
-    parser.add_argument("--noops", type=int, default=1,
-                        help="no-op rounds on each converged lab (default 1: with --reps 3, 3 no-op runs "
-                             "per tool; 6 per Ansible configuration)")
+    parser.add_argument("--noops", type=int, default=3,
+                        help="no-op runs on each converged shipit and pyinfra lab (default 3)")
+    parser.add_argument("--ansible-noops", type=int, default=1,
+                        help="no-op rounds (default, then tuned, or the reverse) on each converged Ansible lab "
+                             "(default 1: two no-op runs of each Ansible configuration per repetition)")
     parser.add_argument("--tools", nargs="+", default=TOOLS, choices=TOOLS)
     parser.add_argument("--name", default="anchors", help="lab name (default anchors)")
     parser.add_argument("--deadline", type=float, default=0, help="minutes; skip sizes not started by then")
@@ -550,7 +557,18 @@ def main() -> None:
             for rep in range(1, reps + 1):
                 k = (rep - 1) % len(args.tools)
                 for tool in args.tools[k:] + args.tools[:k]:
-                    one_lab(tool, n, rep, args.noops, args.name, rows)
+                    for attempt in (1, 2):
+                        mark = len(rows)
+                        try:
+                            one_lab(tool, n, rep, args.noops, args.name, rows, args.ansible_noops)
+                            break
+                        except SystemExit as exc:  # a failed/hung run: once more on a fresh lab
+                            del rows[mark:]
+                            log(f"  {tool} at {n} hosts, rep {rep}, attempt {attempt} failed: {str(exc)[-1500:]}")
+                            if attempt == 2:
+                                raise
+                            notes.append(f"- {n} hosts, rep {rep}, {tool}: attempt 1 failed and was redone on a "
+                                         f"fresh lab ({str(exc).splitlines()[0][:160]}).")
             done_sizes.append(n)
     except KeyboardInterrupt:
         notes.append("- interrupted: the sizes above were completed, the rest not.")
