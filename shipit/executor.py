@@ -279,6 +279,12 @@ class Executor:
         for task in (*play.tasks, *play.handlers):
             names = variables_in(self.env, [dict(task.params), task.loop]) | \
                 variables_in(self.env, list(task.when), expression=True)
+            src = task.params.get("src")
+            if task.module in ("template", "systemd_unit") and isinstance(src, str) and "{{" not in src:
+                try:  # a template file rendered on the runner may use facts too
+                    names |= variables_in(self.env, _read_local(str(Path(self.local_dir, src))).decode())
+                except (OSError, UnicodeDecodeError, jinja2.TemplateError):
+                    return True  # the task will report the problem; gather first to be safe
             if "facts" in names:
                 return True
         return False

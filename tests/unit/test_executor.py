@@ -226,3 +226,22 @@ def test_host_facts_are_gathered_first_only_when_templates_use_them(tmp_path: Pa
     assert not result.failed
     assert {h: t.stats.execs for h, t in transports.items()} == {"h1": 3, "h2": 3}  # facts, gather, apply
     assert len(list(tmp_path.glob("*-1"))) == 1 and not (tmp_path / "unknown-1").exists()
+
+
+def test_host_facts_used_only_in_a_template_file_are_gathered_first(tmp_path: Path) -> None:
+    from shipit.modules.registry import builtin_modules
+
+    (tmp_path / "cpus.j2").write_text("cpus={{ facts.cpus }}\n")
+    book = f"""\
+- hosts: web
+  become: false
+  tasks:
+    - template: {{src: cpus.j2, dest: "{tmp_path}/out-{{{{ n }}}}.txt"}}
+"""
+    modules = {**MODULES, **builtin_modules()}
+    inv, _, transports, factory = setup(tmp_path, "- hosts: web\n  tasks: []\n", hosts=1)
+    (tmp_path / "book.yml").write_text(book)
+    pb = load_playbook(tmp_path / "book.yml", modules, inv)
+    result = Executor(inv, TransportPool(factory), modules, KINDS).run_playbook(pb)
+    assert not result.failed, [t.message for t in result.tasks]
+    assert (tmp_path / "out-1.txt").read_text().startswith("cpus=")
