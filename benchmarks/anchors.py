@@ -42,6 +42,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -249,11 +250,11 @@ def changes(tool: str, res: dict[str, Any], n: int) -> int:
 
 
 # --- the hosts ---------------------------------------------------------------------------------
-def ssh_host(state: LabState, address: str, command: str, stdin: str = "") -> str:
+def ssh_host(state: LabState, address: str, command: str, stdin: str = "", timeout: float = 120) -> str:
     argv = ["ssh", "-i", str(state.key), "-o", f"UserKnownHostsFile={state.known_hosts}",
             "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
             "-o", "GlobalKnownHostsFile=/dev/null", "-l", "deploy", address, command]
-    return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=120, check=True).stdout
+    return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=True).stdout
 
 
 def each_host(state: LabState, fn: Any) -> list[Any]:
@@ -264,12 +265,19 @@ def each_host(state: LabState, fn: Any) -> list[Any]:
 SETUP = """set -e
 printf 'LogLevel VERBOSE\\n' > /etc/ssh/sshd_config.d/05-anchors.conf
 systemctl reload ssh
+for i in 1 2 3; do timeout 90 apt-get -q update </dev/null >/dev/null 2>&1 && break; done
+mkdir -p /var/lib/apt/periodic
+touch /var/lib/apt/periodic/update-success-stamp /var/lib/apt/periodic/shipit-update-success-stamp
 """
 
 
 def setup_hosts(state: LabState) -> None:
-    """sshd LogLevel VERBOSE on every host (counts sessions; the same for every tool)."""
-    each_host(state, lambda h: ssh_host(state, h.address, "sudo -n /bin/sh -s", SETUP))
+    """The same for every tool, before its first run: sshd at LogLevel VERBOSE (to count sessions), and
+    fresh apt lists with the stamps the three tools read (pyinfra and Ansible: update-success-stamp;
+    shipit: its own), so no measured run does `apt-get update`: with ten hosts updating at once
+    through the lab's apt cache, `apt-get update` hung on some hosts (acquire methods idle) in two
+    pyinfra first runs out of three at 10 hosts; here it runs under `timeout`, retried."""
+    each_host(state, lambda h: ssh_host(state, h.address, "sudo -n /bin/sh -s", SETUP, timeout=400))
 
 
 def count_sessions(state: LabState, since: float, until: float) -> list[dict[str, int]]:
@@ -521,6 +529,8 @@ def plot() -> None:
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # kill PID: stop cleanly, labs down
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # also when started in the background
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, nargs="+", default=[3, 10, 20], help="fleet sizes (default 3 10 20)")
     parser.add_argument("--reps", type=int, default=3, help="first runs per tool and size (fresh labs; default 3)")
@@ -570,8 +580,12 @@ def main() -> None:
                             notes.append(f"- {n} hosts, rep {rep}, {tool}: attempt 1 failed and was redone on a "
                                          f"fresh lab ({str(exc).splitlines()[0][:160]}).")
             done_sizes.append(n)
-    except KeyboardInterrupt:
-        notes.append("- interrupted: the sizes above were completed, the rest not.")
+            write_results([r for r in rows if r["hosts"] in done_sizes], done_sizes, versions, command,
+                          load_start, started, ["Notes:", ""] + notes + [""] if notes else [])
+            plot()
+    except (KeyboardInterrupt, SystemExit) as exc:
+        notes.append(f"- stopped during the next size ({type(exc).__name__}: {str(exc)[:300]}); the sizes "
+                     "above were completed.")
     if notes:
         notes = ["Notes:", ""] + notes + [""]
     if rows and done_sizes:
