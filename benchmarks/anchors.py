@@ -40,6 +40,7 @@ import csv
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -169,6 +170,7 @@ def run_measured(argv: list[str], env: dict[str, str], cwd: Path, timeout: float
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         rc = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -180,9 +182,11 @@ def run_measured(argv: list[str], env: dict[str, str], cwd: Path, timeout: float
         if proc.poll() is None:
             os.killpg(proc.pid, 9)
             proc.wait()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     out_f.seek(0)
     err_f.seek(0)
-    return {"wall": wall, "rc": rc, "stdout": out_f.read().decode(errors="replace"),
+    return {"wall": wall, "rc": rc, "cpu": cpu, "stdout": out_f.read().decode(errors="replace"),
             "stderr": err_f.read().decode(errors="replace"), "peak_rss_mib": peak / 1024}
 
 
@@ -334,7 +338,8 @@ def measured(tool: str, kind: str, n: int, rep: int, lab_tool: str, state: LabSt
     time.sleep(0.5)  # let journald take the last lines
     sessions = count_sessions(state, since, until)
     row = {"hosts": n, "rep": rep, "tool": tool, "lab_of": lab_tool, "run": kind,
-           "wall_s": round(res["wall"], 3), "changed": n_changed, "peak_rss_mib": round(res["peak_rss_mib"], 1)}
+           "wall_s": round(res["wall"], 3), "changed": n_changed, "peak_rss_mib": round(res["peak_rss_mib"], 1),
+           "runner_cpu_s": round(res["cpu"], 3)}
     for key in ("connections", "execs", "sftp", "sudo"):
         vals = [s[key] for s in sessions]
         row[f"{key}_per_host_min"] = min(vals)
@@ -402,7 +407,8 @@ def write_results(rows: list[dict[str, Any]], sizes: list[int], versions: dict[s
                   load_start: str, started: str, notes: list[str]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     with open(RESULTS / "anchors.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        fields = list(dict.fromkeys(k for r in rows for k in r))  # merged rows may lack newer columns
+        writer = csv.DictWriter(fh, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(rows)
     info = machine_info()
@@ -468,8 +474,9 @@ def write_results(rows: list[dict[str, Any]], sizes: list[int], versions: dict[s
                     rcells.append("–")
             L.append(f"| {n} | {'first run' if kind == 'first' else 'no-op'} | " + " | ".join(cells + rcells) + " |")
     L += ["", "## Per host on a no-op run (from the hosts' sshd and sudo journal), and peak runner memory", "",
-          "| hosts | tool | SSH connections | exec requests | SFTP sessions | sudo commands | peak RSS no-op | peak RSS first run |",
-          "|---:|---|---:|---:|---:|---:|---:|---:|"]
+          "| hosts | tool | SSH connections | exec requests | SFTP sessions | sudo commands | peak RSS no-op "
+          "| peak RSS first run | runner CPU no-op (user+sys) |",
+          "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for n in sizes:
         for t in TOOLS:
             nr = select(rows, n, t, "noop")
@@ -477,7 +484,8 @@ def write_results(rows: list[dict[str, Any]], sizes: list[int], versions: dict[s
             if not nr:
                 continue
             L.append(f"| {n} | {t} | {per_host(nr, 'connections')} | {per_host(nr, 'execs')} | {per_host(nr, 'sftp')} "
-                     f"| {per_host(nr, 'sudo')} | {spread(nr, 'peak_rss_mib', ' MiB')} | {spread(fr, 'peak_rss_mib', ' MiB')} |")
+                     f"| {per_host(nr, 'sudo')} | {spread(nr, 'peak_rss_mib', ' MiB')} | {spread(fr, 'peak_rss_mib', ' MiB')} "
+                     f"| {spread([r for r in nr if r.get('runner_cpu_s') not in (None, '')], 'runner_cpu_s')} |")
     L += ["", "First runs, per host (same counts, for the record):", "",
           "| hosts | tool | SSH connections | exec requests | SFTP sessions | sudo commands |", "|---:|---|---:|---:|---:|---:|"]
     for n in sizes:
@@ -509,8 +517,8 @@ def target_lines(rows: list[dict[str, Any]], sizes: list[int], ratios: dict[tupl
     execs = [r["execs_per_host_max"] for r in rows if r["tool"] == "shipit" and r["run"] == "noop"]
     if execs:
         out.append(f"- shipit no-op exec requests per host ≤ 3: at most {max(execs)} — {verdict(max(execs) <= 3)} "
-                   "(two round trips whatever the number of tasks: host facts, then every task's facts in one "
-                   "script; see `results/noop.md`).")
+                   "(one `sudo sh -s` round trip per host gathers the host's and every task's facts, whatever "
+                   "the number of tasks; a no-op changes nothing, so there is no second).")
     lo, hi = min(sizes), max(sizes)
     a, b = med(select(rows, lo, "shipit", "noop")), med(select(rows, hi, "shipit", "noop"))
     if a and b and hi >= 20:
@@ -543,6 +551,10 @@ def main() -> None:
                              "(default 1: two no-op runs of each Ansible configuration per repetition)")
     parser.add_argument("--tools", nargs="+", default=TOOLS, choices=TOOLS)
     parser.add_argument("--name", default="anchors", help="lab name (default anchors)")
+    parser.add_argument("--merge", type=Path, metavar="CSV",
+                        help="keep the rows of an earlier anchors.csv for the sizes not measured now (each "
+                             "size's ratios still come from one invocation; say so with --note)")
+    parser.add_argument("--note", action="append", default=[], help="a line for the results' notes")
     parser.add_argument("--deadline", type=float, default=0, help="minutes; skip sizes not started by then")
     args = parser.parse_args()
     reps_at = {int(k): int(v) for k, v in (s.split(":") for s in args.reps_at)}
@@ -553,8 +565,16 @@ def main() -> None:
     versions = ensure_venv()
     log(f"versions: {versions}; load {load_start}")
     rows: list[dict[str, Any]] = []
-    notes: list[str] = []
+    notes: list[str] = [f"- {line}" for line in args.note]
     done_sizes: list[int] = []
+    if args.merge:
+        for r in csv.DictReader(open(args.merge)):
+            if int(r["hosts"]) in args.hosts:
+                continue
+            rows.append({k: (v if k in ("tool", "lab_of", "run") or v == "" else
+                             float(v) if k in ("wall_s", "peak_rss_mib", "runner_cpu_s") else int(v))
+                         for k, v in r.items()})
+        done_sizes = sorted({r["hosts"] for r in rows})
     try:
         warm_up(args.name)
         for n in args.hosts:
@@ -579,7 +599,7 @@ def main() -> None:
                                 raise
                             notes.append(f"- {n} hosts, rep {rep}, {tool}: attempt 1 failed and was redone on a "
                                          f"fresh lab ({str(exc).splitlines()[0][:160]}).")
-            done_sizes.append(n)
+            done_sizes = sorted(done_sizes + [n])
             write_results([r for r in rows if r["hosts"] in done_sizes], done_sizes, versions, command,
                           load_start, started, ["Notes:", ""] + notes + [""] if notes else [])
             plot()
