@@ -346,12 +346,20 @@ class Deployer:
 
     def _roll(self, executor: Executor, switch: Play, release: str,
               before: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
-        """Switch batch by batch; on a failed batch, put its switched hosts back and stop."""
+        """Switch batch by batch; on a failed batch, put its switched hosts back and stop.
+
+        Hosts already serving ``release`` are checked first, all at once (nothing to protect
+        there, and a no-op deploy then costs one parallel round trip, not one per batch); the
+        canary is the first batch of the hosts that really switch.
+        """
         spec = self.target.spec
         play = replace(switch, serial=())
         done: list[str] = []
-        for number, batch in enumerate(batches(list(self.target.web), spec.serial), start=1):
-            label = "canary" if number == 1 else f"batch {number}"
+        already = [h for h in self.target.web if before.get(h, {}).get("current") == release]
+        pending = [h for h in self.target.web if h not in already]
+        steps = ([("hosts already on it", already)] if already else []) + \
+            [("canary" if n == 1 else f"batch {n}", b) for n, b in enumerate(batches(pending, spec.serial), start=1)]
+        for label, batch in steps:
             self.console.print(f"[bold]switch[/] {label}: {', '.join(batch)}")
             start = len(executor.result.tasks)
             executor.run_play(play, batch)
