@@ -131,18 +131,35 @@ def render_env_file(target: Target) -> str:
     return "\n".join(lines) + "\n"
 
 
+def measured_worker_memory(status: Mapping[str, Any]) -> int | None:
+    """Resident memory per web worker of the release running on a host, in bytes.
+
+    ``status`` is an ``app_status`` fact (see :mod:`shipit.facts.status`). The live web unit's
+    memory is divided by its worker count, so the master's share is counted in (erring on the
+    large side, as a budget check should). None when no live web unit reports memory.
+    """
+    live = status.get("live_port")
+    for unit in status.get("units", {}).values():
+        if (unit["kind"] == "web" and unit["instance"] == str(live) and unit["active_state"] == "active"
+                and unit["memory"] and unit["workers"]):
+            return int(unit["memory"]) // int(unit["workers"])
+    return None
+
+
 def size_workers(spec: AppSpec, host_facts: Mapping[str, Mapping[str, Any]],
-                 budgets: Mapping[str, str] | None = None) -> int:
+                 budgets: Mapping[str, str] | None = None, measured: int | None = None) -> int:
     """Worker processes per host: the spec's number, or for ``auto`` the most that fit the
     memory budget of the smallest host, capped at 2 x CPUs + 1 (gunicorn's rule of thumb).
 
     ``budgets`` maps a host to its own budget (the host var ``memory_budget``: "50%" of its
-    memory, or a size like "512M"); others use the spec's ``memory_budget``.
+    memory, or a size like "512M"); others use the spec's ``memory_budget``. Memory per worker
+    is the spec's ``memory_per_worker``, else ``measured`` (bytes, from the running release on
+    the leader: :func:`measured_worker_memory`), else 100 MiB.
 
     Raises:
         ValidationError: workers x memory per worker exceeds a host's budget (numbers given).
     """
-    per_worker = spec.memory_per_worker or DEFAULT_WORKER_MEMORY
+    per_worker = spec.memory_per_worker or measured or DEFAULT_WORKER_MEMORY
     problems: list[Problem] = []
     counts = []
     for host, facts in host_facts.items():
@@ -236,6 +253,20 @@ class Deployer:
                 out[host] = {**facts[self.state_query], "facts": executor.host_facts.get(host, {})}
         return out
 
+    def measure_worker_memory(self, states: Mapping[str, Mapping[str, Any]]) -> int | None:
+        """Per-worker memory of the release running on the leader (bytes), when the spec
+        declares none and something runs there; one read-only round trip to the leader."""
+        if self.target.spec.memory_per_worker or not states.get(self.target.leader, {}).get("current"):
+            return None
+        query = FactQuery("app_status", self.target.spec.root)
+        facts = self._executor({}).gather_facts([self.target.leader], [query])[self.target.leader]
+        if isinstance(facts, HostUnreachable):
+            return None
+        measured = measured_worker_memory(facts[query])
+        if measured:
+            self.console.print(f"  measured {measured / 2**20:.0f} MiB per web worker on {self.target.leader}")
+        return measured
+
     def budgets(self) -> dict[str, str]:
         """Per-host memory budgets set as the host var ``memory_budget`` in the inventory."""
         inv = self.target.inventory
@@ -296,7 +327,8 @@ class Deployer:
         if down:
             raise DeployFailed("unreachable, nothing was changed: " + "; ".join(down.values()))
         live = {h: s for h, s in states.items() if isinstance(s, dict)}
-        workers = size_workers(spec, {h: s["facts"] for h, s in live.items()}, self.budgets())
+        workers = size_workers(spec, {h: s["facts"] for h, s in live.items()}, self.budgets(),
+                               self.measure_worker_memory(live))
         # a release is code + config: the same artifact with another env file is a new release
         release_hash = hashlib.sha256(f"{artifact.sha256}\n{env_file}".encode()).hexdigest()[:12]
         release = next((r for s in live.values() for r in s["releases"] if r.endswith("-" + release_hash)),

@@ -88,3 +88,21 @@ def test_a_host_var_sets_that_hosts_budget(tmp_path: Path) -> None:
         size_workers(spec, facts, {"web2": "150M"})
     assert "web2: 2 workers x 100 MiB = 200 MiB exceeds the memory budget of 150 MiB (150M of 8192 MiB)" in str(info.value)
     assert "web1" not in str(info.value)
+
+
+def test_per_worker_memory_measured_from_the_running_release(tmp_path: Path) -> None:
+    from shipit.deploy import measured_worker_memory
+    from shipit.facts.status import parse
+
+    recorded = Path(__file__).parent / "recorded" / "status_web1_idle.txt"
+    status = parse(recorded.read_text())
+    # the live web unit holds 194621440 bytes with 2 workers (recorded on a lab host)
+    assert measured_worker_memory(status) == 194621440 // 2
+    assert measured_worker_memory({"live_port": None, "units": {}}) is None
+
+    (tmp_path / "shipit.yml").write_text("name: a\nweb: {app: a:app, workers: auto}\nmemory_budget: 300M\n")
+    spec = load_app_spec(tmp_path)
+    facts = {"web1": {"mem_total": 8 * GiB, "cpus": 8}}
+    assert size_workers(spec, facts) == 3  # 300 MiB / the 100 MiB default
+    assert size_workers(spec, facts, measured=measured_worker_memory(status)) == 3  # 300 // 92.8
+    assert size_workers(spec, facts, measured=150 * 2**20) == 2
