@@ -6,6 +6,7 @@ touched); 3 a missing prerequisite on the runner; 130 interrupted.
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import time
@@ -21,7 +22,6 @@ from shipit.errors import Problem, ShipitError, ValidationError
 from shipit.executor import Executor, RunOptions
 from shipit.facts.registry import fact_kinds
 from shipit.inventory import Inventory, load_inventory
-from shipit.lab.cli import lab
 from shipit.modules.registry import builtin_modules
 from shipit.playbook import Play, Playbook, Task, load_playbook
 from shipit.pool import ssh_pool
@@ -123,7 +123,27 @@ def common_run_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class ShipitGroup(click.Group):
+    """The top-level group; command groups of their own packages load only when used.
+
+    (click's documented lazy-loading pattern: ``shipit run`` does not pay for importing the
+    lab's code, which matters for a tool whose no-op run takes about a second.)
+    """
+
+    lazy = {"lab": ("shipit.lab.cli", "lab")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            module, attr = self.lazy[name]
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=ShipitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="shipit")
 def main() -> None:
     """shipit: agentless deploys and provisioning for Python web apps, over SSH.
@@ -444,8 +464,6 @@ def unlock_cmd(env: str, app_dir: str, inventory: str | None, limit: str | None,
 
     run_guarded(body)
 
-
-main.add_command(lab)
 
 if __name__ == "__main__":
     main()
