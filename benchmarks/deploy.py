@@ -32,10 +32,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -51,6 +49,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(1, str(REPO / "benchmarks"))
+
+from noop import machine_info  # noqa: E402
 
 from shipit.lab import Lab, LabState  # noqa: E402
 
@@ -211,21 +212,6 @@ def bench_size(n: int, runs: int, rollbacks: int, name: str, rows: list[dict[str
             print(f"[{n} hosts] lab down", flush=True)
 
 
-def machine_info(load: str) -> dict[str, str]:
-    def out(*argv: str) -> str:
-        try:
-            return subprocess.run(argv, capture_output=True, text=True, check=True, cwd=REPO).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return "?"
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "?")
-    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal:"))
-    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "nproc": out("nproc"), "cpu": cpu, "memory": f"{mem_kb / 1048576:.1f} GiB",
-            "kernel": platform.release(), "python": platform.python_version(), "load": load,
-            "commit": out("git", "rev-parse", "--short", "HEAD")}
 
 
 def fmt_phases(doc: dict[str, Any]) -> str:

@@ -125,7 +125,8 @@ def _row(n: int, kind: str, index: int, wall: float, doc: dict[str, Any]) -> dic
             "sftp_total": sum(r["sftp_transfers"] for r in recap)}
 
 
-def machine_info() -> dict[str, str]:
+def machine_info(load: str | None = None) -> dict[str, str]:
+    """Date, CPU, memory, kernel, Python, commit and 1-minute load (``load``, else read now)."""
     def out(*argv: str) -> str:
         try:
             return subprocess.run(argv, capture_output=True, text=True, check=True, cwd=REPO).stdout.strip()
@@ -139,7 +140,7 @@ def machine_info() -> dict[str, str]:
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "nproc": out("nproc"), "cpu": cpu, "memory": f"{mem_kb / 1048576:.1f} GiB",
             "kernel": platform.release(), "python": platform.python_version(),
-            "load": Path("/proc/loadavg").read_text().split()[0],
+            "load": load if load is not None else Path("/proc/loadavg").read_text().split()[0],
             "commit": out("git", "rev-parse", "--short", "HEAD")}
 
 
