@@ -342,14 +342,12 @@ class Executor:
 
     @staticmethod
     def _check_rendered(module: Module, params: Mapping[str, Any]) -> list[str]:
-        from shipit.playbook import _type_ok  # the same rule the loader applies
-
         problems = []
         for key, spec in module.params.items():
             value = params.get(key)
             if value is None:
                 continue
-            if not _type_ok(value, spec.type) or (spec.choices and value not in spec.choices):
+            if not spec.accepts(value):
                 problems.append(f"{module.name}.{key}: expected {spec.expected()}, rendered to {value!r}")
         problems += [f"{module.name}.{k}: {m}" for k, m in module.check_params(params)]
         return problems

@@ -312,10 +312,7 @@ class _Checker:
                          + ", ".join(sorted(module.params)))
                 ok = False
                 continue
-            if not _is_template(v) and not _type_ok(v, spec.type):
-                self.add(value, key, where, f"expected {spec.expected()}, got {v!r}")
-                ok = False
-            elif spec.choices and not _is_template(v) and v not in spec.choices:
+            if not _is_template(v) and not spec.accepts(v):
                 self.add(value, key, where, f"expected {spec.expected()}, got {v!r}")
                 ok = False
             params[key] = v
@@ -369,17 +366,6 @@ def _is_template(value: Any) -> bool:
     if isinstance(value, dict):
         return any(_is_template(v) for v in value.values())
     return isinstance(value, str) and ("{{" in value or "{%" in value)
-
-
-def _type_ok(value: Any, kind: type | tuple[type, ...]) -> bool:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool):
-        return bool in kinds
-    if value is None:
-        return True
-    if isinstance(value, int) and float in kinds:
-        return True
-    return isinstance(value, kinds)
 
 
 def load_playbook(path: str | Path, modules: Mapping[str, Module], inventory: Inventory | None = None,

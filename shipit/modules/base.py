@@ -40,6 +40,23 @@ class Param:
     help: str = ""
     secret: bool = False
 
+    def accepts(self, value: Any) -> bool:
+        """Whether ``value`` (as YAML parsed it, or as a template rendered it) fits this param:
+        its type (None passes; a bool is not an int; an int is a float) and its choices.
+
+        The loader and the executor both apply this one rule.
+        """
+        kinds = self.type if isinstance(self.type, tuple) else (self.type,)
+        if isinstance(value, bool):
+            type_ok = bool in kinds
+        elif value is None:
+            type_ok = True
+        elif isinstance(value, int) and float in kinds:
+            type_ok = True
+        else:
+            type_ok = isinstance(value, kinds)
+        return type_ok and (not self.choices or value in self.choices)
+
     def expected(self) -> str:
         """Human description of the expected form, for error messages."""
         if self.choices:
