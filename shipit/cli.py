@@ -170,13 +170,14 @@ def run_cmd(env: str, playbook: str, check: bool, diff: bool, extra: tuple[str, 
     def body() -> int:
         inv = load_inventory(inventory_path(env, inventory))
         extra_vars = parse_extra_vars(extra)
-        book = load_playbook(playbook_path(playbook), builtin_modules(), inv, extra_vars)
+        modules = builtin_modules()
+        book = load_playbook(playbook_path(playbook), modules, inv, extra_vars)
         _check_limit(inv, limit)
         progress, out = _consoles(as_json)
         reporter = ConsoleReporter(progress, verbose=verbose, show_diff=diff)
         pool = ssh_pool(inv, accept_new_host_keys)
         try:
-            executor = Executor(inv, pool, builtin_modules(), fact_kinds(), reporter,
+            executor = Executor(inv, pool, modules, fact_kinds(), reporter,
                                 RunOptions(check=check, diff=diff, forks=forks,
                                            extra_vars=extra_vars, limit=limit))
             result = executor.run_playbook(book)

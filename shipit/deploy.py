@@ -110,10 +110,7 @@ def render_env_file(target: Target) -> str:
         ValidationError: a value cannot be rendered or contains a quote or newline.
     """
     inv = target.inventory
-    variables = {"secrets": dict(target.secrets),
-                 "hostvars": {n: {**h.vars, "address": h.address} for n, h in inv.hosts.items()},
-                 "groups": {g: inv.group_hosts(g) for g in list(inv.groups) + ["all"]},
-                 "env_name": target.env_name}
+    variables = {**inv.shared_variables(), "secrets": dict(target.secrets), "env_name": target.env_name}
     templar = Templar(make_environment(), variables)
     lines, problems = ["# managed by shipit: this release's environment"], []
     for key, value in target.spec.env.items():

@@ -172,6 +172,8 @@ class Executor:
         self.options = options or RunOptions()
         self.local_dir = local_dir
         self.env = make_environment()
+        self._shared_variables = inventory.shared_variables()  # computed once, not per host
+        self._facts_first: dict[int, tuple[Play, bool]] = {}  # id(play) -> (play, answer)
         self.nonce = pysecrets.token_hex(8)
         self.host_facts: dict[str, Mapping[str, Any]] = {}
         self.result = RunResult()
@@ -257,7 +259,7 @@ class Executor:
         """Run the play on one host. Returns False when the host failed or was unreachable."""
         try:
             transport = self.pool.get(host)
-            if host not in self.host_facts and self._needs_host_facts_first(play):
+            if host not in self.host_facts and self._host_facts_first(play):
                 facts = self._gather(transport, [HOST_QUERY], become=False)
                 self.host_facts[host] = facts[HOST_QUERY]
             return self._run_tasks(play, host, transport, play_hosts, stop)
@@ -266,6 +268,13 @@ class Executor:
             if play.any_errors_fatal:
                 stop.stop(f"host {host} unreachable in play '{play.name}' (any_errors_fatal)")
             return False
+
+    def _host_facts_first(self, play: Play) -> bool:
+        """:meth:`_needs_host_facts_first`, worked out once per play rather than per host."""
+        with self._lock:
+            if id(play) not in self._facts_first:  # the play is kept, so its id stays its own
+                self._facts_first[id(play)] = (play, self._needs_host_facts_first(play))
+            return self._facts_first[id(play)][1]
 
     def _needs_host_facts_first(self, play: Play) -> bool:
         """Whether host facts must be gathered before rendering the play's tasks.
@@ -293,13 +302,11 @@ class Executor:
         inv = self.inventory
         h = inv.hosts[host]
         variables = inv.host_vars(host, play.vars, self.options.extra_vars)
+        variables.update(self._shared_variables)
         variables.update({
             "inventory_hostname": host,
             "address": h.address,
             "group_names": [g for g in h.groups if g != "all"],
-            "hostvars": {name: {**other.vars, "address": other.address, "inventory_hostname": name}
-                         for name, other in inv.hosts.items()},
-            "groups": {g: inv.group_hosts(g) for g in list(inv.groups) + ["all"]},
             "play_hosts": list(play_hosts),
             "facts": dict(self.host_facts.get(host, {})),
         })

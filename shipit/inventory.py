@@ -148,6 +148,15 @@ class Inventory:
             return {term}
         raise ValueError(f"'{term}' is neither a host nor a group of the inventory")
 
+    def shared_variables(self) -> dict[str, Any]:
+        """Variables the same for every host: ``groups`` (group -> host names, ``all`` too)
+        and ``hostvars`` (host -> its host vars plus ``address`` and ``inventory_hostname``)."""
+        return {
+            "groups": {g: self.group_hosts(g) for g in [*self.groups, "all"]},
+            "hostvars": {name: {**h.vars, "address": h.address, "inventory_hostname": name}
+                         for name, h in self.hosts.items()},
+        }
+
     def host_vars(self, host: str, play_vars: Mapping[str, Any] | None = None,
                   extra_vars: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Variables of ``host`` merged by precedence (see the module docstring)."""
