@@ -6,6 +6,11 @@ unit-tested against recorded output (``tests/unit/recorded/``). The executor ask
 a play for its :class:`FactQuery` list, builds ONE script with :func:`build_gather_script`,
 runs it in one remote invocation per host, and splits the answer with
 :func:`split_gather_output` (pyinfra's facts are likewise a command plus a ``process``).
+
+Kinds that can read several args in one process (``stat`` of many paths, ``dpkg-query`` of many
+packages) also have a ``batch`` command and a ``split`` that cuts its output back into what
+``command`` prints for each arg, so one parser reads both: a no-op play then costs the host a
+handful of processes, not a few per task.
 """
 
 from __future__ import annotations
@@ -29,12 +34,47 @@ class FactQuery:
 
 @dataclass(frozen=True)
 class FactKind:
-    """A kind of fact: ``command(arg)`` prints it (exit 0 always), ``parse(stdout)`` reads it."""
+    """A kind of fact: ``command(arg)`` prints it (exit 0 always), ``parse(stdout)`` reads it.
+
+    Optional batching: ``batch(args)`` prints the facts of several args at once (exit 0
+    always), and ``split(stdout, args)`` returns one text per arg, each as ``command(arg)``
+    would have printed it. Both or neither are set.
+    """
 
     name: str
     command: Callable[[str], str]
     parse: Callable[[str], Any]
     doc: str = ""
+    batch: Callable[[Sequence[str]], str] | None = None
+    split: Callable[[str, Sequence[str]], list[str]] | None = None
+
+
+def _batchable(arg: str) -> bool:
+    """Args a batch command may take: batch outputs are line-based, so no newline/backslash."""
+    return "\n" not in arg and "\\" not in arg
+
+
+def _sections(queries: Sequence[FactQuery],
+              kinds: Mapping[str, FactKind]) -> list[tuple[str, FactKind, list[int]]]:
+    """The script's sections: ``(marker id, kind, indexes of the queries it answers)``.
+
+    Queries of a batchable kind with batchable args share one ``batch:<first index>`` section
+    (when there are at least two); every other query gets its own ``fact:<index>`` section.
+    Raises KeyError for an unknown kind.
+    """
+    groups: dict[str, list[int]] = {}
+    for i, query in enumerate(queries):
+        kind = kinds[query.kind]
+        if kind.batch is not None and _batchable(query.arg):
+            groups.setdefault(query.kind, []).append(i)
+    batched = {i for idx in groups.values() if len(idx) > 1 for i in idx}
+    sections: list[tuple[str, FactKind, list[int]]] = []
+    for i, query in enumerate(queries):
+        if i not in batched:
+            sections.append((f"fact:{i}", kinds[query.kind], [i]))
+        elif groups[query.kind][0] == i:
+            sections.append((f"batch:{i}", kinds[query.kind], groups[query.kind]))
+    return sections
 
 
 HostFacts = Mapping[str, Any]
@@ -45,16 +85,22 @@ def build_gather_script(queries: Sequence[FactQuery], kinds: Mapping[str, FactKi
                         nonce: str) -> str:
     """One sh script printing every query's output between marker lines.
 
-    Output shape: for query number i, a line ``@@shipit:<nonce>:fact:<i>`` followed by the
-    kind's output. ``nonce`` (random per run) keeps file contents from forging markers.
+    Output shape: for query number i (of ``unique(queries)``), a line
+    ``@@shipit:<nonce>:fact:<i>`` followed by the kind's output; for queries answered by one
+    batch command, a line ``@@shipit:<nonce>:batch:<i>`` (i: the first of them) followed by the
+    batch's output. ``nonce`` (random per run) keeps file contents from forging markers.
 
     Raises:
         KeyError: a query names an unknown kind (a bug: playbooks are validated before).
     """
+    queries = unique(queries)
     parts = []
-    for i, query in enumerate(queries):
-        snippet = kinds[query.kind].command(query.arg)
-        parts.append(f"echo '@@shipit:{nonce}:fact:{i}'\n{{\n{snippet}\n}} 2>/dev/null || true")
+    for marker, kind, indexes in _sections(queries, kinds):
+        if len(indexes) == 1 and marker.startswith("fact:"):
+            snippet = kind.command(queries[indexes[0]].arg)
+        else:
+            snippet = kind.batch([queries[i].arg for i in indexes])  # type: ignore[misc]
+        parts.append(f"echo '@@shipit:{nonce}:{marker}'\n{{\n{snippet}\n}} 2>/dev/null || true")
     return "\n".join(parts) + "\n"
 
 
@@ -65,20 +111,27 @@ def split_gather_output(stdout: str, queries: Sequence[FactQuery],
     Raises:
         ValueError: a query's section is missing (the script was cut short).
     """
-    sections: dict[int, list[str]] = {}
+    queries = unique(queries)
+    found: dict[str, list[str]] = {}
     current: list[str] | None = None
-    prefix = f"@@shipit:{nonce}:fact:"
+    prefix = f"@@shipit:{nonce}:"
     for line in stdout.splitlines():
         if line.startswith(prefix):
-            current = sections.setdefault(int(line[len(prefix):]), [])
+            current = found.setdefault(line[len(prefix):], [])
         elif current is not None:
             current.append(line)
     result: dict[FactQuery, Any] = {}
-    for i, query in enumerate(queries):
-        if i not in sections:
-            raise ValueError(f"fact output for {query.kind}({query.arg}) is missing")
-        text = "\n".join(sections[i])
-        result[query] = kinds[query.kind].parse(text + ("\n" if text else ""))
+    for marker, kind, indexes in _sections(queries, kinds):
+        if marker not in found:
+            first = queries[indexes[0]]
+            raise ValueError(f"fact output for {first.kind}({first.arg}) is missing")
+        text = "\n".join(found[marker]) + ("\n" if found[marker] else "")
+        if marker.startswith("fact:"):
+            texts = [text]
+        else:
+            texts = kind.split(text, [queries[i].arg for i in indexes])  # type: ignore[misc]
+        for i, one in zip(indexes, texts, strict=True):
+            result[queries[i]] = kind.parse(one)
     return result
 
 

@@ -34,6 +34,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
+from collections.abc import Sequence
 from shlex import quote as q
 from typing import Any
 
@@ -67,6 +69,43 @@ if [ -e "$p" ] || [ -L "$p" ]; then
 else
   echo "type=absent"
 fi"""
+
+
+def file_batch_command(paths: Sequence[str]) -> str:
+    """:func:`file_command` for many paths in two processes: one ``stat``, one ``sha256sum``.
+
+    Prints a ``@@path=<path>`` line before each existing path's stat fields, then
+    ``<sha256>  <path>`` for each regular file; :func:`split_file_batch` reads it back.
+    """
+    return f"""set --
+for p in {' '.join(q(p) for p in paths)}; do
+  if [ -e "$p" ] || [ -L "$p" ]; then set -- "$@" "$p"; fi
+done
+if [ $# -gt 0 ]; then
+  stat --printf '@@path=%n\\ntype=%F\\nmode=%a\\nowner=%U\\ngroup=%G\\nsize=%s\\n' -- "$@"
+  for p do shift; if [ -f "$p" ] && [ ! -L "$p" ]; then set -- "$@" "$p"; fi; done
+  if [ $# -gt 0 ]; then sha256sum -- "$@"; fi
+fi"""
+
+
+_SHA_LINE = re.compile(r"([0-9a-f]{64})  (.*)")
+
+
+def split_file_batch(stdout: str, paths: Sequence[str]) -> list[str]:
+    """Cut :func:`file_batch_command` output into :func:`file_command` output per path."""
+    fields: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in stdout.splitlines():
+        sha = _SHA_LINE.fullmatch(line)
+        if line.startswith("@@path="):
+            current = fields.setdefault(line[len("@@path="):], [])
+        elif sha and sha.group(2) in fields:
+            fields[sha.group(2)].append(f"sha256={sha.group(1)}")
+            current = None
+        elif current is not None:
+            current.append(line)
+    return ["".join(f"{line}\n" for line in fields[p]) if p in fields else "type=absent\n"
+            for p in paths]
 
 
 def parse_file(stdout: str) -> dict[str, Any]:
@@ -162,7 +201,8 @@ def parse_check(stdout: str) -> int:
 
 
 KINDS = [
-    FactKind("file", file_command, parse_file, "type, mode, owner, group, size, sha256 of a path"),
+    FactKind("file", file_command, parse_file, "type, mode, owner, group, size, sha256 of a path",
+             batch=file_batch_command, split=split_file_batch),
     FactKind("file_content", file_content_command, parse_file_content,
              "content of a regular file (base64, capped), for --diff"),
     FactKind("path_exists", path_exists_command, parse_path_exists, "whether a path exists"),

@@ -23,22 +23,24 @@ COMMAND = r"""
 echo "os_id=${ID:-}"
 echo "os_version=${VERSION_ID:-}"
 echo "codename=${VERSION_CODENAME:-}"
-echo "arch=$(dpkg --print-architecture 2>/dev/null)"
-echo "machine=$(uname -m)"
-echo "hostname=$(hostname 2>/dev/null || cat /etc/hostname)"
-echo "cpus=$(nproc 2>/dev/null || echo 1)"
-awk '/^MemTotal:/{print "mem_total_kb=" $2} /^MemAvailable:/{print "mem_available_kb=" $2}' /proc/meminfo
-echo "load=$(cut -d' ' -f1-3 /proc/loadavg)"
-echo "pythons=$(ls /usr/bin/ 2>/dev/null | grep -E '^python3\.[0-9]+$' | tr '\n' ' ')"
+printf 'arch='; dpkg --print-architecture 2>/dev/null || echo
+printf 'machine='; uname -m
+read -r h < /proc/sys/kernel/hostname; echo "hostname=$h"
+printf 'cpus='; nproc 2>/dev/null || echo 1
+while read -r k v _; do
+  case $k in MemTotal:) echo "mem_total_kb=$v";; MemAvailable:) echo "mem_available_kb=$v";; esac
+done < /proc/meminfo
+read -r a b c _ < /proc/loadavg; echo "load=$a $b $c"
+printf 'pythons='; for f in /usr/bin/python3.*; do printf '%s ' "${f#/usr/bin/}"; done; echo
 if [ -e /var/lib/apt/periodic/shipit-update-success-stamp ]; then
-  echo "apt_lists_mtime=$(stat -c %Y /var/lib/apt/periodic/shipit-update-success-stamp)"
+  stat -c 'apt_lists_mtime=%Y' /var/lib/apt/periodic/shipit-update-success-stamp
 else
   echo "apt_lists_mtime=$(ls -t /var/lib/apt/lists/*_Packages* 2>/dev/null | head -1 | xargs -r stat -c %Y)"
 fi
-echo "now=$(date +%s)"
-echo "systemd=$(systemctl --version 2>/dev/null | head -1 | awk '{print $2}')"
-echo "boot_id=$(cat /proc/sys/kernel/random/boot_id)"
-echo "uptime=$(cut -d' ' -f1 /proc/uptime)"
+printf 'now='; date +%s
+printf 'systemd='; systemctl --version 2>/dev/null | { read -r _ v _; echo "$v"; }
+read -r b < /proc/sys/kernel/random/boot_id; echo "boot_id=$b"
+read -r u _ < /proc/uptime; echo "uptime=$u"
 """
 
 
@@ -70,7 +72,8 @@ def parse(stdout: str) -> dict[str, Any]:
         "mem_available": int(num("mem_available_kb")) * 1024,
         "load": [float(x) for x in raw.get("load", "").split() if re.fullmatch(r"[0-9.]+", x)],
         "pythons": sorted(
-            {p.removeprefix("python") for p in raw.get("pythons", "").split()},
+            {p.removeprefix("python") for p in raw.get("pythons", "").split()
+             if re.fullmatch(r"python3\.[0-9]+", p)},
             key=lambda v: tuple(int(x) for x in v.split(".")),
         ),
         "apt_lists_age": int(now - float(lists_mtime)) if lists_mtime.isdigit() else -1,

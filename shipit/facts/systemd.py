@@ -15,6 +15,7 @@ Arg: a unit name with its suffix (``app.service``). Parsed shape (all keys prese
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from shlex import quote as q
 from typing import Any
 
@@ -29,6 +30,38 @@ _KEYS = {"LoadState": "load_state", "ActiveState": "active_state", "SubState": "
 def unit_command(name: str) -> str:
     """``systemctl show`` of the properties in :data:`PROPERTIES` for unit ``name``."""
     return f"systemctl show -p {','.join(PROPERTIES)} -- {q(name)}"
+
+
+def unit_batch_command(names: Sequence[str]) -> str:
+    """One ``systemctl show`` for many units: one block per unit, in order, blank-line separated.
+
+    ``systemctl show`` gives up on the whole list for one name it cannot show (a template such
+    as ``app-web@.service``); then each unit is shown alone after a ``@@unit=<name>`` line.
+    """
+    props = ",".join(PROPERTIES)
+    args = " ".join(q(n) for n in names)
+    return (f"if __units=$(systemctl show -p {props} -- {args}); then printf '%s\\n' \"$__units\"\n"
+            f"else for __unit in {args}; do echo \"@@unit=$__unit\"; "
+            f"systemctl show -p {props} -- \"$__unit\"; done; fi")
+
+
+def split_unit_batch(stdout: str, names: Sequence[str]) -> list[str]:
+    """Per unit, its block (or its ``@@unit=`` section). When the blocks don't pair up with the
+    names (systemd not running prints none), every unit reads as ``""``, which
+    :func:`parse_unit` takes as no systemd."""
+    if "@@unit=" in stdout:
+        sections: dict[str, list[str]] = {}
+        current: list[str] | None = None
+        for line in stdout.splitlines():
+            if line.startswith("@@unit="):
+                current = sections.setdefault(line[len("@@unit="):], [])
+            elif current is not None:
+                current.append(line + "\n")
+        return ["".join(sections.get(n, [])) for n in names]
+    blocks = [b for b in stdout.strip("\n").split("\n\n") if b.strip()]
+    if len(blocks) != len(names):
+        return ["" for _ in names]
+    return [b + "\n" for b in blocks]
 
 
 def parse_unit(stdout: str) -> dict[str, Any]:
@@ -51,4 +84,5 @@ def is_running(fact: dict[str, Any]) -> bool:
         state == "activating" and fact["sub_state"] != "auto-restart")
 
 
-KINDS = [FactKind("unit", unit_command, parse_unit, "state of a systemd unit")]
+KINDS = [FactKind("unit", unit_command, parse_unit, "state of a systemd unit",
+                  batch=unit_batch_command, split=split_unit_batch)]

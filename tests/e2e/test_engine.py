@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from shipit.facts import FactQuery, build_gather_script, split_gather_output
+from shipit.facts.registry import fact_kinds
 from shipit.lab import LabState
 from shipit.lab.naming import HostSpec
 
@@ -451,6 +453,41 @@ def sudo_count(lab: LabState, name: str, since: str) -> int:
     out = host_out(lab, name, f"journalctl -q --no-pager -o cat _COMM=sudo --since @{since} "
                               "| grep -c 'COMMAND=/usr/bin/sh -s' || true")
     return int(out or 0)
+
+
+def test_batched_facts_agree_with_one_by_one(lab: LabState) -> None:
+    """A play's gather batches queries of one kind into one process (stat, dpkg-query,
+    apt-cache, systemctl); on a real host that must read exactly what one query at a time
+    reads, odd args included (spaces, symlinks, devices, unknown names, name:arch)."""
+    kinds = fact_kinds()
+    host_out(lab, "web1", "mkdir -p '/tmp/batch dir  x' && printf x > '/tmp/batch dir  x/f'")
+    queries = ([FactQuery("file", p) for p in ("/etc/os-release", "/etc", "/bin", "/dev/null", "/nope",
+                                               "/tmp/batch dir  x", "/tmp/batch dir  x/f")]
+               + [FactQuery("deb", n) for n in ("openssh-server", "sudo", "no-such-pkg-x", "libc6:amd64",
+                                                "libc6:i386")]
+               + [FactQuery("apt_policy", n) for n in ("openssh-server", "no-such-pkg-x", "sudo",
+                                                       "libc6:amd64")]
+               + [FactQuery("unit", n) for n in ("ssh.service", "nosuch.service", "getty@.service",
+                                                  "systemd-journald.service")])
+
+    def gather(qs: list[FactQuery]) -> dict[FactQuery, Any]:
+        out = host_out(lab, "web1", "export LC_ALL=C\n" + build_gather_script(qs, kinds, "T"))
+        return split_gather_output(out + "\n", qs, kinds, "T")
+
+    batched = gather(queries)
+    assert "@@shipit:T:batch:" in build_gather_script(queries, kinds, "T")
+    for q in queries:
+        alone = gather([q])[q]
+        if q.kind == "unit":  # live counters may move between the two reads
+            alone, now = {k: v for k, v in alone.items() if k != "main_pid"}, \
+                {k: v for k, v in batched[q].items() if k != "main_pid"}
+            assert alone == now, q
+        else:
+            assert alone == batched[q], q
+    assert batched[FactQuery("file", "/tmp/batch dir  x/f")]["sha256"] == \
+        "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"  # sha256 of "x"
+    assert batched[FactQuery("deb", "sudo")]["installed"] is True
+    assert batched[FactQuery("unit", "ssh.service")]["active_state"] == "active"
 
 
 def test_noop_round_trips_are_constant(lab: LabState, tmp_path: Path, home: Path,
