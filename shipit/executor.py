@@ -419,6 +419,9 @@ class Executor:
                               render=templar.render_text,
                               secrets=secrets)
             module = self.modules[inst.task.module]
+            more = [q for q in module.more_facts(inst.params, facts) if q not in facts]
+            if more:
+                facts = {**facts, **self._gather(transport, more, become)}
             try:
                 plan = module.plan(inst.params, facts, ctx)
             except (OSError, jinja2.TemplateError, ValueError) as exc:

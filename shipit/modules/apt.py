@@ -58,9 +58,18 @@ class AptModule(Module):
 
     def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
         queries = [FactQuery("deb", n) for n in names(params)]
-        if params.get("state") != "absent":
+        if params.get("state") == "latest":
             queries += [FactQuery("apt_policy", n) for n in names(params)]
         return queries
+
+    def more_facts(self, params: Mapping[str, Any],
+                   facts: Mapping[FactQuery, Any]) -> list[FactQuery]:
+        """``present``: the candidates of the packages that are not installed (none on a
+        converged host, so a no-op never runs ``apt-cache``)."""
+        if params.get("state", "present") != "present":
+            return []
+        return [FactQuery("apt_policy", n) for n in names(params)
+                if not facts[FactQuery("deb", n)]["installed"]]
 
     def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any],
              ctx: PlanContext) -> Plan:
@@ -75,7 +84,8 @@ class AptModule(Module):
             reason = "remove " + ", ".join(f"{n} {installed[n]['version']}" for n in gone)
             return Plan((Change(reason, f"{APT_GET} remove -- {' '.join(map(q, gone))} "
                                         "</dev/null"),))
-        policy = {n: facts[FactQuery("apt_policy", n)] for n in pkgs}
+        policy = {n: facts.get(FactQuery("apt_policy", n), {"installed": None, "candidate": None})
+                  for n in pkgs}
         reasons, todo = [], []
         for n in pkgs:
             cand = policy[n]["candidate"]

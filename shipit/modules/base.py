@@ -169,6 +169,16 @@ class Module:
         """
         return []
 
+    def more_facts(self, params: Mapping[str, Any],
+                   facts: Mapping[FactQuery, Any]) -> list[FactQuery]:
+        """Facts needed only in view of the first ones (:meth:`facts`); default none.
+
+        E.g. ``apt`` asks for a package's candidate version only when the package is not
+        installed. The executor gathers the ones it does not have in one more round trip just
+        before :meth:`plan`, so a converged host never pays for them.
+        """
+        return []
+
     def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any],
              ctx: PlanContext) -> Plan:
         """Compare desired state (``params``) with ``facts`` and return the changes needed."""

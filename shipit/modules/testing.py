@@ -56,7 +56,11 @@ def run_local(module: Module, params: Mapping[str, Any], ctx: PlanContext,
     """
     full = {k: spec.default for k, spec in module.params.items()} | dict(params)
     queries = module.facts(full) + (module.diff_facts(full) if ctx.diff else [])
-    plan = module.plan(full, gather_local(queries), ctx)
+    facts = gather_local(queries)
+    more = [q for q in module.more_facts(full, facts) if q not in facts]
+    if more:  # as the executor: one more round trip, only when needed
+        facts |= gather_local(more)
+    plan = module.plan(full, facts, ctx)
     results: list[tuple[int, str]] = []
     if execute:
         for change in plan.changes:

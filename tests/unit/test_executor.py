@@ -245,3 +245,45 @@ def test_host_facts_used_only_in_a_template_file_are_gathered_first(tmp_path: Pa
     result = Executor(inv, TransportPool(factory), modules, KINDS).run_playbook(pb)
     assert not result.failed, [t.message for t in result.tasks]
     assert (tmp_path / "out-1.txt").read_text().startswith("cpus=")
+
+
+class Fallback(Module):
+    """Creates ``path`` from ``path.alt`` (only looked at when ``path`` is missing)."""
+
+    name = "fallback"
+    params = {"path": Param(str, required=True)}
+
+    def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
+        return [FactQuery("exists", params["path"])]
+
+    def more_facts(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any]) -> list[FactQuery]:
+        return [] if facts[FactQuery("exists", params["path"])] else [FactQuery("exists", params["path"] + ".alt")]
+
+    def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any], ctx: PlanContext) -> Plan:
+        path = params["path"]
+        if facts[FactQuery("exists", path)]:
+            return Plan()
+        if not facts[FactQuery("exists", path + ".alt")]:
+            return Plan(failed=f"neither {path} nor {path}.alt")
+        return Plan(changes=(Change(f"copy {path}.alt", f"cp {q(path + '.alt')} {q(path)}"),))
+
+
+def test_more_facts_cost_a_round_trip_only_when_asked(tmp_path: Path) -> None:
+    MODULES["fallback"] = Fallback()
+    try:
+        book = "- hosts: web\n  tasks:\n    - fallback: {path: '{{ dir }}/f-{{ n }}'}\n"
+        inv, playbook, transports, factory = setup(tmp_path, book)
+        (tmp_path / "f-1.alt").write_text("alt")
+        first = run(inv, playbook, factory)
+        # h1: gather, more facts (the .alt), apply; h2: no .alt -> a clear failure, no change
+        assert first.recap["h1"].changed == 1 and (tmp_path / "f-1").read_text() == "alt"
+        assert first.recap["h2"].failed == 1
+        assert "neither" in next(t for t in first.tasks if t.host == "h2").message
+        assert {h: t.stats.execs for h, t in transports.items()} == {"h1": 3, "h2": 2}
+        transports.clear()
+        (tmp_path / "f-2").write_text("made by hand")
+        second = run(inv, playbook, factory)
+        assert all(r.changed == 0 and r.failed == 0 for r in second.recap.values())
+        assert {h: t.stats.execs for h, t in transports.items()} == {"h1": 1, "h2": 1}
+    finally:
+        del MODULES["fallback"]

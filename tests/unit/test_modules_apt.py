@@ -36,8 +36,23 @@ def test_fresh_host_updates_stale_lists_then_installs() -> None:
 def test_converged_never_updates_even_when_stale() -> None:
     f = facts({"caddy": ("2.6.2-5", "2.6.2-5"), "curl": ("7.88.1", "7.88.2")})
     assert not M.plan(P, f, ctx(10**6)).changed
-    assert M.facts(P) == [FactQuery("deb", "caddy"), FactQuery("deb", "curl"),
-                          FactQuery("apt_policy", "caddy"), FactQuery("apt_policy", "curl")]
+    # a converged host: only dpkg's view is gathered, never apt-cache's
+    assert M.facts(P) == [FactQuery("deb", "caddy"), FactQuery("deb", "curl")]
+    assert M.more_facts(P, f) == []
+
+
+def test_candidates_are_asked_only_for_missing_packages() -> None:
+    f = facts({"caddy": ("2.6.2-5", "2.6.2-5"), "curl": (None, "7.88.2")})
+    assert M.more_facts(P, f) == [FactQuery("apt_policy", "curl")]
+    assert M.facts(dict(P, state="latest")) == [
+        FactQuery("deb", "caddy"), FactQuery("deb", "curl"),
+        FactQuery("apt_policy", "caddy"), FactQuery("apt_policy", "curl")]
+    assert M.more_facts(dict(P, state="latest"), f) == []
+    assert M.more_facts(dict(P, state="absent"), f) == []
+    # installed packages without a policy fact plan as before
+    del f[FactQuery("apt_policy", "caddy")]
+    plan = M.plan(P, f, ctx(60))
+    assert [c.reason for c in plan.changes] == ["install curl 7.88.2"]
 
 
 def test_latest_upgrades_with_fresh_cache() -> None:
