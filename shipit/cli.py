@@ -87,6 +87,12 @@ def _consoles(as_json: bool) -> tuple[Console, Console]:
     return (err if as_json else out), out
 
 
+def print_json(doc: Any) -> None:
+    """Write ``doc`` as indented JSON on stdout: plain text, no console markup or wrapping
+    (and much cheaper than rendering it through rich)."""
+    click.echo(doc if isinstance(doc, str) else json.dumps(doc, indent=2, default=str))
+
+
 def run_guarded(fn: Callable[[], int]) -> None:
     """Run a command body, turning ShipitError and Ctrl-C into a message and an exit code."""
     err = Console(stderr=True, highlight=False)
@@ -184,8 +190,7 @@ def run_cmd(env: str, playbook: str, check: bool, diff: bool, extra: tuple[str, 
         finally:
             pool.close()
         if as_json:
-            out.print(result_json(result, {"check": check}), markup=False, highlight=False,
-                      soft_wrap=True)
+            print_json(result_json(result, {"check": check}))
         else:
             reporter.recap(result, check=check)
         return 1 if result.failed else 0
@@ -227,7 +232,7 @@ def facts_cmd(env: str, inventory: str | None, limit: str | None, forks: int, as
         doc = {"facts": executor.host_facts,
                "unreachable": {h: r.message for h, r in result.recap.items() if r.unreachable}}
         if as_json:
-            out.print(json.dumps(doc, indent=2), markup=False, highlight=False, soft_wrap=True)
+            print_json(doc)
         else:
             out.print(yaml.safe_dump(doc, sort_keys=True), markup=False, highlight=False)
         return 1 if result.failed else 0
@@ -268,7 +273,7 @@ def exec_cmd(env: str, command: tuple[str, ...], become: bool, inventory: str | 
             pool.close()
         out = Console(highlight=False)
         if as_json:
-            out.print(json.dumps({"results": results}, indent=2), markup=False, soft_wrap=True)
+            print_json({"results": results})
         else:
             for r in results:
                 status = "unreachable" if r["rc"] is None else f"rc={r['rc']}"
@@ -342,10 +347,8 @@ def deploy_cmd(env: str, app_dir: str, lock_wait: float, verbose: bool, inventor
         summary = (f"release {deployer.release}: " + (f"{deployer.changed} change(s)" if deployer.changed
                    else "no change, every host already serves it"))
         if as_json:
-            Console().print(json.dumps({"release": deployer.release, "serving": serving,
-                                        "changed": deployer.changed,
-                                        "duration": round(time.monotonic() - started, 3)}),
-                            markup=False, soft_wrap=True)
+            print_json({"release": deployer.release, "serving": serving, "changed": deployer.changed,
+                        "duration": round(time.monotonic() - started, 3)})
         else:
             _serving_table(console, states)
         console.print(summary)
@@ -375,8 +378,7 @@ def rollback_cmd(env: str, app_dir: str, to: str | None, lock_wait: float, inven
         console.print("[yellow]note:[/] database migrations are NOT reverted by a rollback; "
                       "the previous release runs against the current schema.")
         if as_json:
-            Console().print(json.dumps({"release": deployer.release, "serving": serving,
-                                        "changed": deployer.changed}), markup=False, soft_wrap=True)
+            print_json({"release": deployer.release, "serving": serving, "changed": deployer.changed})
         else:
             _serving_table(console, states)
         return 0
@@ -403,7 +405,7 @@ def releases_cmd(env: str, app_dir: str, inventory: str | None, limit: str | Non
         if as_json:
             doc = {h: (s if isinstance(s, str) else {k: v for k, v in s.items() if k != "facts"})
                    for h, s in states.items()}
-            console.print(json.dumps(doc, indent=2, default=str), markup=False, soft_wrap=True)
+            print_json(doc)
         else:
             console.print(releases_table(states))
         return 0 if all(not isinstance(s, str) for s in states.values()) else 1
@@ -433,7 +435,7 @@ def status_cmd(env: str, app_dir: str, inventory: str | None, limit: str | None,
         finally:
             pool.close()
         if as_json:
-            console.print(json.dumps(statuses, indent=2, default=str), markup=False, soft_wrap=True)
+            print_json(statuses)
         else:
             console.print(status_table(statuses))
         return 0 if all(s["reachable"] for s in statuses.values()) else 1
