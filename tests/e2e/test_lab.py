@@ -67,7 +67,7 @@ def test_mismatched_host_key_is_refused(lab: LabState, tmp_path: Path) -> None:
     wrong.write_text(f"{web1.address} {lines[web2.address]}\n")  # web1 listed with web2's key
     with pytest.raises(paramiko.BadHostKeyException):
         connect(web1, lab.key, wrong)
-    ssh = Lab("shipit-test").ssh_argv("web1", ["true"])
+    ssh = Lab(lab.name).ssh_argv("web1", ["true"])
     ssh[ssh.index(next(a for a in ssh if a.startswith("UserKnownHostsFile=")))] = \
         f"UserKnownHostsFile={wrong}"
     proc = subprocess.run(ssh, capture_output=True, text=True, timeout=30)
@@ -103,7 +103,7 @@ def lab_api_pids(the_lab: Lab, host: HostSpec) -> list[int]:
 
 
 def test_status_command(lab: LabState) -> None:
-    result = CliRunner().invoke(lab_cli, ["status", "--name", "shipit-test"])
+    result = CliRunner().invoke(lab_cli, ["status", "--name", lab.name])
     assert result.exit_code == 0, result.output
     for host in lab.hosts:
         row = next(line for line in result.output.splitlines() if f" {host.name} " in line)
