@@ -617,8 +617,8 @@ def write_results(rows: list[dict[str, Any]], sizes: list[int], versions: dict[s
         "HEAD's `shipit/` and runs that).",
         "",
         f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory']} RAM, kernel {info['kernel']}. "
-        f"Load average (1, 5, 15 min) at start {load_start}, at end {load_end}: the machine was shared with "
-        "other engineers' labs and tests during the run, which makes the spread. Hosts are systemd-nspawn "
+        f"Load average (1, 5, 15 min) at start {load_start}, at end {load_end} (the benchmark's own runs raise "
+        "it, Ansible's most; anything else running on the machine adds to the spread). Hosts are systemd-nspawn "
         "Debian 12 containers on this same machine (`shipit lab`), sharing its CPUs with the runner; apt "
         "goes through the lab's apt-cacher-ng, warmed before the first measurement.",
         "",

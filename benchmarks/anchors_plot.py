@@ -17,10 +17,12 @@ TOOLS = [("shipit", "shipit"), ("pyinfra", "pyinfra"), ("ansible", "Ansible (def
 
 def main(src: str, dest: str) -> None:
     walls: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    latencies: set[int] = set()
     with open(src) as fh:
         for row in csv.DictReader(fh):
             if row["run"] == "noop":
                 walls[row["tool"]][int(row["hosts"])].append(float(row["wall_s"]))
+                latencies.add(int(float(row.get("latency_ms") or 0)))
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for tool, label in TOOLS:
         if tool not in walls:
@@ -33,11 +35,12 @@ def main(src: str, dest: str) -> None:
     ax.set_xlabel("hosts")
     ax.set_ylabel("no-op run, wall time (s), median with min–max")
     ax.set_yscale("log")
-    ax.set_title("No-op run of the same workload (benchmarks/anchors.py)")
+    link = f", {max(latencies)} ms latency each way" if max(latencies, default=0) else ""
+    ax.set_title(f"No-op run of the same workload (benchmarks/anchors.py{link})")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize="small")
     fig.tight_layout()
-    fig.savefig(dest)
+    fig.savefig(dest, bbox_inches="tight")
 
 
 if __name__ == "__main__":
