@@ -59,7 +59,7 @@ class Host:
 
     name: str
     address: str
-    port: int = 22
+    port: int | None = None
     user: str | None = None
     key: str | None = None
     gateway: str | None = None
@@ -375,7 +375,7 @@ def _build(path: str, hosts_spec: dict[str, dict[str, Any]], groups_spec: dict[s
         for h in members(g):
             host_groups[h].append(g)
     hosts = {
-        name: Host(name=name, address=spec.get("address", name), port=spec.get("port", 22),
+        name: Host(name=name, address=spec.get("address", name), port=spec.get("port"),
                    user=spec.get("user"), key=spec.get("key"), gateway=spec.get("gateway"),
                    leader=spec.get("leader", False), vars=spec.get("vars", {}),
                    groups=tuple(host_groups[name]))

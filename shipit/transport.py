@@ -122,11 +122,14 @@ class _UnknownKeyPolicy(paramiko.MissingHostKeyPolicy):
 
 @dataclass(frozen=True)
 class SSHTarget:
-    """Where and how to connect: address, port, user, key file, gateway, timeout (seconds)."""
+    """Where and how to connect: address, port, user, key file, gateway, timeout (seconds).
+
+    ``port``, ``user``, ``key``: None leaves them to ``~/.ssh/config`` (then port 22).
+    """
 
     host: str
     address: str
-    port: int = 22
+    port: int | None = None
     user: str | None = None
     key: str | None = None
     gateway: str | None = None
@@ -190,7 +193,7 @@ class SSHTransport:
             raise HostUnreachable(f"{t.host}: SSH authentication as {t.user or 'default user'} "
                                   f"failed: {exc}") from None
         except (OSError, paramiko.SSHException, EOFError) as exc:
-            raise HostUnreachable(f"{t.host}: cannot connect to {t.address}:{t.port}: "
+            raise HostUnreachable(f"{t.host}: cannot connect to {conn.host}:{conn.port}: "
                                   f"{exc or type(exc).__name__}") from None
         self.stats.connects += 1
         self._conn = conn

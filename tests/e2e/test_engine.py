@@ -436,6 +436,69 @@ def test_exec_command(lab: LabState, home: Path) -> None:
     assert (r["host"], r["rc"], r["stderr"].strip()) == ("web2", 3, "oops")
 
 
+class Forwarder:
+    """A TCP forwarder on loopback (a port the kernel picks) to ``address:22``, for tests of
+    what a connection through another port looks like."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            upstream = socket.create_connection((self.address, 22), timeout=10)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+def test_ssh_config_port_and_hostname_are_honoured(lab: LabState, tmp_path: Path) -> None:
+    """An inventory host with no address and no port: ~/.ssh/config's HostName and Port say
+    where it is (as OpenSSH would), and its host key is checked under ``[127.0.0.1]:PORT``."""
+    web1 = spec(lab, "web1")
+    fwd = Forwarder(web1.address)
+    try:
+        home = tmp_path / "home"
+        (home / ".ssh").mkdir(parents=True)
+        (home / ".ssh" / "config").write_text(f"Host viaport\n  HostName 127.0.0.1\n  Port {fwd.port}\n")
+        key = known_lines(lab)[web1.address]
+        (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{fwd.port} {key}\n")
+        shutil.copy(lab.key, tmp_path / "lab.key")
+        os.chmod(tmp_path / "lab.key", 0o600)
+        inv = tmp_path / "inv.yml"
+        inv.write_text("ssh: {user: deploy, key: lab.key, known_hosts: known_hosts}\nhosts:\n  viaport: {}\n")
+        run = shipit("exec", "lab", "-i", inv, "--json", "--", "hostname", home=home)
+        assert run.rc == 0, run
+        assert json.loads(run.stdout)["results"][0]["stdout"].strip() == "web1"
+        assert fwd.accepted == 1
+    finally:
+        fwd.close()
+
+
 # ---- round trips --------------------------------------------------------------------------
 def doubled_playbook(dest: Path) -> Path:
     """converge.yml with every task listed twice (templates copied beside it)."""

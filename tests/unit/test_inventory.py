@@ -37,6 +37,8 @@ def test_native_inventory_hosts_groups_and_paths(tmp_path: Path) -> None:
     assert list(inv.hosts) == ["web1", "web2", "db1"]
     web2 = inv.hosts["web2"]
     assert (web2.address, web2.port, web2.user) == ("10.0.0.12", 2222, "deploy")
+    # no port in the inventory: left to ~/.ssh/config (then 22), as user and address are
+    assert inv.hosts["web1"].port is None
     assert web2.key == str(tmp_path / "lab.key")
     assert inv.known_hosts == (str(tmp_path / "lab.known_hosts"),)
     assert set(inv.hosts["web1"].groups) == {"all", "web", "prod"}
