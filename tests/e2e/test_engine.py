@@ -225,7 +225,8 @@ def test_check_mode_lists_changes_and_changes_nothing(lab: LabState, home: Path)
 
 # ---- validation: one clear error, exit 2, no connection ------------------------------------
 class Listener:
-    """A TCP listener on loopback that counts the connections it is offered."""
+    """A TCP listener on loopback that counts the connections it is offered (and closes them;
+    subclasses :meth:`handle` them otherwise)."""
 
     def __init__(self) -> None:
         self.sock = socket.socket()
@@ -245,7 +246,10 @@ class Listener:
             except OSError:
                 continue
             self.accepted += 1
-            conn.close()
+            self.handle(conn)
+
+    def handle(self, conn: socket.socket) -> None:
+        conn.close()
 
     def close(self) -> None:
         self._stop.set()
@@ -436,30 +440,18 @@ def test_exec_command(lab: LabState, home: Path) -> None:
     assert (r["host"], r["rc"], r["stderr"].strip()) == ("web2", 3, "oops")
 
 
-class Forwarder:
+class Forwarder(Listener):
     """A TCP forwarder on loopback (a port the kernel picks) to ``address:22``, for tests of
     what a connection through another port looks like."""
 
     def __init__(self, address: str) -> None:
         self.address = address
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.accepted += 1
-            upstream = socket.create_connection((self.address, 22), timeout=10)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+    def handle(self, conn: socket.socket) -> None:
+        upstream = socket.create_connection((self.address, 22), timeout=10)
+        for a, b in ((conn, upstream), (upstream, conn)):
+            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
     @staticmethod
     def _pipe(src: socket.socket, dst: socket.socket) -> None:
@@ -469,11 +461,6 @@ class Forwarder:
             dst.shutdown(socket.SHUT_WR)
         except OSError:
             pass
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
 
 
 def test_ssh_config_port_and_hostname_are_honoured(lab: LabState, tmp_path: Path) -> None:
