@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from shipit.errors import Problem, ValidationError
+from shipit.layout import Layout
 from shipit.yamlfile import LineDict, line_of, load_yaml_file
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -79,9 +80,14 @@ class AppSpec:
     memory_budget: str = "80%"
 
     @property
+    def layout(self) -> Layout:
+        """Where this app lives on a host (see :class:`shipit.layout.Layout`)."""
+        return Layout(self.name)
+
+    @property
     def root(self) -> str:
-        """``/srv/<name>``: releases/, shared/, current, the deploy lock and release log."""
-        return f"/srv/{self.name}"
+        """The app's root on a host (``Layout.root``)."""
+        return self.layout.root
 
 
 def parse_size(text: str | int) -> int:

@@ -1,16 +1,19 @@
 """The ``shipit`` command line (click). Every user error exits with a message, no traceback.
 
 Exit codes: 0 success; 1 a host failed or was unreachable; 2 invalid input (nothing was
-touched); 3 a missing prerequisite on the runner; 130 interrupted.
+touched); 3 a missing prerequisite on the runner; 130 interrupted (Ctrl-C); 143 terminated
+(SIGTERM); 129 hung up (SIGHUP).
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,7 @@ from shipit.playbook import Play, Playbook, Task, load_playbook
 from shipit.pool import ssh_pool
 from shipit.report import ConsoleReporter, result_json
 
-BUILTIN_PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
+BUILTIN_PLAYBOOKS = Path(str(resources.files("shipit") / "playbooks"))  # inside the package
 
 
 def inventory_path(env: str, explicit: str | None = None) -> Path:
@@ -107,9 +110,9 @@ def run_guarded(fn: Callable[[], int]) -> None:
     except ShipitError as exc:
         err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         err.print("[bold red]interrupted[/]")
-        sys.exit(130)
+        sys.exit(getattr(exc, "exit_code", 130))
     sys.exit(code)
 
 
@@ -299,23 +302,68 @@ def modules_cmd() -> None:
 
 
 def _deployer(env: str, inventory: str | None, app_dir: str, forks: int, accept_new_host_keys: bool,
-              console: Console, verbose: bool = False, lock_wait: float = 0.0) -> Any:
+              progress: Console, verbose: bool = False, lock_wait: float = 0.0,
+              limit: str | None = None, need_secrets: bool = True) -> Any:
     from shipit.deploy import Deployer, load_target
 
     inv = load_inventory(inventory_path(env, inventory))
-    target = load_target(env, inv, app_dir)
-    return Deployer(target, ssh_pool(inv, accept_new_host_keys), console, forks, verbose, lock_wait)
+    target = load_target(env, inv, app_dir, limit=limit, need_secrets=need_secrets)
+    return Deployer(target, ssh_pool(inv, accept_new_host_keys), ConsoleReporter(progress, verbose=verbose),
+                    forks, lock_wait)
 
 
-def _serving_table(console: Console, states: dict[str, Any]) -> None:
-    from rich.table import Table
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, handled like Ctrl-C (the step in progress ends, the lock is freed);
+    ``exit_code`` 143 or 129 (128 + the signal's number), as a shell reports it."""
 
-    table = Table(title="serving", title_justify="left")
-    table.add_column("host")
-    table.add_column("release")
-    for host, state in states.items():
-        table.add_row(host, f"unreachable: {state}" if isinstance(state, str) else (state["current"] or "nothing"))
-    console.print(table)
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signal_name = signal.Signals(signum).name
+        self.exit_code = 128 + signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+def handle_termination() -> None:
+    """Turn SIGTERM and SIGHUP (a CI runner cancelling, a closed terminal) into
+    :class:`Terminated` in the main thread, so they unwind like Ctrl-C."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_terminated)
+
+
+def _finish(outcome: Any, as_json: bool, console: Console) -> int:
+    from shipit.report import outcome_table
+
+    if as_json:
+        print_json(outcome.as_dict())
+    else:
+        console.print(outcome_table(outcome))
+    return 0 if outcome.ok else 1
+
+
+def _run_deploy_command(as_json: bool, console: Console, action: Callable[[], Any],
+                        pool_close: Callable[[], None]) -> int:
+    """Run a deploy/rollback; print its outcome, or on failure the outcome and the reason."""
+    from shipit.deploy import DeployFailed
+    from shipit.report import outcome_table
+
+    handle_termination()
+    try:
+        outcome = action()
+    except DeployFailed as exc:
+        if exc.outcome is not None:
+            if as_json:
+                print_json({**exc.outcome.as_dict(), "ok": False, "error": exc.message})
+            else:
+                console.print(outcome_table(exc.outcome))
+        elif as_json:
+            print_json({"ok": False, "error": exc.message})
+        raise
+    finally:
+        pool_close()
+    return _finish(outcome, as_json, console)
 
 
 def app_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -326,7 +374,7 @@ def app_option(f: Callable[..., Any]) -> Callable[..., Any]:
 @main.command("deploy")
 @click.argument("env")
 @app_option
-@click.option("--lock-wait", type=float, default=0.0, metavar="SECONDS",
+@click.option("--lock-wait", type=click.FloatRange(0, 86400), default=0.0, metavar="SECONDS",
               help="Wait this long for another deploy's lock.")
 @click.option("-v", "--verbose", is_flag=True, help="Also print ok and skipped tasks.")
 @common_run_options
@@ -337,22 +385,12 @@ def deploy_cmd(env: str, app_dir: str, lock_wait: float, verbose: bool, inventor
 
     def body() -> int:
         console = Console(stderr=as_json, highlight=False)
-        deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console, verbose, lock_wait)
-        try:
-            started = time.monotonic()
-            serving = deployer.deploy(str(Path(".shipit/artifacts").resolve()))
-            states = deployer.states()
-        finally:
-            deployer.pool.close()
-        summary = (f"release {deployer.release}: " + (f"{deployer.changed} change(s)" if deployer.changed
-                   else "no change, every host already serves it"))
-        if as_json:
-            print_json({"release": deployer.release, "serving": serving, "changed": deployer.changed,
-                        "duration": round(time.monotonic() - started, 3)})
-        else:
-            _serving_table(console, states)
-        console.print(summary)
-        return 0
+        deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console, verbose,
+                             lock_wait, limit)
+        outcome_code = _run_deploy_command(
+            as_json, console, lambda: deployer.deploy(str(Path(".shipit/artifacts").resolve())),
+            deployer.pool.close)
+        return outcome_code
 
     run_guarded(body)
 
@@ -360,28 +398,24 @@ def deploy_cmd(env: str, app_dir: str, lock_wait: float, verbose: bool, inventor
 @main.command("rollback")
 @click.argument("env")
 @app_option
-@click.option("--to", "to", metavar="RELEASE", help="Release id to go back to (default: the previous one).")
-@click.option("--lock-wait", type=float, default=0.0, metavar="SECONDS")
+@click.option("--to", "to", metavar="RELEASE", help="Release id to go back to (default: the one "
+              "that served before the current one, on each host).")
+@click.option("--force", is_flag=True, help="With --to: allow a release that never went live.")
+@click.option("--lock-wait", type=click.FloatRange(0, 86400), default=0.0, metavar="SECONDS")
 @common_run_options
-def rollback_cmd(env: str, app_dir: str, to: str | None, lock_wait: float, inventory: str | None,
-                 limit: str | None, forks: int, as_json: bool, accept_new_host_keys: bool) -> None:
-    """Switch ENV's web hosts back to the previous (or --to) release, batch by batch."""
+def rollback_cmd(env: str, app_dir: str, to: str | None, force: bool, lock_wait: float,
+                 inventory: str | None, limit: str | None, forks: int, as_json: bool,
+                 accept_new_host_keys: bool) -> None:
+    """Switch ENV's web hosts back to the release that served before, batch by batch."""
 
     def body() -> int:
         console = Console(stderr=as_json, highlight=False)
-        deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console, False, lock_wait)
-        try:
-            serving = deployer.rollback(to)
-            states = deployer.states()
-        finally:
-            deployer.pool.close()
+        deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console, False,
+                             lock_wait, limit)
         console.print("[yellow]note:[/] database migrations are NOT reverted by a rollback; "
                       "the previous release runs against the current schema.")
-        if as_json:
-            print_json({"release": deployer.release, "serving": serving, "changed": deployer.changed})
-        else:
-            _serving_table(console, states)
-        return 0
+        return _run_deploy_command(as_json, console, lambda: deployer.rollback(to, force),
+                                   deployer.pool.close)
 
     run_guarded(body)
 
@@ -392,22 +426,30 @@ def rollback_cmd(env: str, app_dir: str, to: str | None, lock_wait: float, inven
 @common_run_options
 def releases_cmd(env: str, app_dir: str, inventory: str | None, limit: str | None, forks: int,
                  as_json: bool, accept_new_host_keys: bool) -> None:
-    """List the releases on each web host: which is current, when, by whom, with what result."""
-    from shipit.deploy import releases_table
+    """List the releases on each web host: which is current, its state, when, by whom."""
+    from rich.table import Table
+
+    from shipit.deploy import releases_rows
 
     def body() -> int:
         console = Console(highlight=False)
-        deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console)
+        deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys,
+                             Console(stderr=True, highlight=False), limit=limit, need_secrets=False)
         try:
             states = deployer.states()
         finally:
             deployer.pool.close()
+        rows = releases_rows(states)
         if as_json:
-            doc = {h: (s if isinstance(s, str) else {k: v for k, v in s.items() if k != "facts"})
-                   for h, s in states.items()}
-            print_json(doc)
+            print_json({"releases": rows})
         else:
-            console.print(releases_table(states))
+            table = Table(title="releases", title_justify="left")
+            for col in ("host", "release", "current", "state", "deployed (UTC)", "live since", "by"):
+                table.add_column(col)
+            for r in rows:
+                table.add_row(r["host"], r["release"], r["current"], r["state"], r["deployed"],
+                              r["live_at"], r["by"])
+            console.print(table)
         return 0 if all(not isinstance(s, str) for s in states.values()) else 1
 
     run_guarded(body)
@@ -431,7 +473,7 @@ def status_cmd(env: str, app_dir: str, inventory: str | None, limit: str | None,
         hosts = status_hosts(inv, limit)
         pool = ssh_pool(inv, accept_new_host_keys)
         try:
-            statuses = gather_status(inv, spec.root, hosts, pool, Console(stderr=True, highlight=False), forks)
+            statuses = gather_status(inv, spec.name, hosts, pool, Console(stderr=True, highlight=False), forks)
         finally:
             pool.close()
         if as_json:
@@ -453,14 +495,17 @@ def unlock_cmd(env: str, app_dir: str, inventory: str | None, limit: str | None,
 
     def body() -> int:
         console = Console(stderr=True, highlight=False)
-        deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console)
+        deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console,
+                             need_secrets=False)
         try:
             held = deployer.force_unlock()
         finally:
             deployer.pool.close()
-        if held:
+        if as_json:
+            print_json({"unlocked": bool(held), "held_by": held})
+        elif held:
             console.print(f"[yellow]warning:[/] removed the deploy lock ({held}); if that deploy is "
-                          "still running, two deploys may now overlap")
+                          "still running, two deploys may now overlap", markup=True, highlight=False)
         else:
             console.print("the deploy lock was not held")
         return 0

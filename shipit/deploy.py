@@ -1,65 +1,157 @@
-"""``shipit deploy``, ``rollback``, ``releases`` and ``unlock``: the built-in playbooks driven
-by the app spec, with a deploy lock on the leader and a rolling, health-gated switch.
+"""``shipit deploy`` and ``rollback``: orchestration of executor calls over the built-in plays.
+
+The :class:`Deployer` composes :meth:`Executor.run_play` calls on the plays of
+``shipit/playbooks/deploy.yml`` (addressed by name) and returns a :class:`DeployOutcome`; it
+prints nothing (progress goes to the reporter, the outcome to the CLI), runs no shell text of
+its own and does no batching (the executor does: ``serial``, canary, max-fail, restore hook).
 
 Order of a deploy (nothing touches a host before step 4):
-  1. load and validate the inventory, the app spec, the secrets and the built-in playbooks;
-  2. build the artifact on the runner (deterministic: same app -> same content hash);
-  3. one round trip per web host: host facts and release state (existing releases, lock);
-     size the workers against memory and refuse when they do not fit;
-  4. take the deploy lock on the leader (released on every exit path, Ctrl-C included);
-  5. provision (idempotent), upload + unpack + venv on every web host;
-  6. migrate once, on the leader, with the new release's code and env (a marker in the shared
-     dir makes a second run for the same release a no-op);
-  7. switch batch by batch (the first batch is the canary); when a batch fails the roll stops,
-     hosts of that batch that did switch go back to their previous release, and the table of
-     which host runs which release is printed;
-  8. prune old releases (never ``current`` nor the one before it).
+  1. load and validate the inventory, the app spec and secrets (:func:`load_target`);
+  2. build the artifact on the runner (deterministic: same app -> same content hash), then
+     load and validate the built-in playbooks with the real variables;
+  3. one round trip per web host: host facts and release state; size the workers against
+     memory and refuse when they do not fit;
+  4. take the deploy lock on the leader (``lock`` play; freed by ``unlock`` on every exit path,
+     Ctrl-C and SIGTERM included);
+  5. provision (idempotent), then ``upload`` on every web host (artifact, env file, venv);
+  6. ``migrate`` on the leader with the new release, on every deploy: the database decides what
+     is pending (``alembic upgrade head`` and ``manage.py migrate`` are idempotent);
+  7. ``switch`` batch by batch (the first batch of hosts not yet on the release is the canary);
+     when a batch goes over ``max_fail``, the roll stops and the hosts of that batch that did
+     switch go back to their previous release;
+  8. ``prune`` old releases (see :mod:`shipit.releases`).
+A release that fails before serving anywhere is recorded ``failed`` on every host that has it.
+
+``--limit`` narrows the web hosts (and the db host) a deploy touches; the lock is still taken
+on the leader, and migrations run only when the leader is in the limit (the outcome says so
+otherwise).
 """
 
 from __future__ import annotations
 
 import getpass
 import hashlib
+import json
 import socket
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from rich.console import Console
-from rich.table import Table
-
+from shipit import envfile
 from shipit.app import AppSpec, load_app_spec, load_secrets, parse_size
 from shipit.artifact import build_artifact
 from shipit.errors import Problem, ShipitError, ValidationError
-from shipit.executor import Executor, RunOptions, RunResult
-from shipit.facts import FactQuery
+from shipit.executor import Executor, PlayResult, Reporter, RunOptions
+from shipit.facts import FactKind
+from shipit.facts.app import release_state
 from shipit.facts.registry import fact_kinds
+from shipit.facts.status import app_status
 from shipit.inventory import Inventory, leader_of
+from shipit.layout import Layout
+from shipit.modules.base import Module
 from shipit.modules.registry import builtin_modules
 from shipit.playbook import Play, Playbook, batches, load_playbook
 from shipit.pool import TransportPool
-from shipit.report import ConsoleReporter
+from shipit.releases import history, rollback_target
 from shipit.templating import Templar, make_environment
-from shipit.transport import HostUnreachable
 
-PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
 DEFAULT_WORKER_MEMORY = 100 * 1024 * 1024  # bytes, when the spec declares none
 # Wheels are built by the runner's interpreter, so without `python:` in the spec the hosts get
 # the same X.Y (and the python module says plainly when their distro does not ship it).
 RUNNER_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
+def builtin_playbook(name: str) -> Path:
+    """Path of a built-in playbook shipped inside the package (``deploy`` -> deploy.yml).
+
+    Read with :mod:`importlib.resources`, so an installed wheel has them too.
+    """
+    return Path(str(resources.files("shipit") / "playbooks" / f"{name}.yml"))
+
+
 class DeployFailed(ShipitError):
-    """The deploy or rollback stopped; the message says which host runs which release."""
+    """The deploy or rollback stopped; ``outcome`` says where each host stands."""
+
+    def __init__(self, message: str, outcome: DeployOutcome | None = None, *,
+                 exit_code: int | None = None) -> None:
+        super().__init__(message, exit_code=exit_code)
+        self.outcome = outcome
+
+
+@dataclass(frozen=True)
+class HostOutcome:
+    """Where one host stands after a deploy or rollback.
+
+    ``serving``: the release its ``current`` points to (None: nothing, or unknown when
+    ``reachable`` is False); ``result``: "switched", "already on it", "restored" (went back to
+    its previous release), "failed", "not switched" (the roll stopped before it), "unreachable";
+    ``message``: why, when it failed.
+    """
+
+    host: str
+    serving: str | None
+    result: str
+    reachable: bool = True
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class DeployOutcome:
+    """The result of a deploy or rollback, as data (the CLI prints it, ``--json`` dumps it).
+
+    Attributes:
+        action: "deploy" or "rollback".
+        release: the release deployed (or rolled back to; per host in ``hosts``).
+        hosts: per web host, a :class:`HostOutcome`.
+        changed: tasks that changed something (migrations, which run every time, excluded).
+        migrations: "ran", "not run: <why>", or "none" (the app declares no migrate).
+        durations: seconds per phase ("build", "facts", "lock", "provision", "upload",
+            "migrate", "switch", "prune").
+        ok: everything got through.
+        message: why it stopped ("" when ok).
+    """
+
+    action: str
+    release: str
+    hosts: Mapping[str, HostOutcome]
+    changed: int = 0
+    migrations: str = "none"
+    durations: Mapping[str, float] = field(default_factory=dict)
+    ok: bool = True
+    message: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``--json``)."""
+        return {"action": self.action, "release": self.release, "ok": self.ok,
+                "serving": {h: o.serving for h, o in self.hosts.items()},
+                "message": self.message, "changed": self.changed, "migrations": self.migrations,
+                "durations": {k: round(v, 3) for k, v in self.durations.items()},
+                "hosts": {h: {"serving": o.serving, "result": o.result, "reachable": o.reachable,
+                              "message": o.message} for h, o in self.hosts.items()}}
+
+
+class DeployReporter(Reporter, Protocol):
+    """The executor's reporter plus the deploy's phases and notes (see :mod:`shipit.report`)."""
+
+    def phase(self, name: str, detail: str = "") -> None: ...
+
+    def phase_done(self, name: str, seconds: float) -> None: ...
+
+    def note(self, text: str) -> None: ...
 
 
 @dataclass(frozen=True)
 class Target:
-    """Everything a deploy needs, loaded and validated before any connection."""
+    """Everything a deploy needs, loaded and validated before any connection.
+
+    ``web`` is the web hosts the command touches (``--limit`` applied), ``db`` likewise the
+    database hosts; ``leader`` is the leader of ALL web hosts (the lock lives there).
+    """
 
     env_name: str
     inventory: Inventory
@@ -67,14 +159,20 @@ class Target:
     secrets: Mapping[str, str]
     web: tuple[str, ...]
     leader: str
+    db: tuple[str, ...] = ()
+    limit: str | None = None
 
 
-def load_target(env_name: str, inventory: Inventory, app_dir: str) -> Target:
+def load_target(env_name: str, inventory: Inventory, app_dir: str, limit: str | None = None,
+                need_secrets: bool = True) -> Target:
     """Load the app spec (with the inventory's ``app:`` overrides) and secrets; check the
-    inventory has a ``web`` group.
+    inventory has a ``web`` group; apply ``limit`` (an inventory pattern, as ``run``'s).
+
+    ``need_secrets`` False (``releases``, ``unlock``): secrets are not read, none required.
 
     Raises:
-        ValidationError: anything missing or malformed, with file:line and key.
+        ValidationError: anything missing or malformed, with file:line and key; a limit
+            matching no web host.
     """
     spec = load_app_spec(app_dir, inventory.app, inventory.path)
     problems = []
@@ -92,8 +190,18 @@ def load_target(env_name: str, inventory: Inventory, app_dir: str) -> Target:
         leader = leader_of(inventory, web)
     except ValueError as exc:
         raise ValidationError([Problem(inventory.path, 0, "leader", str(exc))]) from None
-    secrets = load_secrets(spec, env_name)
-    return Target(env_name, inventory, spec, secrets, tuple(web), leader)
+    db = inventory.select("db") if inventory.groups.get("db") else []
+    if limit:
+        try:
+            allowed = set(inventory.select(limit))
+        except ValueError as exc:
+            raise ValidationError([Problem("--limit", 0, limit, str(exc))]) from None
+        web = [h for h in web if h in allowed]
+        db = [h for h in db if h in allowed]
+        if not web:
+            raise ValidationError([Problem("--limit", 0, limit, "matches no host of the group 'web'")])
+    secrets = load_secrets(spec, env_name) if need_secrets else {}
+    return Target(env_name, inventory, spec, secrets, tuple(web), leader, tuple(db), limit)
 
 
 def who() -> str:
@@ -102,30 +210,40 @@ def who() -> str:
 
 
 def render_env_file(target: Target) -> str:
-    """The release's env file: ``KEY='value'`` lines (systemd and sh read them alike).
+    """The release's env file (see :mod:`shipit.envfile`: systemd's quoting, any bytes).
 
     Values are Jinja2 templates over ``secrets``, ``hostvars`` and ``groups``.
 
     Raises:
-        ValidationError: a value cannot be rendered or contains a quote or newline.
+        ValidationError: a value cannot be rendered or cannot be held by an env variable.
     """
     inv = target.inventory
     variables = {**inv.shared_variables(), "secrets": dict(target.secrets), "env_name": target.env_name}
     templar = Templar(make_environment(), variables)
-    lines, problems = ["# managed by shipit: this release's environment"], []
+    values: dict[str, str] = {}
+    problems = []
     for key, value in target.spec.env.items():
         try:
             rendered = str(templar.render(value))
         except Exception as exc:  # noqa: BLE001 - jinja raises several kinds
             problems.append(Problem("shipit.yml", 0, f"env.{key}", f"cannot render: {exc}"))
             continue
-        if "'" in rendered or "\n" in rendered:
-            problems.append(Problem("shipit.yml", 0, f"env.{key}", "values cannot contain ' or a newline"))
+        why = envfile.check_value(rendered)
+        if why:
+            problems.append(Problem("shipit.yml", 0, f"env.{key}", f"the value {why}"))
             continue
-        lines.append(f"{key}='{rendered}'")
+        values[key] = rendered
     if problems:
         raise ValidationError(problems)
-    return "\n".join(lines) + "\n"
+    return envfile.render(values, "managed by shipit: this release's environment")
+
+
+def render_release_env(spec: AppSpec, release: str, workers: int) -> str:
+    """What a release runs (no secrets): ``SHIPIT_*`` lines read by its units."""
+    values = {"SHIPIT_RELEASE": release, "SHIPIT_ASGI": spec.asgi, "SHIPIT_WORKERS": str(workers)}
+    for p in spec.processes:
+        values[Layout.command_variable(p.name)] = p.command
+    return envfile.render(values, "managed by shipit: what this release runs (no secrets)")
 
 
 def measured_worker_memory(status: Mapping[str, Any]) -> int | None:
@@ -185,83 +303,119 @@ def size_workers(spec: AppSpec, host_facts: Mapping[str, Mapping[str, Any]],
     return min(counts) if counts else 1
 
 
-def app_vars(spec: AppSpec, workers: int, secrets: Mapping[str, str]) -> dict[str, Any]:
-    """The ``app`` variable the built-in playbooks read."""
+def app_vars(spec: AppSpec, workers: int, secrets: Mapping[str, str], release: str = "") -> dict[str, Any]:
+    """The ``app`` variable the built-in playbooks read (with ``paths``/``units`` of the
+    :class:`~shipit.layout.Layout` for ``release``)."""
     python = spec.python or RUNNER_PYTHON
     db = None
     if spec.database:
         secret_name = spec.database.get("password_secret", "")
         db = {"name": spec.database["name"], "user": spec.database["user"],
               "password": secrets.get(secret_name, "")}
+    first = spec.domains[0] if spec.domains else ""
     return {
         "name": spec.name, "python": python, "asgi": spec.asgi, "workers": workers,
         "memory_max": (f"{(spec.memory_per_worker * (workers + 1)) // 2**20}M"
                        if spec.memory_per_worker else None),
-        "processes": [{"name": p.name, "command": p.command} for p in spec.processes],
+        "processes": [{"name": p.name, "command": p.command, "variable": Layout.command_variable(p.name),
+                       "unit_template": Layout(spec.name).process_unit_template(p.name)}
+                      for p in spec.processes],
         "process_units": [f"{p.name}@{i}" for p in spec.processes for i in range(1, p.instances + 1)],
-        "migrate": spec.migrate, "health_path": spec.health_path,
-        "health_timeout": spec.health_timeout, "domains": list(spec.domains),
-        "tls_internal": spec.tls_internal, "acme_email": spec.acme_email,
-        "ports": [spec.port, spec.port + 1], "database": db,
+        "migrate": spec.migrate, "migrate_timeout": getattr(spec, "migrate_timeout", 600.0),
+        "health_path": spec.health_path, "health_timeout": spec.health_timeout,
+        "health_host": getattr(spec, "health_host", None) or (
+            "health." + first[2:] if first.startswith("*.") else first),
+        "domains": list(spec.domains), "tls_internal": spec.tls_internal,
+        "acme_email": spec.acme_email, "ports": [spec.port, spec.port + 1], "database": db,
+        "keep_releases": spec.keep_releases,
+        **Layout(spec.name).variables(release),
     }
 
 
-class Deployer:
-    """Runs deploys and rollbacks for one :class:`Target` through a transport pool.
+def release_fingerprint(artifact_sha256: str, env_file: str, app: Mapping[str, Any]) -> str:
+    """12 hex digits naming a release: code (the artifact), config (env file) and every input
+    of the spec that changes a host (domains, TLS, health, ports, processes, workers...)."""
+    config = json.dumps({k: v for k, v in app.items() if k not in ("paths", "units")},
+                        sort_keys=True, default=str)
+    return hashlib.sha256(f"{artifact_sha256}\n{env_file}\n{config}".encode()).hexdigest()[:12]
 
-    ``console`` receives progress; ``forks`` bounds hosts worked on at once.
+
+class Deployer:
+    """Runs deploys and rollbacks of one :class:`Target` through a transport pool.
+
+    Args:
+        target: what to deploy where (validated).
+        pool: one transport per host (SSH, or fakes in tests).
+        reporter: progress (a :class:`DeployReporter`); the deployer prints nothing itself.
+        forks: hosts worked on at once.
+        lock_wait: seconds to wait for another deploy's lock (0: fail at once).
+        build: the artifact builder (``build_artifact``; a fake in stubbed tests).
+        modules, kinds: registries (default: the built-in ones plus plugins).
     """
 
-    def __init__(self, target: Target, pool: TransportPool, console: Console, forks: int = 20,
-                 verbose: bool = False, lock_wait: float = 0.0) -> None:
+    def __init__(self, target: Target, pool: TransportPool, reporter: DeployReporter,
+                 forks: int = 20, lock_wait: float = 0.0, build: Any = build_artifact,
+                 modules: Mapping[str, Module] | None = None,
+                 kinds: Mapping[str, FactKind] | None = None,
+                 sleep: Any = time.sleep) -> None:
         self.target = target
         self.pool = pool
-        self.console = console
+        self.reporter = reporter
         self.forks = forks
-        self.verbose = verbose
         self.lock_wait = lock_wait
-        self.modules = builtin_modules()
-        self.kinds = fact_kinds()
+        self.build = build
+        self.modules = modules if modules is not None else builtin_modules()
+        self.kinds = kinds if kinds is not None else fact_kinds()
         self.user = who()
-        self.state_query = FactQuery("release_state", target.spec.root)
         self.secret_values = tuple(v for v in target.secrets.values() if v)
-        self.changed = 0  # tasks that changed something, over every run of this deployer
-        self.release = ""
+        self._sleep = sleep
+        self._durations: dict[str, float] = {}
+        self._already: set[str] = set()  # hosts the last roll found on their target already
 
-    # ---- helpers ---------------------------------------------------------------------------
-    def _executor(self, extra: Mapping[str, Any], check: bool = False) -> Executor:
-        reporter = ConsoleReporter(self.console, verbose=self.verbose)
-        return Executor(self.target.inventory, self.pool, self.modules, self.kinds, reporter,
-                        RunOptions(check=check, forks=self.forks, extra_vars=extra,
-                                   secrets=self.secret_values))
+    # ---- executor plumbing -----------------------------------------------------------------
+    def _executor(self, extra: Mapping[str, Any]) -> Executor:
+        return Executor(self.target.inventory, self.pool, self.modules, self.kinds, self.reporter,
+                        RunOptions(forks=self.forks, extra_vars=extra, secrets=self.secret_values))
 
-    def _load(self, name: str, extra: Mapping[str, Any]) -> Playbook:
-        return load_playbook(PLAYBOOKS / f"{name}.yml", self.modules, self.target.inventory, extra)
+    def _playbook(self, extra: Mapping[str, Any]) -> dict[str, Play]:
+        """The built-in deploy plays by name, validated with ``extra`` (the real variables)."""
+        book: Playbook = load_playbook(builtin_playbook("deploy"), self.modules, self.target.inventory, extra)
+        return {p.name: p for p in book.plays}
 
-    def states(self, hosts: tuple[str, ...] | None = None) -> dict[str, dict[str, Any] | str]:
-        """Release state per host (see shipit.facts.app), or the reason it is unreachable."""
+    def _provision(self, extra: Mapping[str, Any]) -> Playbook:
+        return load_playbook(builtin_playbook("provision"), self.modules, self.target.inventory, extra)
+
+    def _timed(self, phase: str, started: float) -> None:
+        self._durations[phase] = self._durations.get(phase, 0.0) + time.monotonic() - started
+        self.reporter.phase_done(phase, self._durations[phase])
+
+    def states(self, hosts: Sequence[str] | None = None) -> dict[str, dict[str, Any] | str]:
+        """Release state per host (see :mod:`shipit.facts.app`) with its host ``facts``, or
+        the reason it could not be read (unreachable, cut short). One round trip per host."""
         executor = self._executor({})
-        gathered = executor.gather_facts(list(hosts or self.target.web), [self.state_query])
+        query = release_state(self.target.spec.name)
+        gathered = executor.gather_facts(list(hosts or self.target.web), [query])
         out: dict[str, dict[str, Any] | str] = {}
         for host, facts in gathered.items():
-            if isinstance(facts, HostUnreachable):
+            if isinstance(facts, ShipitError):
                 out[host] = facts.message
             else:
-                out[host] = {**facts[self.state_query], "facts": executor.host_facts.get(host, {})}
+                out[host] = {**facts[query], "facts": executor.host_facts.get(host, {})}
         return out
 
     def measure_worker_memory(self, states: Mapping[str, Mapping[str, Any]]) -> int | None:
         """Per-worker memory of the release running on the leader (bytes), when the spec
         declares none and something runs there; one read-only round trip to the leader."""
-        if self.target.spec.memory_per_worker or not states.get(self.target.leader, {}).get("current"):
+        leader = self.target.leader
+        if self.target.spec.memory_per_worker or not states.get(leader, {}).get("current"):
             return None
-        query = FactQuery("app_status", self.target.spec.root)
-        facts = self._executor({}).gather_facts([self.target.leader], [query])[self.target.leader]
-        if isinstance(facts, HostUnreachable):
+        query = app_status(self.target.spec.name)
+        facts = self._executor({}).gather_facts([leader], [query])[leader]
+        if isinstance(facts, ShipitError):
             return None
         measured = measured_worker_memory(facts[query])
         if measured:
-            self.console.print(f"  measured {measured / 2**20:.0f} MiB per web worker on {self.target.leader}")
+            self.reporter.note(f"measured {measured / 2**20:.0f} MiB per web worker on {leader}")
         return measured
 
     def budgets(self) -> dict[str, str]:
@@ -270,231 +424,385 @@ class Deployer:
         return {h: str(v) for h in self.target.web
                 if (v := inv.host_vars(h).get("memory_budget")) is not None}
 
+    def _base_extra(self, app: Mapping[str, Any], release: str, action: str, token: str) -> dict[str, Any]:
+        return {"app": dict(app), "release": release, "host_release": {h: release for h in self.target.web},
+                "user": self.user, "leader": self.target.leader, "action": action,
+                "lock_token": token, "force_unlock": False, "env_name": self.target.env_name,
+                "web_hosts": ",".join(self.target.web), "db_hosts": ",".join(self.target.db),
+                "artifact": "", "distribution": "app", "env_file": "", "release_env": ""}
+
     # ---- lock ------------------------------------------------------------------------------
-    def acquire_lock(self, release: str) -> str:
-        """Take the deploy lock on the leader; wait up to ``lock_wait`` seconds.
+    def lock_token(self, release: str) -> str:
+        """What the lock says: who, when (UTC), which release."""
+        return f"who={self.user} when={datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} release={release}"
 
-        Returns the lock token. Raises DeployFailed: held by someone else (who, when, what).
+    def _acquire(self, plays: Mapping[str, Play], extra: Mapping[str, Any]) -> None:
+        """Run the ``lock`` play on the leader; retry every 2 s up to ``lock_wait`` seconds.
+
+        Raises:
+            DeployFailed: held by someone else (who, when, what), or the leader failed.
         """
-        root = self.target.spec.root
-        token = f"who={self.user} when={datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} release={release}"
-        script = (f"mkdir -p {root}\nif mkdir {root}/.deploy-lock 2>/dev/null; then\n"
-                  f"  printf '%s\\n' '{token}' > {root}/.deploy-lock/info; echo acquired\n"
-                  f"else echo \"held $(cat {root}/.deploy-lock/info 2>/dev/null)\"; fi\n")
         deadline = time.monotonic() + self.lock_wait
-        transport = self.pool.get(self.target.leader)
         while True:
-            result = transport.run(script)
-            if result.stdout.strip() == "acquired":
-                return token
-            if time.monotonic() >= deadline:
-                holder = result.stdout.strip().removeprefix("held").strip() or result.stderr.strip()
-                raise DeployFailed(f"the deploy lock on {self.target.leader} is held ({holder}); "
-                                   "wait with --lock-wait SECONDS, or if that deploy is dead, "
-                                   f"`shipit unlock {self.target.env_name}`")
-            time.sleep(2)
+            result = self._executor(extra).run_play(plays["lock"], [self.target.leader])
+            if result.ok:
+                return
+            why = next(iter({**result.failed, **result.unreachable}.values()), result.stopped)
+            held = "lock is held" in why
+            if not held or time.monotonic() >= deadline:
+                hint = ("; wait with --lock-wait SECONDS, or if that deploy is dead, "
+                        f"`shipit unlock {self.target.env_name}`") if held else ""
+                raise DeployFailed(f"could not take the deploy lock on {self.target.leader}: {why}{hint}; "
+                                   "nothing was changed")
+            self._sleep(2)
 
-    def release_lock(self, token: str) -> None:
-        """Free the lock if it is still ours (never someone else's)."""
-        root = self.target.spec.root
-        self.pool.get(self.target.leader).run(
-            f"[ \"$(cat {root}/.deploy-lock/info 2>/dev/null)\" = '{token}' ] && rm -rf {root}/.deploy-lock\ntrue\n")
+    def _release_lock(self, plays: Mapping[str, Play], extra: Mapping[str, Any]) -> str:
+        """Run the ``unlock`` play; returns "" or why the lock could not be freed."""
+        result = self._executor(extra).run_play(plays["unlock"], [self.target.leader])
+        if result.ok:
+            return ""
+        why = next(iter({**result.failed, **result.unreachable}.values()), result.stopped)
+        return f"the deploy lock on {self.target.leader} could not be freed ({why})"
 
     def force_unlock(self) -> str:
-        """Remove the lock whoever holds it; returns what the lock said."""
-        root = self.target.spec.root
-        result = self.pool.get(self.target.leader).run(
-            f"cat {root}/.deploy-lock/info 2>/dev/null; rm -rf {root}/.deploy-lock\n")
-        return result.stdout.strip()
+        """Remove the lock whoever holds it; returns what the lock said ("" if not held).
+
+        Raises:
+            DeployFailed: the leader could not be reached or the unlock failed.
+        """
+        state = self.states([self.target.leader])[self.target.leader]
+        if isinstance(state, str):
+            raise DeployFailed(f"cannot reach the leader {self.target.leader}: {state}")
+        held = state["lock"] or ""
+        if not held:
+            return ""
+        app = app_vars(self.target.spec, 1, {}, "")
+        extra = {**self._base_extra(app, "", "deploy", held), "force_unlock": True}
+        why = self._release_lock(self._playbook(extra), extra)
+        if why:
+            raise DeployFailed(why)
+        return held
 
     # ---- deploy ----------------------------------------------------------------------------
-    def deploy(self, artifact_dir: str) -> dict[str, str]:
-        """Deploy the app; returns host -> release it serves. Raises DeployFailed."""
+    def deploy(self, artifact_dir: str) -> DeployOutcome:
+        """Deploy the app (see the module docstring for the order).
+
+        Returns:
+            The :class:`DeployOutcome` (ok).
+
+        Raises:
+            DeployFailed: it stopped; ``outcome`` says where each host stands (exit 1, or 130
+                / 143 / 129 when interrupted by Ctrl-C / SIGTERM / SIGHUP).
+            ValidationError: invalid input found before any host was touched.
+        """
         spec = self.target.spec
         env_file = render_env_file(self.target)
-        python = spec.python or RUNNER_PYTHON
-        # validate the playbooks before any connection (with placeholder values)
-        probe = self._extra(spec, 1, "probe", "probe", "", "", "deploy", env_file)
-        provision, deploy = self._load("provision", probe), self._load("deploy", probe)
-        self.console.print(f"[bold]build[/] {spec.source}")
-        artifact = build_artifact(spec.source, artifact_dir, python)
-        self.console.print(f"  artifact {artifact.content_hash} ({artifact.size / 2**20:.1f} MiB)")
+        started = time.monotonic()
+        self.reporter.phase("build", spec.source)
+        artifact = self.build(spec.source, artifact_dir, spec.python or RUNNER_PYTHON)
+        self.reporter.note(f"artifact {artifact.content_hash} ({artifact.size / 2**20:.1f} MiB)")
+        self._timed("build", started)
+        workers = 1 if spec.workers == "auto" else int(spec.workers)
+        provisional = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{'0' * 12}"
+        first = self._deploy_extra(artifact, env_file, workers, provisional)
+        self._playbook(first)  # validate everything before the first connection
+        self._provision(first)
+
+        started = time.monotonic()
+        self.reporter.phase("facts", ", ".join(self.target.web))
         states = self.states()
         down = {h: s for h, s in states.items() if isinstance(s, str)}
         if down:
-            raise DeployFailed("unreachable, nothing was changed: " + "; ".join(down.values()))
-        live = {h: s for h, s in states.items() if isinstance(s, dict)}
+            raise DeployFailed("cannot read the release state of " + "; ".join(down.values())
+                               + "; nothing was changed", self._outcome_from(states, "deploy", "", {}))
+        live: dict[str, dict[str, Any]] = {h: s for h, s in states.items() if isinstance(s, dict)}
         workers = size_workers(spec, {h: s["facts"] for h, s in live.items()}, self.budgets(),
                                self.measure_worker_memory(live))
-        # a release is code + config: the same artifact with another env file is a new release
-        release_hash = hashlib.sha256(f"{artifact.sha256}\n{env_file}".encode()).hexdigest()[:12]
-        release = next((r for s in live.values() for r in s["releases"] if r.endswith("-" + release_hash)),
-                       f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{release_hash}")
-        extra = self._extra(spec, workers, release, artifact.path, artifact.sha256,
-                            artifact.distribution, "deploy", env_file)
-        self.release = release
-        token = self.acquire_lock(release)
+        fingerprint = release_fingerprint(artifact.sha256, env_file, app_vars(spec, workers, self.target.secrets))
+        release = next((r for s in live.values() for r in s["releases"] if r.endswith("-" + fingerprint)),
+                       f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{fingerprint}")
+        extra = self._deploy_extra(artifact, env_file, workers, release)
+        plays = self._playbook(extra)
+        provision = self._provision(extra)
+        self._timed("facts", started)
+        return self._locked(plays, extra, lambda: self._deploy_locked(plays, provision, extra, release, live))
+
+    def _deploy_extra(self, artifact: Any, env_file: str, workers: int, release: str) -> dict[str, Any]:
+        spec = self.target.spec
+        app = app_vars(spec, workers, self.target.secrets, release)
+        return {**self._base_extra(app, release, "deploy", self.lock_token(release)),
+                "artifact": artifact.path, "distribution": artifact.distribution or "app",
+                "env_file": env_file, "release_env": render_release_env(spec, release, workers)}
+
+    def _locked(self, plays: Mapping[str, Play], extra: Mapping[str, Any], body: Any) -> DeployOutcome:
+        """Take the lock, run ``body()``, free the lock on every exit path."""
+        started = time.monotonic()
+        self.reporter.phase("lock", self.target.leader)
         try:
-            return self._deploy_locked(provision, deploy, extra, release, live)
-        except KeyboardInterrupt:
-            raise self._interrupted() from None
+            self._acquire(plays, extra)
+        except KeyboardInterrupt as exc:
+            why = self._release_lock(plays, extra)  # it may have been taken just before
+            raise DeployFailed(f"interrupted ({getattr(exc, 'signal_name', 'Ctrl-C')}) while taking the "
+                               f"deploy lock; nothing was changed{'; ' + why if why else ''}",
+                               exit_code=getattr(exc, "exit_code", 130)) from None
+        self._timed("lock", started)
+        try:
+            return body()
+        except KeyboardInterrupt as exc:
+            signal_name = getattr(exc, "signal_name", "Ctrl-C")
+            code = getattr(exc, "exit_code", 130)
+            message = (f"interrupted ({signal_name}): the commands in flight were stopped (a switch "
+                       "in progress was let finish), the deploy lock is released")
+            outcome = replace(self._outcome_from(self.states(), str(extra["action"]), str(extra["release"]),
+                                                 extra), ok=False, message=message)
+            raise DeployFailed(f"{message}\n{self.where_each_host_stands(outcome)}", outcome,
+                               exit_code=code) from None
         finally:
-            self.release_lock(token)
+            why = self._release_lock(plays, extra)
+            if why:
+                self.reporter.note(f"warning: {why}")
 
-    def _interrupted(self) -> DeployFailed:
-        """Ctrl-C: hosts finished the step they were in; say where each stands (exit 130)."""
-        return DeployFailed(self._stopped("interrupted (Ctrl-C): each host finished the step it was in, "
-                                          "the deploy lock is released", RunResult(), {}), exit_code=130)
-
-    def _extra(self, spec: AppSpec, workers: int, release: str, artifact: str, sha: str,
-               dist: str, action: str, env_file: str) -> dict[str, Any]:
-        return {"app": app_vars(spec, workers, self.target.secrets), "release": release,
-                "artifact": artifact, "artifact_sha256": sha, "distribution": dist or "app",
-                "user": self.user, "leader": self.target.leader, "action": action,
-                "env_file": env_file, "env_name": self.target.env_name}
-
-    def _deploy_locked(self, provision: Playbook, deploy: Playbook, extra: dict[str, Any],
-                       release: str, before: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    def _deploy_locked(self, plays: Mapping[str, Play], provision: Playbook, extra: Mapping[str, Any],
+                       release: str, before: Mapping[str, Mapping[str, Any]]) -> DeployOutcome:
         web = list(self.target.web)
         executor = self._executor(extra)
+        changed = 0
+
+        started = time.monotonic()
+        self.reporter.phase("provision", ", ".join(web + list(self.target.db)))
         for play in provision.plays:
-            if not executor.run_play(play) or executor.result.failed:
-                raise DeployFailed(self._stopped("provisioning failed", executor.result, before))
-        upload, migrate, switch = deploy.plays
-        if not executor.run_play(upload, web) or executor.result.failed:
-            raise DeployFailed(self._stopped("upload failed; no host was switched", executor.result, before))
-        if not executor.run_play(migrate, [self.target.leader]) or executor.result.failed:
-            raise DeployFailed(self._stopped("migrations failed on the leader; no host was switched",
-                                             executor.result, before))
-        try:
-            switched = self._roll(executor, switch, release, before)
-        finally:
-            self.changed += sum(r.changed for r in executor.result.recap.values())
-        self._prune(executor, release)
-        return switched
+            hosts = web if "web_hosts" in play.hosts else list(self.target.db if self.target.spec.database else ())
+            result = executor.run_play(play, hosts)
+            changed += result.changed()
+            if not result.ok:
+                raise self._failed(f"provisioning failed ({play.name}); no host was switched", result,
+                                   release, extra, mark_failed=False)
+        self._timed("provision", started)
 
-    def _roll(self, executor: Executor, switch: Play, release: str,
-              before: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
-        """Switch batch by batch; on a failed batch, put its switched hosts back and stop.
+        started = time.monotonic()
+        self.reporter.phase("upload", release)
+        result = executor.run_play(plays["upload"], web)
+        changed += result.changed()
+        if not result.ok:
+            raise self._failed("upload failed; no host was switched", result, release, extra)
+        self._timed("upload", started)
 
-        Hosts already serving ``release`` are checked first, all at once (nothing to protect
+        migrations = self._migrate(executor, plays, release, extra)
+
+        started = time.monotonic()
+        switched = self._roll(plays, extra, release, before, executor)
+        changed += switched.changed()
+        self._timed("switch", started)
+        if switched.stopped:
+            raise self._failed(self._roll_stopped(switched, before, extra), switched, release, extra,
+                               mark_failed=False, migrations=migrations)
+
+        started = time.monotonic()
+        pruned = executor.run_play(plays["prune"], web)
+        changed += pruned.changed()
+        self._timed("prune", started)
+        outcome = self._outcome_from(self.states(), "deploy", release, extra, switched)
+        message = "" if switched.ok else (f"within max_fail ({self.target.spec.max_fail:g}%) some hosts "
+                                          f"failed: {self._why(switched)}")
+        return replace(outcome, changed=changed, migrations=migrations, message=message)
+
+    def _migrate(self, executor: Executor, plays: Mapping[str, Play], release: str,
+                 extra: Mapping[str, Any]) -> str:
+        """Run ``migrate`` on the leader; returns what the outcome says of migrations.
+
+        Raises:
+            DeployFailed: the migration failed (the release is recorded failed).
+        """
+        spec = self.target.spec
+        if not spec.migrate:
+            return "none"
+        if self.target.leader not in self.target.web:
+            note = f"not run: the leader {self.target.leader} is outside --limit"
+            self.reporter.note(f"migrations {note}")
+            return note
+        started = time.monotonic()
+        self.reporter.phase("migrate", self.target.leader)
+        result = executor.run_play(plays["migrate"], [self.target.leader])
+        self._timed("migrate", started)
+        if not result.ok:
+            raise self._failed("migrations failed on the leader; no host was switched", result,
+                               release, extra)
+        return "ran"
+
+    def _roll(self, plays: Mapping[str, Play], extra: Mapping[str, Any], release: str,
+              before: Mapping[str, Mapping[str, Any]], executor: Executor) -> PlayResult:
+        """Switch batch by batch; a failed batch's switched hosts go back to their previous release.
+
+        Hosts already serving their target are checked first, all at once (nothing to protect
         there, and a no-op deploy then costs one parallel round trip, not one per batch); the
         canary is the first batch of the hosts that really switch.
         """
         spec = self.target.spec
-        play = replace(switch, serial=())
-        done: list[str] = []
-        already = [h for h in self.target.web if before.get(h, {}).get("current") == release]
-        pending = [h for h in self.target.web if h not in already]
-        steps = ([("hosts already on it", already)] if already else []) + \
-            [("canary" if n == 1 else f"batch {n}", b) for n, b in enumerate(batches(pending, spec.serial), start=1)]
-        for label, batch in steps:
-            self.console.print(f"[bold]switch[/] {label}: {', '.join(batch)}")
-            start = len(executor.result.tasks)
-            executor.run_play(play, batch)
-            results = executor.result.tasks[start:]
-            failed = [r.host for r in results if r.status == "failed"] + \
-                [h for h in batch if executor.result.recap.get(h) and executor.result.recap[h].unreachable]
-            if failed and 100.0 * len(set(failed)) / len(batch) > spec.max_fail:
-                back = [h for h in batch if h not in failed and before.get(h, {}).get("current")]
-                self._restore(back, before, play, executor.options.extra_vars)
-                raise DeployFailed(self._stopped(
-                    f"{label} failed on {', '.join(sorted(set(failed)))}; the roll stopped"
-                    + (f" and {', '.join(back)} went back to the previous release" if back else ""),
-                    executor.result, before))
-            done += batch
-        return {h: release for h in done}
+        targets: Mapping[str, str] = extra["host_release"]
+        web = list(self.target.web)
+        already = [h for h in web if before.get(h, {}).get("current") == targets.get(h)]
+        self._already = set(already)
+        pending = [h for h in web if h not in already]
+        plan = ([already] if already else []) + batches(pending, spec.serial)
+        if pending:
+            self.reporter.phase("switch", f"canary {', '.join(plan[1 if already else 0])}"
+                                + (f"; {len(plan) - 1 - (1 if already else 0)} more batch(es)" if len(plan) > 1 else ""))
+        play = replace(plays["switch"], serial=(), max_fail_percentage=spec.max_fail)
 
-    def _restore(self, hosts: list[str], before: Mapping[str, Mapping[str, Any]],
-                 switch: Play, extra: Mapping[str, Any]) -> None:
-        """Switch each of ``hosts`` back to the release it served before this run."""
-        for host in hosts:
-            back = {**extra, "release": before[host]["current"], "action": "rollback"}
-            self._executor(back).run_play(switch, [host])
+        def restore(batch: list[str], failed: list[str]) -> None:
+            back = {h: before[h]["current"] for h in batch
+                    if h not in failed and h not in already and before.get(h, {}).get("current")}
+            if back:
+                self.reporter.note(f"restoring {', '.join(back)} to the previous release")
+                self._executor({**extra, "host_release": {**targets, **back}, "action": "rollback"}) \
+                    .run_play(play, list(back))
 
-    def _prune(self, executor: Executor, release: str) -> None:
-        keep = self.target.spec.keep_releases
-        root = self.target.spec.root
-        script = f"""cd {root}/releases || exit 0
-cur=$(readlink {root}/current | sed 's|.*/||')
-ls -1d */ 2>/dev/null | sed 's|/$||' | sort > /tmp/.shipit-releases
-keep=$(tail -n {keep} /tmp/.shipit-releases; grep -B1 -x "$cur" /tmp/.shipit-releases)
-for r in $(cat /tmp/.shipit-releases); do
-  echo "$keep" | grep -qx "$r" && continue
-  for s in {root}/slots/*; do [ "$(readlink "$s" | sed 's|.*/||')" = "$r" ] && continue 2; done
-  rm -rf "{root}/releases/$r" "{root}/releases/$r.tar.gz" "{root}/shared/env/$r.env"; echo "pruned $r"
-done
-rm -f /tmp/.shipit-releases
-"""
+        return executor.run_play(play, web, batch_plan=plan, on_batch_failed=restore)
+
+    # ---- failure reporting ------------------------------------------------------------------
+    @staticmethod
+    def _roll_stopped(result: PlayResult, before: Mapping[str, Mapping[str, Any]],
+                      extra: Mapping[str, Any]) -> str:
+        """"canary failed on web1; the roll stopped" (or "batch 3 failed on ...")."""
+        targets: Mapping[str, str] = extra["host_release"]
+        real = [b for b in result.batches
+                if any(before.get(h, {}).get("current") != targets.get(h) for h in b)]
+        bad = sorted({*result.failed, *result.unreachable})
+        label = "canary" if len(real) <= 1 else f"batch {len(real)}"
+        return f"{label} failed on {', '.join(bad) or '?'}; the roll stopped"
+
+    @staticmethod
+    def where_each_host_stands(outcome: DeployOutcome) -> str:
+        """Lines ``  web1: serving <release>`` (or unreachable) for a message."""
+        lines = []
+        for host, o in outcome.hosts.items():
+            lines.append(f"  {host}: " + (f"serving {o.serving or 'nothing'}" if o.reachable
+                                          else f"unreachable ({o.message})"))
+        return "Where each host stands:\n" + "\n".join(lines)
+
+    @staticmethod
+    def _why(result: PlayResult) -> str:
+        parts = [f"{h}: {m.strip().splitlines()[-1] if m.strip() else 'failed'}"
+                 for h, m in {**result.failed, **result.unreachable}.items()]
+        return "; ".join(parts) or result.stopped
+
+    def _failed(self, why: str, result: PlayResult, release: str, extra: Mapping[str, Any],
+                mark_failed: bool = True, migrations: str = "none") -> DeployFailed:
+        """The DeployFailed to raise: records the release ``failed`` where it is (when it never
+        served), and reads where each host stands."""
+        if mark_failed:
+            self._executor(extra).run_play(self._playbook(extra)["failed"], list(self.target.web))
+        outcome = self._outcome_from(self.states(), str(extra["action"]), release, extra, result)
+        detail = self._why(result)
+        message = why + (f"\n  {detail}" if detail and detail not in why else "")
+        outcome = replace(outcome, ok=False, message=message, migrations=migrations)
+        return DeployFailed(f"{message}\n{self.where_each_host_stands(outcome)}", outcome)
+
+    def _outcome_from(self, states: Mapping[str, dict[str, Any] | str], action: str, release: str,
+                      extra: Mapping[str, Any], switch: PlayResult | None = None) -> DeployOutcome:
+        targets: Mapping[str, str] = extra.get("host_release", {}) if extra else {}
+        hosts: dict[str, HostOutcome] = {}
         for host in self.target.web:
-            try:
-                out = self.pool.get(host).run(script).stdout.strip()
-            except HostUnreachable:
+            state = states.get(host, "not read")
+            if isinstance(state, str):
+                hosts[host] = HostOutcome(host, None, "unreachable", False, state)
                 continue
-            if out:
-                self.console.print(f"  {host}: {out.replace(chr(10), ', ')}")
-
-    def _stopped(self, why: str, result: RunResult, before: Mapping[str, Mapping[str, Any]]) -> str:
-        states = self.states()
-        lines = [why + ". Where each host stands:"]
-        for host, s in states.items():
-            lines.append(f"  {host}: " + (f"unreachable ({s})" if isinstance(s, str)
-                                          else f"serving {s['current'] or 'nothing'}"))
-        failures = [t for t in result.tasks if t.status == "failed"]
-        for t in failures[-5:]:
-            lines.append(f"  failed: {t.host} {t.task}: {t.message}")
-        return "\n".join(lines)
+            serving = state["current"]
+            if switch is not None and host in switch.failed:
+                result, message = "failed", switch.failed[host].strip().splitlines()[-1:]
+                hosts[host] = HostOutcome(host, serving, result, True, " ".join(message))
+                continue
+            if switch is not None and host in switch.unreachable:
+                hosts[host] = HostOutcome(host, serving, "unreachable", False, switch.unreachable[host])
+                continue
+            target = targets.get(host, release)
+            if serving == target and serving:
+                result = ("switched" if switch is not None and host in switch.succeeded
+                          and host not in self._already else "serving it")
+            elif switch is not None and any(host in b for b in switch.batches):
+                result = "restored"
+            else:
+                result = "not switched"
+            hosts[host] = HostOutcome(host, serving, result)
+        ok = all(o.serving == targets.get(h, release) for h, o in hosts.items()) and bool(release)
+        return DeployOutcome(action, release, hosts, durations=dict(self._durations), ok=ok)
 
     # ---- rollback --------------------------------------------------------------------------
-    def rollback(self, to: str | None = None) -> dict[str, str]:
-        """Switch every web host back to the previous (or ``to``) release, rolling and
-        health-checked like a deploy. Database migrations are not reverted."""
+    def rollback(self, to: str | None = None, force: bool = False) -> DeployOutcome:
+        """Switch the web hosts back to the release each served before its current one (or to
+        ``to``), rolling and health-checked like a deploy. Database migrations are not reverted.
+
+        A release that never went live is refused as ``to`` unless ``force``.
+
+        Raises:
+            DeployFailed: no release to go back to, not on every host, a host unreachable
+                (nothing changed), or the roll stopped (``outcome`` says where each host is).
+        """
         spec = self.target.spec
         states = self.states()
         down = [h for h, s in states.items() if isinstance(s, str)]
         if down:
-            raise DeployFailed(f"unreachable: {', '.join(down)}; nothing was changed")
-        live = {h: s for h, s in states.items() if isinstance(s, dict)}
-        leader_state = live[self.target.leader]
-        current = leader_state["current"]
-        if to is None:
-            older = [r for r in leader_state["ready"] if current and r < current]
-            if not older:
-                raise DeployFailed(f"no release older than {current or 'nothing'} on {self.target.leader} to roll back to")
-            to = older[-1]
-        missing = [h for h, s in live.items() if to not in s["ready"]]
-        if missing:
-            raise DeployFailed(f"release {to} is not on {', '.join(missing)} (pruned?); nothing was changed")
+            raise DeployFailed(f"cannot read the release state of {', '.join(down)}; nothing was changed",
+                               self._outcome_from(states, "rollback", "", {}))
+        live: dict[str, dict[str, Any]] = {h: s for h, s in states.items() if isinstance(s, dict)}
+        targets: dict[str, str] = {}
+        problems: list[str] = []
+        for host, state in live.items():
+            if to is not None:
+                if to not in state["ready"]:
+                    problems.append(f"release {to} is not on {host} (pruned?)")
+                    continue
+                info = history(state["log"]).get(to)
+                if not force and not (info and info.ever_live):
+                    problems.append(f"release {to} never went live on {host} (it failed before serving); "
+                                    "use --force to switch to it anyway")
+                    continue
+                targets[host] = to
+            else:
+                target = rollback_target(state["current"], state["log"], state["ready"])
+                if target is None:
+                    problems.append(f"{host}: no release that served before {state['current'] or 'nothing'} "
+                                    "is still on the host")
+                    continue
+                targets[host] = target
+        if problems:
+            raise DeployFailed("; ".join(problems) + "; nothing was changed")
+        release = to or max(targets.values())
         workers = size_workers(spec, {h: s["facts"] for h, s in live.items()}, self.budgets())
-        extra = self._extra(spec, workers, to, "", "", "", "rollback", "")
-        switch = self._load("deploy", extra).plays[2]
-        self.release = to
-        token = self.acquire_lock(to)
-        executor = self._executor(extra)
-        try:
-            return self._roll(executor, switch, to, live)
-        except KeyboardInterrupt:
-            raise self._interrupted() from None
-        finally:
-            self.changed += sum(r.changed for r in executor.result.recap.values())
-            self.release_lock(token)
+        app = app_vars(spec, workers, self.target.secrets, release)
+        extra = {**self._base_extra(app, release, "rollback", self.lock_token(release)), "host_release": targets}
+        plays = self._playbook(extra)
+
+        def body() -> DeployOutcome:
+            executor = self._executor(extra)
+            started = time.monotonic()
+            switched = self._roll(plays, extra, release, live, executor)
+            self._timed("switch", started)
+            outcome = self._outcome_from(self.states(), "rollback", release, extra, switched)
+            if not switched.ok:
+                message = f"the rollback stopped: {self._roll_stopped(switched, live, extra)}"
+                outcome = replace(outcome, ok=False, message=message)
+                raise DeployFailed(f"{message}\n{self.where_each_host_stands(outcome)}", outcome)
+            return replace(outcome, changed=switched.changed())
+
+        return self._locked(plays, extra, body)
 
 
-def releases_table(states: Mapping[str, Mapping[str, Any] | str]) -> Table:
-    """A table: per host and release, whether it is current, and its last log entry."""
-    table = Table(title="releases", title_justify="left")
-    for col in ("host", "release", "current", "deployed (UTC)", "by", "action", "result"):
-        table.add_column(col)
+def releases_rows(states: Mapping[str, Mapping[str, Any] | str]) -> list[dict[str, str]]:
+    """Per host and release (newest first): current or not, its state (see
+    :mod:`shipit.releases`), when it was deployed (first ``built``), by whom; or the reason a
+    host could not be read."""
+    rows: list[dict[str, str]] = []
     for host, state in states.items():
         if isinstance(state, str):
-            table.add_row(host, "-", "-", "-", "-", "-", f"unreachable: {state}")
+            rows.append({"host": host, "release": "-", "current": "-", "state": f"unreachable: {state}",
+                         "deployed": "-", "live_at": "-", "by": "-"})
             continue
-        last = {}
-        for entry in state["log"]:
-            last[entry["release"]] = entry
+        info = history(state["log"])
         for release in reversed(state["releases"]):
-            entry = last.get(release, {})
-            table.add_row(host, release, "yes" if release == state["current"] else "",
-                          entry.get("time", ""), entry.get("user", ""), entry.get("action", ""),
-                          entry.get("result", ""))
-    return table
+            i = info.get(release)
+            rows.append({"host": host, "release": release,
+                         "current": "yes" if release == state["current"] else "",
+                         "state": i.state if i else "", "deployed": i.built_at if i else "",
+                         "live_at": i.live_at if i else "", "by": i.by if i else ""})
+    return rows

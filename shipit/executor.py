@@ -5,9 +5,19 @@ need are gathered by ONE remote script; each task that changes something runs it
 and re-gathers the facts of the remaining tasks in the same remote script. Host facts are
 gathered once per host per run before the first play (and refreshed with every gather).
 
-Per-host outcomes are data: a failing or unreachable host never raises through the fleet.
-A failed host stops running tasks and sits out the following plays (as in Ansible);
+Per-host outcomes are data: whatever goes wrong while working on one host (unreachable,
+a task failing, a timed-out command, output cut short, a bug in a module) is that host's
+failure, recorded and reported, never an exception through the fleet. A failed host stops
+running tasks and sits out the following plays of the same executor (as in Ansible);
 ``any_errors_fatal`` stops every host, and ``max_fail_percentage`` of a batch stops the play.
+Batching (``serial``), the canary (the first batch) and max-fail live here and nowhere else;
+:meth:`Executor.run_play` takes the batches and a hook to restore a failed batch.
+
+Every remote command has a timeout: gathering facts :data:`GATHER_TIMEOUT`, a change its
+task's ``timeout:`` or its module's :meth:`~shipit.modules.base.Module.timeout_of`. On Ctrl-C
+(KeyboardInterrupt in the calling thread) commands in flight are cut off (the transport's
+``cancel``), except changes of modules that must not stop halfway, which finish first; a
+second Ctrl-C cuts those off too. The KeyboardInterrupt then propagates to the caller.
 """
 
 from __future__ import annotations
@@ -16,7 +26,8 @@ import secrets as pysecrets
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +35,7 @@ from typing import Any, Protocol
 import jinja2
 
 from shipit.facts import FactKind, FactQuery, build_gather_script, split_gather_output, unique
+from shipit.errors import ShipitError
 from shipit.inventory import Inventory
 from shipit.modules.base import Change, Module, Plan, PlanContext, mask
 from shipit.playbook import Play, Playbook, Task, batches
@@ -32,6 +44,8 @@ from shipit.templating import Templar, make_environment, variables_in
 from shipit.transport import HostUnreachable, Transport
 
 HOST_QUERY = FactQuery("host")
+GATHER_TIMEOUT = 120.0
+"""Seconds a fact-gathering script may run on a host."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +115,49 @@ class RunResult:
 
     def failed_hosts(self) -> list[str]:
         return [h for h, r in self.recap.items() if r.failed or r.unreachable]
+
+
+@dataclass(frozen=True)
+class PlayResult:
+    """What one :meth:`Executor.run_play` call did.
+
+    Attributes:
+        play: the play's name.
+        hosts: the hosts it ran on, in order (after ``--limit``).
+        failed: host -> why, for hosts that failed a task (last failure's message).
+        unreachable: host -> why, for hosts that could not be reached.
+        tasks: the task results of this call only.
+        stopped: why the play stopped early ("" when it ran to the end).
+        batches: the batches it ran, in order (a stopped play ran fewer than planned).
+    """
+
+    play: str
+    hosts: tuple[str, ...] = ()
+    failed: Mapping[str, str] = field(default_factory=dict)
+    unreachable: Mapping[str, str] = field(default_factory=dict)
+    tasks: tuple[TaskResult, ...] = ()
+    stopped: str = ""
+    batches: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when every host got through and the play was not stopped."""
+        return not (self.failed or self.unreachable or self.stopped)
+
+    @property
+    def succeeded(self) -> tuple[str, ...]:
+        """Hosts that got through every task (as fabric's ``GroupResult.succeeded``)."""
+        return tuple(h for h in self.hosts if h not in self.failed and h not in self.unreachable
+                     and any(h in b for b in self.batches))
+
+    def changed(self) -> int:
+        """Tasks of this call that changed something."""
+        return sum(1 for t in self.tasks if t.status == "changed")
+
+
+BatchHook = Callable[[list[str], list[str]], None]
+"""``on_batch_failed(batch, failed_hosts)``: called when a batch goes over max-fail, before the
+play stops (e.g. to put the batch's other hosts back on their previous release)."""
 
 
 class Reporter(Protocol):
@@ -177,23 +234,48 @@ class Executor:
         self.nonce = pysecrets.token_hex(8)
         self.host_facts: dict[str, Mapping[str, Any]] = {}
         self.result = RunResult()
+        self.interrupted = False  # a Ctrl-C arrived during this executor's work
         self._dead: set[str] = set()
+        self._in_flight: dict[str, bool] = {}  # host -> its running command may be cut off
         self._lock = threading.Lock()
 
     # ---- public ---------------------------------------------------------------------------
     def run_playbook(self, playbook: Playbook) -> RunResult:
-        """Run every play in order; returns the :class:`RunResult` (never raises for hosts)."""
+        """Run every play in order; returns the :class:`RunResult` (never raises for hosts).
+
+        Raises:
+            KeyboardInterrupt: Ctrl-C (commands in flight cut off, see the module doc).
+        """
         started = time.monotonic()
         self.local_dir = playbook.directory
         for play in playbook.plays:
-            if not self.run_play(play):
+            if self.run_play(play).stopped:
                 break
         self.result.duration = time.monotonic() - started
         self._collect_stats()
         return self.result
 
-    def run_play(self, play: Play, hosts: Sequence[str] | None = None) -> bool:
-        """Run one play (over ``hosts`` if given, else its pattern). False: the run must stop."""
+    def run_play(self, play: Play, hosts: Sequence[str] | None = None, *,
+                 batch_plan: Sequence[Sequence[str]] | None = None,
+                 on_batch_failed: BatchHook | None = None) -> PlayResult:
+        """Run one play over ``hosts`` (default: its pattern), batch by batch.
+
+        Args:
+            play: the play; its ``serial`` makes the batches (the first is the canary) and
+                its ``max_fail_percentage`` (None: any failure in a batch is tolerated, as in
+                Ansible without it) decides when the play stops.
+            hosts: the hosts to run on (still narrowed by ``--limit``).
+            batch_plan: explicit batches instead of ``serial`` (hosts outside ``hosts`` or
+                the limit are dropped; empty batches skipped).
+            on_batch_failed: called with (batch, failed hosts) when a batch goes over
+                max-fail, before the play stops.
+
+        Returns:
+            A :class:`PlayResult`; ``stopped`` says why the play stopped early.
+
+        Raises:
+            KeyboardInterrupt: Ctrl-C (after cutting off what could be, see the module doc).
+        """
         pattern = play.hosts
         if "{{" in pattern:
             pattern = str(Templar(self.env, self.options.extra_vars).render(pattern))
@@ -205,33 +287,94 @@ class Executor:
         for h in selected:
             self.result.recap.setdefault(h, HostRecap())
         self.reporter.play_start(play, selected)
-        if not selected:
-            return True
+        first_task = len(self.result.tasks)
+        ran: list[tuple[str, ...]] = []
+        stopped = ""
+        if batch_plan is None:
+            plan = batches(selected, play.serial) if selected else []
+        else:
+            plan = [[h for h in b if h in selected] for b in batch_plan]
         stop = _StopFlag()
-        for batch in batches(selected, play.serial):
+        for batch in (b for b in plan if b):
             failed = self._run_batch(play, batch, selected, stop)
+            ran.append(tuple(batch))
             if stop.event.is_set():
-                self.result.stopped = stop.reason
-                return False
+                stopped = stop.reason
+                break
             if play.max_fail_percentage is not None and batch:
                 pct = 100.0 * len(failed) / len(batch)
                 if pct > play.max_fail_percentage:
-                    self.result.stopped = (f"play '{play.name}' stopped: {len(failed)} of {len(batch)} hosts "
-                                           f"failed in a batch ({pct:.0f}% > max_fail_percentage "
-                                           f"{play.max_fail_percentage:g}%)")
-                    return False
-        return True
+                    if on_batch_failed is not None:
+                        on_batch_failed(list(batch), failed)
+                    stopped = (f"play '{play.name}' stopped: {len(failed)} of {len(batch)} hosts "
+                               f"failed in a batch ({pct:.0f}% > max_fail_percentage "
+                               f"{play.max_fail_percentage:g}%)")
+                    break
+        if stopped:
+            self.result.stopped = stopped
+        return self._play_result(play, selected, first_task, ran, stopped)
+
+    def _play_result(self, play: Play, hosts: list[str], first_task: int,
+                     ran: list[tuple[str, ...]], stopped: str) -> PlayResult:
+        with self._lock:
+            tasks = tuple(self.result.tasks[first_task:])
+            failed: dict[str, str] = {}
+            for t in tasks:
+                if t.status == "failed" and t.host in hosts:
+                    failed[t.host] = t.message
+            unreachable = {h: self.result.recap[h].message for h in hosts
+                           if self.result.recap[h].unreachable and any(h in b for b in ran)}
+        for h in unreachable:
+            failed.pop(h, None)
+        return PlayResult(play.name, tuple(hosts), failed, unreachable, tasks, stopped, tuple(ran))
 
     # ---- batches --------------------------------------------------------------------------
     def _run_batch(self, play: Play, batch: list[str], play_hosts: list[str], stop: _StopFlag) -> list[str]:
-        failed: list[str] = []
-        workers = max(1, min(self.options.forks, len(batch)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shipit-host") as pool:
-            outcomes = list(pool.map(lambda h: self._run_host(play, h, play_hosts, stop), batch))
-        for host, ok in zip(batch, outcomes):
-            if not ok:
-                failed.append(host)
-        return failed
+        results = self._parallel(batch, lambda h: self._run_host(play, h, play_hosts, stop), stop)
+        return [host for host, ok in zip(batch, results) if not ok]
+
+    def _parallel(self, hosts: Sequence[str], fn: Callable[[str], Any],
+                  stop: _StopFlag | None = None) -> list[Any]:
+        """``fn(host)`` for every host, at most ``forks`` at once; results in ``hosts`` order.
+
+        On KeyboardInterrupt: stops starting hosts, cuts off commands in flight that may be
+        cut (see the module doc), waits for the rest, then re-raises. A second Ctrl-C while
+        waiting cuts off everything.
+        """
+        stop = stop or _StopFlag()
+        workers = max(1, min(self.options.forks, len(hosts)))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shipit-host")
+        futures: list[Future[Any]] = []
+        try:
+            for h in hosts:
+                futures.append(pool.submit(fn, h))
+            pending = set(futures)
+            while pending:
+                _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+        except KeyboardInterrupt:
+            stop.stop("interrupted (Ctrl-C)")
+            self.interrupted = True
+            for f in futures:
+                f.cancel()
+            self._cancel_in_flight(everything=False)
+            try:
+                wait(futures)
+            except KeyboardInterrupt:
+                self._cancel_in_flight(everything=True)
+                wait(futures)
+            pool.shutdown(wait=True)
+            raise
+        pool.shutdown(wait=True)
+        return [f.result() for f in futures]
+
+    def _cancel_in_flight(self, everything: bool) -> None:
+        with self._lock:
+            running = dict(self._in_flight)
+        for host, interruptible in running.items():
+            if interruptible or everything:
+                cancel = getattr(self.pool.get(host), "cancel", None)
+                if cancel is not None:
+                    cancel()
 
     def _record(self, result: TaskResult) -> None:
         with self._lock:
@@ -257,6 +400,8 @@ class Executor:
     # ---- one host ---------------------------------------------------------------------------
     def _run_host(self, play: Play, host: str, play_hosts: list[str], stop: _StopFlag) -> bool:
         """Run the play on one host. Returns False when the host failed or was unreachable."""
+        if stop.event.is_set():
+            return True  # the run is stopping: this host was not started
         try:
             transport = self.pool.get(host)
             if host not in self.host_facts and self._host_facts_first(play):
@@ -268,6 +413,13 @@ class Executor:
             if play.any_errors_fatal:
                 stop.stop(f"host {host} unreachable in play '{play.name}' (any_errors_fatal)")
             return False
+        except Exception as exc:  # noqa: BLE001 - one host's trouble is that host's failure
+            message = exc.message if isinstance(exc, ShipitError) else f"{type(exc).__name__}: {exc}"
+            if stop.event.is_set() and self.interrupted:
+                message = f"interrupted: {message}"
+            self._record(TaskResult(host, play.name, "(host)", "-", "failed",
+                                    message=mask(message, self.options.secrets)))
+            return self._host_failed(play, host, stop)
 
     def _host_facts_first(self, play: Play) -> bool:
         """:meth:`_needs_host_facts_first`, worked out once per play rather than per host."""
@@ -449,8 +601,18 @@ class Executor:
                 notified.extend(n for n in inst.task.notify if n not in notified)
                 continue
             remaining = unique(q for i in instances[index + 1:] for q in i.queries)
-            rc, output, facts_after = self._apply(transport, plan.changes, inst.become,
-                                                  [HOST_QUERY] + remaining)
+            timeout = inst.task.timeout or module.timeout_of(inst.params)
+            try:
+                rc, output, facts_after = self._apply(transport, plan.changes, inst.become,
+                                                      [HOST_QUERY] + remaining, timeout,
+                                                      module.interruptible)
+            except HostUnreachable:
+                raise
+            except ShipitError as exc:  # timed out, cut off by Ctrl-C: this task failed
+                self._record(TaskResult(**base, status="failed", reasons=reasons, diff=diff,
+                                        message=mask(exc.message, secrets),
+                                        duration=time.monotonic() - started))
+                return False
             if rc != 0:
                 tail = "\n".join(output.strip().splitlines()[-15:])
                 self._record(TaskResult(**base, status="failed", reasons=reasons, diff=diff,
@@ -467,37 +629,63 @@ class Executor:
         return True
 
     def gather_facts(self, hosts: Sequence[str], queries: Sequence[FactQuery],
-                     become: bool = True) -> dict[str, dict[FactQuery, Any] | HostUnreachable]:
+                     become: bool = True) -> dict[str, dict[FactQuery, Any] | ShipitError]:
         """Gather ``queries`` (plus host facts) on every host in parallel, one round trip each.
 
-        Returns per host either ``{query: value}`` or the :class:`HostUnreachable` it raised.
+        Returns per host either ``{query: value}`` or the error that host gave: a
+        :class:`HostUnreachable`, or a :class:`ShipitError` saying what went wrong (output cut
+        short, timed out, ...). Never raises for a host.
+
+        Raises:
+            KeyboardInterrupt: Ctrl-C (the gathers in flight are cut off).
         """
-        def one(host: str) -> dict[FactQuery, Any] | HostUnreachable:
+        def one(host: str) -> dict[FactQuery, Any] | ShipitError:
             try:
                 facts = self._gather(self.pool.get(host), [HOST_QUERY, *queries], become)
-            except HostUnreachable as exc:
+            except ShipitError as exc:
                 return exc
+            except Exception as exc:  # noqa: BLE001 - one host's trouble is that host's alone
+                return ShipitError(f"{host}: {type(exc).__name__}: {exc}")
             self.host_facts[host] = facts[HOST_QUERY]
             return facts
 
-        with ThreadPoolExecutor(max_workers=max(1, min(self.options.forks, len(hosts)))) as pool:
-            return dict(zip(hosts, pool.map(one, hosts)))
+        results = self._parallel(list(hosts), one)
+        return dict(zip(hosts, results))
 
     # ---- remote scripts ---------------------------------------------------------------------
+    def _run_remote(self, transport: Transport, script: str, become: bool, timeout: float,
+                    interruptible: bool = True) -> Any:
+        """``transport.run`` with a timeout, registered as in flight (for Ctrl-C)."""
+        with self._lock:
+            self._in_flight[transport.host] = interruptible
+        try:
+            return transport.run(script, become=become, timeout=timeout)
+        finally:
+            with self._lock:
+                self._in_flight.pop(transport.host, None)
+
     def _gather(self, transport: Transport, queries: list[FactQuery], become: bool) -> dict[FactQuery, Any]:
+        """Run one gather script; raises HostUnreachable or ShipitError (cut short, timed out)."""
         queries = unique(queries)
         script = "export LC_ALL=C\n" + build_gather_script(queries, self.kinds, self.nonce)
-        result = transport.run(script, become=become)
+        result = self._run_remote(transport, script, become, GATHER_TIMEOUT)
         if result.rc != 0 and "@@shipit:" not in result.stdout:
             raise HostUnreachable(f"{transport.host}: gathering facts failed (exit {result.rc}): "
                                   f"{result.stderr.strip()[-500:]}")
-        return split_gather_output(result.stdout, queries, self.kinds, self.nonce)
+        try:
+            return split_gather_output(result.stdout, queries, self.kinds, self.nonce)
+        except ValueError as exc:
+            raise ShipitError(f"{transport.host}: the facts' output was cut short (exit {result.rc}"
+                              f"{', killed' if result.rc >= 128 else ''}): {exc}; "
+                              f"{result.stderr.strip()[-300:]}") from None
 
     def _apply(self, transport: Transport, changes: Sequence[Change], become: bool,
-               refresh: list[FactQuery]) -> tuple[int, str, dict[FactQuery, Any]]:
+               refresh: list[FactQuery], timeout: float = 600.0,
+               interruptible: bool = True) -> tuple[int, str, dict[FactQuery, Any]]:
         """Upload, run the changes, and re-gather ``refresh`` in the same remote script.
 
-        Returns (exit status of the changes, their stdout+stderr, refreshed facts).
+        ``timeout``: seconds the remote script may run. Returns (exit status of the changes,
+        their stdout+stderr, refreshed facts; empty when they could not be read).
         """
         for change in changes:
             if change.upload is not None:
@@ -508,13 +696,16 @@ class Executor:
                   f"echo \"{marker}$__shipit_rc\"\n"
                   f"if [ \"$__shipit_rc\" = 0 ]; then\n"
                   f"{build_gather_script(refresh, self.kinds, self.nonce)}fi\n")
-        result = transport.run(script, become=become)
+        result = self._run_remote(transport, script, become, timeout + GATHER_TIMEOUT, interruptible)
         head, sep, tail = result.stdout.partition(marker)
         if not sep:
             return (result.rc or 1), (result.stderr + head), {}
         rc_text, _, rest = tail.partition("\n")
-        rc = int(rc_text.strip() or 1)
-        facts = split_gather_output(rest, unique(refresh), self.kinds, self.nonce) if rc == 0 else {}
+        rc = int(rc_text.strip()) if rc_text.strip().isdigit() else 1
+        try:
+            facts = split_gather_output(rest, unique(refresh), self.kinds, self.nonce) if rc == 0 else {}
+        except ValueError as exc:
+            return 1, result.stderr + f"\nshipit: the refreshed facts were cut short: {exc}", {}
         return rc, result.stderr, facts
 
 

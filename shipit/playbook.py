@@ -18,6 +18,7 @@ The YAML users write is the same as the built-in playbooks in ``playbooks/``::
           become: true                  # optional: override the play's become
           run_once: false               # optional: only on the first host of the play
           ignore_errors: false          # optional: a failure does not stop the host
+          timeout: 600                  # optional: seconds the task's remote command may run
       handlers:
         - name: reload caddy
           service: {name: caddy, state: reloaded}
@@ -49,7 +50,7 @@ MAGIC_VARIABLES = frozenset({
 
 PLAY_KEYS = {"name", "hosts", "serial", "become", "any_errors_fatal", "max_fail_percentage",
              "vars", "tasks", "handlers"}
-TASK_KEYS = {"name", "when", "notify", "loop", "become", "run_once", "ignore_errors"}
+TASK_KEYS = {"name", "when", "notify", "loop", "become", "run_once", "ignore_errors", "timeout"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Task:
     become: bool | None = None
     run_once: bool = False
     ignore_errors: bool = False
+    timeout: float | None = None
     file: str = ""
     line: int = 0
 
@@ -276,6 +278,11 @@ class _Checker:
         for flag in ("run_once", "ignore_errors"):
             if not isinstance(raw.get(flag, False), bool):
                 self.add(raw, flag, flag, "expected true or false")
+        timeout = raw.get("timeout")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not 0 < timeout <= 86400):
+            self.add(raw, "timeout", "timeout", "expected seconds, a number > 0 and at most 86400")
+            timeout = None
         loop = raw.get("loop")
         if loop is not None and not isinstance(loop, (list, str)):
             self.add(raw, "loop", "loop", "expected a list, or a template giving one")
@@ -286,6 +293,7 @@ class _Checker:
                     notify=tuple(n for n in notify_list if isinstance(n, str)), loop=loop,
                     become=become, run_once=bool(raw.get("run_once", False)),
                     ignore_errors=bool(raw.get("ignore_errors", False)),
+                    timeout=float(timeout) if timeout is not None else None,
                     file=self.file, line=getattr(raw, "line", 0))
 
     def _params(self, raw: Any, module_name: str, module: Module) -> dict[str, Any] | None:

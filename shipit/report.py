@@ -65,6 +65,22 @@ class ConsoleReporter:
                     style = "green" if diff_line.startswith("+") else "red" if diff_line.startswith("-") else "dim"
                     self.console.print(Text("      " + diff_line, style=style))
 
+    def phase(self, name: str, detail: str = "") -> None:
+        """A deploy phase starts (build, facts, lock, provision, upload, migrate, switch, prune)."""
+        with self._lock:
+            self.console.print(Text.assemble((name, "bold magenta"), f" {detail}" if detail else ""),
+                               soft_wrap=True)
+
+    def phase_done(self, name: str, seconds: float) -> None:
+        """A deploy phase ended after ``seconds`` (cumulative for the phase)."""
+        with self._lock:
+            self.console.print(Text(f"  {name} {seconds:.1f} s", style="dim"))
+
+    def note(self, text: str) -> None:
+        """A line of its own (a measurement, a warning) — printed as text, never as markup."""
+        with self._lock:
+            self.console.print(Text("  " + text), soft_wrap=True)
+
     def host_unreachable(self, host: str, message: str) -> None:
         with self._lock:
             self.console.print(Text.assemble(("  unreachable ", "bold red"), (host + " ", "bold"),
@@ -88,6 +104,21 @@ class ConsoleReporter:
         self.console.print(f"{summary}; {result.duration:.1f} s")
         if result.stopped:
             self.console.print(Text(result.stopped, style="bold red"))
+
+
+def outcome_table(outcome: Any) -> Table:
+    """A table of a :class:`shipit.deploy.DeployOutcome`: per web host, what it serves and how
+    it got there, then a line of phase durations (``build 0.9 s · upload 0.3 s · …``)."""
+    table = Table(title=f"{outcome.action}: {outcome.release or '-'}", title_justify="left",
+                  caption=" · ".join(f"{k} {v:.1f} s" for k, v in outcome.durations.items()) or None,
+                  caption_justify="left")
+    for col in ("host", "serving", "result", "why"):
+        table.add_column(col)
+    for host, o in outcome.hosts.items():
+        style = "green" if o.result in ("switched", "serving it") else "red" if o.result in ("failed", "unreachable") else "yellow"
+        table.add_row(host, o.serving or ("unknown" if not o.reachable else "nothing"),
+                      Text(o.result, style=style), Text(o.message))
+    return table
 
 
 def _styled(n: int, style: str) -> Text:

@@ -14,15 +14,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from shipit.errors import Problem, ValidationError
+from shipit.errors import Problem, ShipitError, ValidationError
 from shipit.executor import Executor, RunOptions
-from shipit.facts import FactQuery
+from shipit.facts.status import app_status
 from shipit.facts.registry import fact_kinds
 from shipit.inventory import Inventory
 from shipit.modules.registry import builtin_modules
 from shipit.pool import TransportPool
 from shipit.report import ConsoleReporter
-from shipit.transport import HostUnreachable
 
 HostStatus = dict[str, Any]
 """One host's status. Reachable::
@@ -57,21 +56,21 @@ def status_hosts(inventory: Inventory, limit: str | None = None) -> list[str]:
     return hosts
 
 
-def gather_status(inventory: Inventory, root: str, hosts: list[str], pool: TransportPool,
+def gather_status(inventory: Inventory, app: str, hosts: list[str], pool: TransportPool,
                   console: Console, forks: int = 20) -> dict[str, HostStatus]:
-    """Status of the app rooted at ``root`` (``/srv/<name>``) on ``hosts``, gathered in
+    """Status of app ``app`` on ``hosts``, gathered in
     parallel, one round trip per host (each takes at least
     :data:`shipit.facts.status.SAMPLE_SECONDS`). ``console`` only receives warnings.
 
     Never raises for a host: an unreachable host is reported as such in its entry.
     """
-    query = FactQuery("app_status", root)
+    query = app_status(app)
     executor = Executor(inventory, pool, builtin_modules(), fact_kinds(),
                         ConsoleReporter(console), RunOptions(forks=forks))
     gathered = executor.gather_facts(hosts, [query])
     out: dict[str, HostStatus] = {}
     for host, facts in gathered.items():
-        if isinstance(facts, HostUnreachable):
+        if isinstance(facts, ShipitError):
             out[host] = {"reachable": False, "error": facts.message}
         else:
             out[host] = summarize(facts[query], executor.host_facts.get(host, {}))
@@ -107,7 +106,7 @@ def _mib(n: int | None) -> str:
 
 
 def _unit_line(unit: str, info: Mapping[str, Any], live: bool) -> str:
-    short = unit.removesuffix(".service").split("-", 1)[-1]
+    short = info.get("name") or unit.removesuffix(".service")
     state = f"{info['active_state']}/{info['sub_state']}"
     color = "green" if info["active_state"] == "active" else ("red" if info["active_state"] == "failed" else "yellow")
     extra = f" restarts {info['restarts']}"

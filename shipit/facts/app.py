@@ -1,6 +1,6 @@
 """The ``release_state`` fact kind: where an app's releases stand on a host.
 
-``arg`` is the app root (``/srv/<name>``). Parsed shape::
+``arg`` is the app's name; every path comes from :class:`shipit.layout.Layout`. Parsed shape::
 
     {"current": "20261122T171500Z-ab12cd34ef56" | None,   # what `current` points to
      "live_port": 8001 | None,                           # the slot Caddy proxies to
@@ -9,33 +9,37 @@
      "ready": ["<id>", ...],                             # releases whose venv is built
      "active_ports": [8001],                             # web slots whose unit is active
      "lock": "who=… when=… release=…" | None,            # the deploy lock's info, if held
-     "log": [{"time", "user", "action", "release", "result"}]}   # last 50 log lines
+     "log": [{"time", "user", "action", "release", "state"}]}   # last 500 log lines
+
+The log's states are explained in :mod:`shipit.releases`.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from shipit.facts import FactKind
-from shipit.modules.base import q
+from shipit.facts import FactKind, FactQuery
+from shipit.layout import Layout
+from shipit.quoting import q
+from shipit.releases import parse_log_line
+
+LOG_LINES = 500
 
 
-def command(root: str) -> str:
-    """Shell printing the state lines for app root ``root``."""
-    r = q(root)
+def command(app: str) -> str:
+    """Shell printing the state lines of app ``app``."""
+    lay = Layout(app)
     return f"""
-r={r}
-echo "current=$(readlink $r/current 2>/dev/null | sed 's|.*/||')"
-echo "live_port=$(cat $r/.live-port 2>/dev/null)"
-for s in $r/slots/*; do [ -L "$s" ] && echo "slot=${{s##*/}} $(readlink "$s" | sed 's|.*/||')"; done
-for d in $r/releases/*/; do [ -d "$d" ] || continue; d=${{d%/}}; id=${{d##*/}}
+r={q(lay.root)}
+echo "current=$(readlink {q(lay.current)} 2>/dev/null | sed 's|.*/||')"
+echo "live_port=$(cat {q(lay.live_port_file)} 2>/dev/null)"
+for s in {q(lay.slots)}/*; do [ -L "$s" ] && echo "slot=${{s##*/}} $(readlink "$s" | sed 's|.*/||')"; done
+for d in {q(lay.releases)}/*/; do [ -d "$d" ] || continue; d=${{d%/}}; id=${{d##*/}}
   echo "release=$id"; [ -e "$d/.shipit/ready" ] && echo "ready=$id"; done
-name=${{r##*/}}
-for s in $r/slots/*; do [ -L "$s" ] || continue; p=${{s##*/}}
-  systemctl is-active --quiet "$name-web@$p.service" && echo "active_port=$p"; done
-[ -f $r/.deploy-lock/info ] && echo "lock=$(cat $r/.deploy-lock/info)"
-tail -n 50 $r/releases.log 2>/dev/null | sed 's/^/log=/'
+for s in {q(lay.slots)}/*; do [ -L "$s" ] || continue; p=${{s##*/}}
+  systemctl is-active --quiet {q(lay.web_unit_prefix)}"$p.service" && echo "active_port=$p"; done
+[ -f {q(lay.lock_info)} ] && echo "lock=$(cat {q(lay.lock_info)})"
+tail -n {LOG_LINES} {q(lay.release_log)} 2>/dev/null | sed 's/^/log=/'
 """
 
 
@@ -46,6 +50,11 @@ def parse(stdout: str) -> dict[str, Any]:
     for line in stdout.splitlines():
         key, sep, value = line.partition("=")
         if not sep:
+            continue
+        if key == "log":
+            entry = parse_log_line(value)
+            if entry is not None:
+                state["log"].append(entry)
             continue
         value = value.strip()
         if key == "current":
@@ -64,17 +73,13 @@ def parse(stdout: str) -> dict[str, Any]:
             state["active_ports"].append(int(value))
         elif key == "lock":
             state["lock"] = value or None
-        elif key == "log":
-            parts = value.split("\t")
-            if len(parts) == 5:
-                state["log"].append(dict(zip(("time", "user", "action", "release", "result"), parts)))
     state["releases"].sort()
     return state
 
 
-def release_sort_key(release_id: str) -> str:
-    """Release ids sort by time: ``YYYYmmddTHHMMSSZ-<hash>``."""
-    return release_id if re.match(r"^\d{8}T\d{6}Z-", release_id) else "0" + release_id
+def release_state(app: str) -> FactQuery:
+    """The typed constructor of this fact: ``release_state(app)`` -> a query."""
+    return FactQuery("release_state", app)
 
 
 KINDS = [FactKind("release_state", command, parse, "an app's releases, slots, lock and log")]

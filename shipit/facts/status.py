@@ -1,14 +1,17 @@
 """The ``app_status`` fact kind: how an app's systemd services are doing on a host right now.
 
-``arg`` is the app root (``/srv/<name>``); the app's units are the loaded ones matching
-``<name>-*@*.service`` (web slots ``<name>-web@PORT`` and processes ``<name>-<proc>@N``).
+``arg`` is the app's name; paths and unit names come from :class:`shipit.layout.Layout`: the
+app's units are the loaded ones matching ``<name>-*@*.service`` (web slots ``<name>-web@PORT``
+and processes ``<name>-<proc>@N``; the name may itself contain ``-``).
 The command samples each unit's cgroup CPU time twice, ~0.5 s apart, in the same remote
 invocation, so CPU % costs no extra round trip. Parsed shape (all keys always present)::
 
-    {"current": "<release id>" | None,          # what `current` points to
+    {"app": "example",                          # the app's name
+     "current": "<release id>" | None,          # what `current` points to
      "live_port": 8001 | None,                  # the web slot Caddy proxies to
      "units": {"example-web@8001.service": {
          "kind": "web" | "process",
+         "name": "web@8001",                    # the unit without the app's prefix
          "instance": "8001",                    # the part after '@'
          "active_state": "active", "sub_state": "running",
          "restarts": 0,                         # NRestarts (automatic restarts by systemd)
@@ -27,8 +30,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipit.facts import FactKind
-from shipit.modules.base import q
+from shipit.facts import FactKind, FactQuery
+from shipit.layout import Layout
+from shipit.quoting import q
 
 SAMPLE_SECONDS = 0.5
 
@@ -67,14 +71,14 @@ __rss() {
 """
 
 
-def command(root: str) -> str:
-    """Shell printing the status lines for the app rooted at ``root`` (exits 0 always)."""
-    r = q(root)
+def command(app: str) -> str:
+    """Shell printing the status lines of app ``app`` (exits 0 always)."""
+    lay = Layout(app)
     return f"""
-r={r}
-name=${{r##*/}}
-echo "current=$(readlink $r/current 2>/dev/null | sed 's|.*/||')"
-echo "live_port=$(cat $r/.live-port 2>/dev/null)"
+name={q(app)}
+echo "app=$name"
+echo "current=$(readlink {q(lay.current)} 2>/dev/null | sed 's|.*/||')"
+echo "live_port=$(cat {q(lay.live_port_file)} 2>/dev/null)"
 echo "clk_tck=$(getconf CLK_TCK 2>/dev/null)"
 {_HELPERS}
 units=$(systemctl list-units --all --plain --no-legend "$name-*" 2>/dev/null | while read -r u _; do
@@ -107,16 +111,22 @@ def _usage_ns(value: str, clk_tck: int) -> int | None:
     return int(value[1:]) * unit_ns if unit_ns and value[1:].isdigit() else None
 
 
-def _new_unit(unit: str) -> dict[str, Any]:
-    base, _, instance = unit.removesuffix(".service").partition("@")
-    return {"kind": "web" if base.endswith("-web") else "process", "instance": instance,
+def _new_unit(unit: str, app: str) -> dict[str, Any]:
+    kind = Layout(app).unit_kind(unit) if app else None
+    if kind is None:  # not one of the app's names (an old output without app=): best effort
+        base, _, instance = unit.removesuffix(".service").partition("@")
+        name = base.rsplit("-", 1)[-1]
+    else:
+        name, instance = kind
+    return {"kind": "web" if name == "web" else "process", "name": f"{name}@{instance}",
+            "instance": instance,
             "active_state": "", "sub_state": "", "restarts": 0, "main_pid": 0,
             "memory": None, "cpu_percent": None, "workers": None}
 
 
 def parse(stdout: str) -> dict[str, Any]:
     """Parse :func:`command`'s output into the documented shape (pure; unknown lines ignored)."""
-    state: dict[str, Any] = {"current": None, "live_port": None, "units": {}}
+    state: dict[str, Any] = {"app": "", "current": None, "live_port": None, "units": {}}
     units: dict[str, dict[str, Any]] = state["units"]
     samples: dict[str, dict[str, tuple[int, int | None]]] = {"cpu0": {}, "cpu1": {}}
     children: dict[str, list[str]] = {}
@@ -124,6 +134,9 @@ def parse(stdout: str) -> dict[str, Any]:
     for line in stdout.splitlines():
         if line.startswith("clk_tck="):
             clk_tck = _int(line.partition("=")[2].strip()) or 100
+            continue
+        if line.startswith("app="):
+            state["app"] = line.partition("=")[2].strip()
             continue
         if line.startswith("current="):
             state["current"] = line.partition("=")[2].strip() or None
@@ -135,7 +148,7 @@ def parse(stdout: str) -> dict[str, Any]:
         unit, _, value = rest.partition(" ")
         if tag not in ("cpu0", "cpu1", "show", "mem", "rss_kb", "child") or not unit.endswith(".service"):
             continue
-        info = units.setdefault(unit, _new_unit(unit))
+        info = units.setdefault(unit, _new_unit(unit, state["app"]))
         if tag in samples:
             when, _, usage = value.partition(" ")
             if when.isdigit():
@@ -167,6 +180,11 @@ def parse(stdout: str) -> dict[str, Any]:
             workers = [c for c in children.get(unit, []) if "resource_tracker" not in c]
             info["workers"] = len(workers) or 1
     return state
+
+
+def app_status(app: str) -> FactQuery:
+    """The typed constructor of this fact: ``app_status(app)`` -> a query."""
+    return FactQuery("app_status", app)
 
 
 KINDS = [FactKind("app_status", command, parse, "an app's units: state, restarts, workers, CPU and memory")]

@@ -12,12 +12,15 @@ command builders.)
 from __future__ import annotations
 
 import hashlib
-import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from shipit.facts import FactQuery, HostFacts
+from shipit.quoting import q as q  # re-exported: modules quote with base.q
+
+DEFAULT_TIMEOUT = 600.0
+"""Seconds a task's remote command may run unless the module or the task says otherwise."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,10 @@ class Module:
     name: ClassVar[str] = ""
     doc: ClassVar[str] = ""
     params: ClassVar[Mapping[str, Param]] = {}
+    interruptible: ClassVar[bool] = True
+    """False: on Ctrl-C the executor lets a running change of this module finish (bounded by
+    its timeout) rather than cut it off, because stopping it halfway could leave the host in
+    a mixed state (``release_switch``). A second Ctrl-C cuts it off all the same."""
 
     def check_params(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
         """Cross-parameter validation after type checks. Returns ``[(key, message), …]``."""
@@ -184,13 +191,16 @@ class Module:
         """Compare desired state (``params``) with ``facts`` and return the changes needed."""
         raise NotImplementedError
 
+    def timeout_of(self, params: Mapping[str, Any]) -> float:
+        """Seconds this task's changes may run on a host (a task's ``timeout:`` overrides it).
+
+        Default :data:`DEFAULT_TIMEOUT`; modules with their own limit (e.g. a health timeout)
+        return it plus a margin.
+        """
+        return DEFAULT_TIMEOUT
+
 
 # ---- helpers shared by modules -------------------------------------------------------------
-
-def q(value: str) -> str:
-    """Shell-quote one word (``shlex.quote``)."""
-    return shlex.quote(value)
-
 
 def sha256_hex(data: bytes) -> str:
     """Hex SHA-256 of ``data``."""

@@ -1,26 +1,72 @@
-"""Every built-in module, by name. Add a module by listing its class here."""
+"""The module registry: every built-in module, plus modules other packages add as plugins.
+
+A package adds a module without editing shipit by declaring an entry point in the group
+``shipit.modules`` that names a :class:`~shipit.modules.base.Module` subclass (its ``name``
+is the key a task uses)::
+
+    [project.entry-points."shipit.modules"]
+    hello = "my_package.modules:HelloModule"
+
+A plugin whose name is already taken, that fails to import, or that is not a Module subclass
+is an error naming the entry point (:class:`PluginError`), not a silent skip.
+"""
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
+
+from shipit.errors import ShipitError
 from shipit.modules.apt import AptModule
 from shipit.modules.base import Module
 from shipit.modules.caddy_site import CaddySiteModule
 from shipit.modules.command import CommandModule, ShellModule
+from shipit.modules.deploy_state import DeployLockModule, ReleaseEventModule, ReleasePruneModule
 from shipit.modules.directory import DirectoryModule
 from shipit.modules.file import FileModule
 from shipit.modules.python import PythonModule
 from shipit.modules.release import ReleaseSwitchModule
+from shipit.modules.release_command import ReleaseCommandModule
 from shipit.modules.service import ServiceModule
 from shipit.modules.systemd_unit import SystemdUnitModule
 from shipit.modules.template import TemplateModule
 from shipit.modules.upload import UploadModule
 from shipit.modules.user import GroupModule, UserModule
 
+BUILTIN: tuple[type[Module], ...] = (
+    AptModule, FileModule, DirectoryModule, TemplateModule, SystemdUnitModule, ServiceModule,
+    UserModule, GroupModule, CommandModule, ShellModule, UploadModule, PythonModule,
+    CaddySiteModule, ReleaseSwitchModule, DeployLockModule, ReleaseEventModule,
+    ReleasePruneModule, ReleaseCommandModule,
+)
+ENTRY_POINT_GROUP = "shipit.modules"
 
-def builtin_modules() -> dict[str, Module]:
-    """Map of module name -> module instance for every built-in module."""
-    classes: list[type[Module]] = [AptModule, FileModule, DirectoryModule, TemplateModule,
-                                   SystemdUnitModule, ServiceModule, UserModule, GroupModule,
-                                   CommandModule, ShellModule, UploadModule, PythonModule,
-                                   CaddySiteModule, ReleaseSwitchModule]
-    return {cls.name: cls() for cls in classes}
+
+class PluginError(ShipitError):
+    """A plugin module could not be loaded (exit 3: something on the runner is wrong)."""
+
+    exit_code = 3
+
+
+def builtin_modules(plugins: bool = True) -> dict[str, Module]:
+    """Map of module name -> module instance: the built-in ones, then (``plugins``) those of
+    the ``shipit.modules`` entry points.
+
+    Raises:
+        PluginError: a plugin fails to load, is not a Module, or reuses a taken name.
+    """
+    modules: dict[str, Module] = {cls.name: cls() for cls in BUILTIN}
+    if not plugins:
+        return modules
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            cls = ep.load()
+        except Exception as exc:  # noqa: BLE001 - any import error of a plugin is reported
+            raise PluginError(f"module plugin {ep.name} ({ep.value}) failed to load: "
+                              f"{type(exc).__name__}: {exc}") from None
+        if not (isinstance(cls, type) and issubclass(cls, Module) and cls.name):
+            raise PluginError(f"module plugin {ep.name} ({ep.value}) is not a Module subclass with a name")
+        if cls.name in modules:
+            raise PluginError(f"module plugin {ep.name} ({ep.value}) uses the name {cls.name!r}, "
+                              "which is already taken")
+        modules[cls.name] = cls()
+    return modules

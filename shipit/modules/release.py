@@ -1,24 +1,26 @@
 """The ``release_switch`` module: put a host on a release with zero downtime, or leave it be.
 
-Each host keeps two web slots, one local port each (blue/green): ``/srv/<app>/slots/<port>``
-is a symlink to a release, and the unit ``<app>-web@<port>.service`` runs whatever its slot
-points to. Switching to a release, in one remote script:
+Each host keeps two web slots, one local port each (blue/green): the slot symlink (see
+:class:`shipit.layout.Layout`) points to a release, and the unit ``<app>-web@<port>.service``
+runs whatever its slot points to. Switching to a release, in one remote script:
 
 1. point the idle slot at the release and (re)start its unit;
 2. wait until ``GET <health path>`` on that port answers 200 (within ``health_timeout``
    seconds; a unit that fails, hits its start limit or exits on its own fails the switch
-   at once);
+   at once; the last status seen is in the failure message);
 3. rewrite the Caddy site to proxy to that port, validate, graceful reload (in-flight requests
    finish on the old port), and check the health path again THROUGH Caddy over HTTPS;
 4. switch ``current`` atomically (``ln -sfn`` to a temp name, then ``mv -T``), record the live
    port, enable the new slot's unit for boot and disable/stop the old one, restart the
    background process units on the new ``current``;
-5. append a line to ``/srv/<app>/releases.log`` (time, user, action, release, result).
+5. record in the release log (see :mod:`shipit.releases`) the new release ``live`` and the old
+   one ``retired``.
 
 If any step before 4 fails, the old slot is still serving: the script puts Caddy back on it
-if it had been moved, stops the new slot, logs the failure and exits non-zero, so a failed
-switch leaves the host on its previous release. The same module rolls back (``action:
-rollback``), because a rollback is a switch to an older release that is still on the host.
+if it had been moved, stops the new slot, records the release ``failed`` and exits non-zero,
+so a failed switch leaves the host on its previous release. A web slot left running by an
+interrupted switch (not the live one) is stopped by the next run. The same module rolls back
+(``action: rollback``): a rollback is a switch to an older release that is still on the host.
 """
 
 from __future__ import annotations
@@ -27,34 +29,48 @@ from collections.abc import Mapping
 from typing import Any
 
 from shipit.facts import FactQuery
-from shipit.modules.base import Change, Module, Param, Plan, PlanContext, q
+from shipit.facts.app import release_state
+from shipit.layout import Layout
+from shipit.modules.base import Change, Module, Param, Plan, PlanContext
 from shipit.modules.caddy_site import validated_install
+from shipit.modules.deploy_state import log_append
+from shipit.quoting import q
 
 CADDY_ROOT_CA = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"
 
 
-def site_content(domains: list[str], port: int, tls_internal: bool) -> str:
-    """The Caddy site snippet proxying ``domains`` to ``127.0.0.1:port`` (HTTP redirects to HTTPS)."""
-    tls = "\ttls internal\n" if tls_internal else ""
+def site_content(domains: list[str], port: int, tls_internal: bool, acme_email: str | None = None) -> str:
+    """The Caddy site snippet proxying ``domains`` to ``127.0.0.1:port`` (HTTP redirects to HTTPS).
+
+    ``domains`` must be validated hostnames (the app spec's loader does it). While the slot is
+    down (a crashed worker master restarting) Caddy holds each request and retries the dial for
+    up to 10 s (``lb_try_duration``) instead of answering 502.
+    """
+    tls = "\ttls internal\n" if tls_internal else (f"\ttls {acme_email}\n" if acme_email else "")
     return (f"# managed by shipit: the live slot is port {port}\n{', '.join(domains)} {{\n{tls}"
-            f"\tencode gzip\n\treverse_proxy 127.0.0.1:{port}\n}}\n")
+            f"\tencode gzip\n\treverse_proxy 127.0.0.1:{port} {{\n\t\tlb_try_duration 10s\n"
+            f"\t\tlb_try_interval 250ms\n\t}}\n}}\n")
 
 
 class ReleaseSwitchModule(Module):
     """Switch a host to a release through a second slot, health-checked, with zero downtime."""
 
     name = "release_switch"
+    interruptible = False  # a switch cut off halfway could leave Caddy and `current` apart
     doc = "Blue/green switch of an app's web slot to a release, behind health checks and Caddy."
     params = {
-        "app": Param(str, required=True, help="app name (units <app>-web@PORT, /srv/<app>)"),
+        "app": Param(str, required=True, help="app name (see shipit.layout: units, paths)"),
         "release": Param(str, required=True, help="release id to serve"),
         "ports": Param(list, required=True, help="the two local slot ports, e.g. [8000, 8001]"),
         "domains": Param(list, required=True, help="site domains served by Caddy"),
         "tls_internal": Param(bool, default=True, help="Caddy's own CA (lab, private names)"),
+        "acme_email": Param(str, help="the ACME account email for this site's certificates"),
         "health_path": Param(str, default="/health"),
         "health_timeout": Param((int, float), default=30, help="seconds for the release to answer 200"),
         "processes": Param(list, default=[], help="background units to restart: ['name@1', …]"),
         "action": Param(str, default="deploy", choices=("deploy", "rollback")),
+        "health_host": Param(str, help="host name for the check through Caddy (default: the first "
+                                       "domain; required when it is a wildcard)"),
         "user": Param(str, default="shipit", help="who, for the release log"),
     }
 
@@ -64,13 +80,24 @@ class ReleaseSwitchModule(Module):
             return [("ports", "expected two different port numbers")]
         if not params.get("domains"):
             return [("domains", "expected at least one domain")]
+        if str(self._health_host(params)).startswith("*"):
+            return [("health_host", "the first domain is a wildcard: give health_host, a name it covers")]
         return []
 
+    def timeout_of(self, params: Mapping[str, Any]) -> float:
+        """Two health waits (the slot, then through Caddy) plus starting and Caddy's reload."""
+        return 2 * float(params["health_timeout"]) + 90.0
+
+    @staticmethod
+    def _health_host(params: Mapping[str, Any]) -> str:
+        return str(params.get("health_host") or params["domains"][0])
+
     def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
-        return [FactQuery("release_state", f"/srv/{params['app']}")]
+        return [release_state(params["app"])]
 
     def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any], ctx: PlanContext) -> Plan:
-        state = facts[FactQuery("release_state", f"/srv/{params['app']}")]
+        state = facts[release_state(params["app"])]
+        lay = Layout(params["app"])
         release = params["release"]
         ports = [int(p) for p in params["ports"]]
         live = state["live_port"]
@@ -79,70 +106,84 @@ class ReleaseSwitchModule(Module):
             return Plan(failed=f"release {release} is not ready on this host (ready: {ready})")
         if (state["current"] == release and live in ports and state["slots"].get(live) == release
                 and live in state["active_ports"]):
-            return Plan()
+            orphans = [p for p in state["active_ports"] if p != live and p in ports]
+            if not orphans:
+                return Plan()
+            units = " ".join(q(lay.web_unit(p)) for p in orphans)
+            return Plan(changes=(Change(f"stop the idle slot left running ({', '.join(map(str, orphans))})",
+                                        f"systemctl disable --quiet {units} 2>/dev/null || true\n"
+                                        f"systemctl stop {units}"),))
         new_port = ports[1] if live == ports[0] else ports[0]
         old_port = live if live in ports and live in state["active_ports"] else None
         reason = (f"{params['action']}: {state['current'] or 'nothing'} -> {release} "
                   f"(slot {new_port}{', was ' + str(old_port) if old_port else ''})")
-        return Plan(changes=(Change(reason, self._script(params, new_port, old_port)),))
+        return Plan(changes=(Change(reason, self._script(params, new_port, old_port, state["current"])),))
 
-    def _script(self, params: Mapping[str, Any], new_port: int, old_port: int | None) -> str:
+    def _script(self, params: Mapping[str, Any], new_port: int, old_port: int | None,
+                previous: str | None = None) -> str:
         app = params["app"]
-        root = f"/srv/{app}"
+        lay = Layout(app)
         release = params["release"]
-        domain = params["domains"][0]
-        unit_new = f"{app}-web@{new_port}.service"
-        unit_old = f"{app}-web@{old_port}.service" if old_port else ""
-        new_site = site_content(list(params["domains"]), new_port, bool(params["tls_internal"]))
-        old_site = site_content(list(params["domains"]), old_port, bool(params["tls_internal"])) if old_port else ""
+        domain = q(self._health_host(params))
+        unit_new = q(lay.web_unit(new_port))
+        unit_old = q(lay.web_unit(old_port)) if old_port else ""
+        tls, email = bool(params["tls_internal"]), params.get("acme_email")
+        new_site = site_content(list(params["domains"]), new_port, tls, email)
+        old_site = site_content(list(params["domains"]), old_port, tls, email) if old_port else ""
         health = q(params["health_path"])
+        url_new = q(f"http://127.0.0.1:{new_port}") + health
+        url_caddy = "https://" + domain + health
         timeout = int(float(params["health_timeout"]))
-        procs = " ".join(q(f"{app}-{p}.service") for p in params["processes"])
-        log = (f'printf "%s\\t%s\\t%s\\t%s\\t%s\\n" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" {q(params["user"])} '
-               f'{q(params["action"])} {q(release)} "$1" >> {root}/releases.log')
-        restore_caddy = validated_install(f"sites/{app}.caddy", old_site.encode()) if old_port else \
-            f"rm -f /etc/caddy/sites/{app}.caddy; systemctl reload caddy || true"
+        procs = " ".join(q(lay.process_unit(*p.split("@", 1))) for p in params["processes"])
+        user, action = params["user"], params["action"]
+        live_log = log_append(lay, user, action, release, "live")
+        retire_log = log_append(lay, user, action, previous, "retired") if previous and previous != release else ""
+        failed_log = log_append(lay, user, action, release, "failed")
+        site_rel = lay.caddy_site.removeprefix("/etc/caddy/")
+        restore_caddy = validated_install(site_rel, old_site.encode()) if old_port else \
+            f"rm -f {q(lay.caddy_site)}; systemctl reload caddy || true"
         return f"""
-log_result() {{ {log}; }}
 fail() {{
   if [ "${{caddy_moved:-0}}" = 1 ]; then
     ( {restore_caddy} ) >&2 || echo "shipit: could not restore the Caddy site" >&2
   fi
   systemctl stop {unit_new} 2>/dev/null || true
   journalctl -u {unit_new} -n 15 --no-pager -o cat >&2 2>/dev/null || true
-  log_result failed
+  {failed_log}
   # last, so that the reason ends the output (a failed task reports the output's tail)
   echo "shipit: $1" >&2
   exit 1
 }}
-mkdir -p {root}/slots
-ln -sfn ../releases/{q(release)} {root}/slots/.{new_port}.tmp
-mv -T {root}/slots/.{new_port}.tmp {root}/slots/{new_port}
+mkdir -p {q(lay.slots)}
+ln -sfn {q(lay.release(release))} {q(lay.slot(f".{new_port}.tmp"))}
+mv -T {q(lay.slot(f".{new_port}.tmp"))} {q(lay.slot(new_port))}
 systemctl reset-failed {unit_new} 2>/dev/null || true
 systemctl restart {unit_new} || fail "{unit_new} did not start"
 deadline=$(( $(date +%s) + {timeout} ))
-until curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:{new_port}{health}; do
+code=none
+until code=$(curl -sS -o /dev/null -w '%{{http_code}}' --max-time 5 {url_new} 2>/dev/null) && [ "$code" = 200 ]; do
   case "$(systemctl is-active {unit_new})" in
     failed) fail "{unit_new} failed while starting (crash or start limit)";;
     inactive) fail "{unit_new} exited while starting (its main process ended before answering)";;
   esac
-  [ "$(date +%s)" -lt "$deadline" ] || fail "release {release} ({unit_new}) did not answer 200 on {health} within {timeout} s"
+  [ "$(date +%s)" -lt "$deadline" ] || fail {q(f"release {release} ({lay.web_unit(new_port)}) did not answer 200 on {params['health_path']} within {timeout} s")}" (last answer: HTTP $code)"
   sleep 0.3
 done
 caddy_moved=1
-( {validated_install(f"sites/{app}.caddy", new_site.encode())} ) >&2 || fail "Caddy rejected the site for port {new_port}"
+( {validated_install(site_rel, new_site.encode())} ) >&2 || fail "Caddy rejected the site for port {new_port}"
 cacert=-k; [ -f {CADDY_ROOT_CA} ] && cacert="--cacert {CADDY_ROOT_CA}"
 deadline=$(( $(date +%s) + {timeout} ))
-until curl -fsS -o /dev/null --max-time 5 $cacert --resolve {q(domain)}:443:127.0.0.1 https://{domain}{health}; do
-  [ "$(date +%s)" -lt "$deadline" ] || fail "release {release} answered on port {new_port} but not through Caddy (https://{domain}{health})"
+until code=$(curl -sS -o /dev/null -w '%{{http_code}}' --max-time 5 $cacert --resolve {domain}:443:127.0.0.1 {url_caddy} 2>/dev/null) && [ "$code" = 200 ]; do
+  [ "$(date +%s)" -lt "$deadline" ] || fail {q(f"release {release} answered on port {new_port} but not through Caddy (https://{self._health_host(params)}{params['health_path']})")}": HTTP $code"
   sleep 0.3
 done
 caddy_moved=0
-ln -sfn releases/{q(release)} {root}/.current.tmp
-mv -T {root}/.current.tmp {root}/current
-echo {new_port} > {root}/.live-port.tmp && mv -f {root}/.live-port.tmp {root}/.live-port
+ln -sfn {q(lay.release(release))} {q(lay.current + ".tmp")}
+mv -T {q(lay.current + ".tmp")} {q(lay.current)}
+echo {new_port} > {q(lay.live_port_file + ".tmp")} && mv -f {q(lay.live_port_file + ".tmp")} {q(lay.live_port_file)}
 systemctl enable --quiet {unit_new}
 {f"systemctl disable --quiet {unit_old}; systemctl stop {unit_old}" if unit_old else ""}
 {f"systemctl enable --quiet {procs}; systemctl restart {procs}" if procs else ""}
-log_result ok
+{live_log}
+{retire_log}
 """

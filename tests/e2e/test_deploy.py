@@ -202,10 +202,12 @@ def test_migrations_ran_exactly_once_on_the_leader(env: Env, first: dict[str, An
 
 def test_services_are_unprivileged_and_env_file_is_private(env: Env, first: dict[str, Any]) -> None:
     out = env.run_on("web1", "ps -o user= -C uvicorn -C python3 | sort -u; "
-                             "stat -c '%a %U' /srv/example/shared/env/*.env | sort -u; "
+                             "stat -c '%a %U' /srv/example/env/*.env /srv/example/env | sort -u; "
                              "systemctl is-enabled example-web@8000.service\n")
     assert "root" not in out.split()[:2]
-    assert "600 example" in out and "enabled" in out
+    # env files are root's (0600, in a 0700 root dir): systemd reads them, the app user can
+    # neither read nor replace them (#15 item 1)
+    assert "600 root" in out and "700 root" in out and "enabled" in out
 
 
 def test_redeploy_of_the_unchanged_app_changes_nothing(env: Env, first: dict[str, Any]) -> None:
@@ -227,7 +229,7 @@ def test_rolling_deploy_and_rollback_under_load_fail_no_request(env: Env, first:
     assert load.ok > 50 and {first["release"], second["release"]} <= load.releases
     # the roll went batch by batch (serial: 1): one switch per host, in inventory order
     log = env.run_on("web1", "tail -n 1 /srv/example/releases.log\n")
-    assert second["release"] in log and "\tok" in log
+    assert second["release"] in log and "\tlive" in log
 
     with Load(env) as load:
         back = deploy_json(env, "rollback", changed_app)

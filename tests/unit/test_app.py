@@ -51,16 +51,18 @@ def test_secrets_from_environment_then_file(tmp_path: Path) -> None:
         load_secrets(spec, "prod", {})
 
 
-def test_env_file_renders_secrets_and_hosts_and_refuses_quotes(tmp_path: Path) -> None:
+def test_env_file_renders_secrets_and_hosts_in_systemd_quoting(tmp_path: Path) -> None:
     (tmp_path / "inv.yml").write_text("hosts: {web1: {address: 10.0.0.1}, db1: {address: 10.0.0.9}}\n"
                                       "groups: {web: {hosts: [web1]}, db: {hosts: [db1]}}\n")
     (tmp_path / "shipit.yml").write_text("name: a\nweb: {app: a:app}\nsecrets: [PW]\nenv:\n"
                                          "  URL: \"pg://u:{{ secrets.PW }}@{{ hostvars[groups.db[0]].address }}/a\"\n")
     inv = load_inventory(tmp_path / "inv.yml")
     target = Target("prod", inv, load_app_spec(tmp_path), {"PW": "s3cret"}, ("web1",), "web1")
-    assert "URL='pg://u:s3cret@10.0.0.9/a'" in render_env_file(target)
-    bad = Target("prod", inv, load_app_spec(tmp_path), {"PW": "it's"}, ("web1",), "web1")
-    with pytest.raises(ValidationError, match="env.URL: values cannot contain"):
+    assert 'URL="pg://u:s3cret@10.0.0.9/a"' in render_env_file(target)
+    odd = Target("prod", inv, load_app_spec(tmp_path), {"PW": "it's \"$x\" `y` \\z\nnext"}, ("web1",), "web1")
+    assert 'URL="pg://u:it\'s \\"\\$x\\" \\`y\\` \\\\z\nnext@10.0.0.9/a"' in render_env_file(odd)
+    bad = Target("prod", inv, load_app_spec(tmp_path), {"PW": "nul\0byte"}, ("web1",), "web1")
+    with pytest.raises(ValidationError, match="env.URL: the value contains a NUL byte"):
         render_env_file(bad)
 
 

@@ -22,7 +22,7 @@ def test_idle_host() -> None:
     assert fact["current"] == "20261122T172039Z-dedc32c2fd1f" and fact["live_port"] == 8000
     assert set(fact["units"]) == {WEB, BEAT}
     web = fact["units"][WEB]
-    assert web == {"kind": "web", "instance": "8000", "active_state": "active", "sub_state": "running",
+    assert web == {"kind": "web", "name": "web@8000", "instance": "8000", "active_state": "active", "sub_state": "running",
                    "restarts": 0, "main_pid": 1523, "memory": 190060 * 1024, "cpu_percent": 0.0,
                    "workers": 2}  # 3 children: 2 spawn workers + the resource tracker (not counted)
     beat = fact["units"][BEAT]
@@ -50,17 +50,30 @@ def test_cgroup_v2_accounting_wins_over_proc() -> None:
 
 
 def test_empty_and_garbage() -> None:
-    assert parse("") == {"current": None, "live_port": None, "units": {}}
+    assert parse("") == {"app": "", "current": None, "live_port": None, "units": {}}
     fact = parse("current=\nlive_port=x\nnoise\ncpu0 notaunit 1 u1\n")
-    assert fact == {"current": None, "live_port": None, "units": {}}
+    assert fact == {"app": "", "current": None, "live_port": None, "units": {}}
     unit = parse("cpu0 a-web@1.service 5 -\ncpu1 a-web@1.service 9 -\n"
                  "show a-web@1.service MemoryCurrent=[not set]\n")["units"]["a-web@1.service"]
     assert unit["cpu_percent"] is None and unit["memory"] is None
 
 
-def test_command_is_registered_and_quotes_root() -> None:
+def test_command_is_registered_and_derives_paths_from_the_layout() -> None:
     assert fact_kinds()["app_status"].parse is parse
-    assert "r='/srv/my app'" in command("/srv/my app")
+    script = command("fsft-backend")
+    assert "name=fsft-backend" in script and "readlink /srv/fsft-backend/current" in script
+
+
+def test_app_names_with_dashes_keep_their_whole_name() -> None:
+    """Regression (#11 item 8): ``fsft-backend`` showed as ``backend-web@8000``."""
+    out = ("app=fsft-backend\ncurrent=r1\nlive_port=8000\nclk_tck=100\n"
+           "show fsft-backend-web@8000.service ActiveState=active\n"
+           "show fsft-backend-celery-beat@1.service ActiveState=active\n")
+    units = parse(out)["units"]
+    assert units["fsft-backend-web@8000.service"]["kind"] == "web"
+    assert units["fsft-backend-web@8000.service"]["name"] == "web@8000"
+    assert units["fsft-backend-celery-beat@1.service"]["name"] == "celery-beat@1"
+    assert units["fsft-backend-celery-beat@1.service"]["kind"] == "process"
 
 
 def test_summary_and_table() -> None:

@@ -1,0 +1,178 @@
+"""Where an app lives on a host: every path, unit name and variable name, derived in one place.
+
+Nothing else in shipit spells these: modules, facts, the deploy and the built-in playbooks
+(through the ``app.paths`` and ``app.units`` variables, see :meth:`Layout.variables`) all ask
+a :class:`Layout`. The shape on a host, for an app named ``example``::
+
+    /srv/example/                       root (root:root 0755)
+      releases/<id>/                    one release: code, venv/, .shipit/ (root-owned)
+      releases/<id>.tar.gz              the uploaded artifact of that release
+      env/<id>.env                      the release's environment (root:root 0600; systemd
+                                        reads it before dropping privileges, the app user
+                                        can neither read nor replace it)
+      shared/                           persistent data of the app user (media, sqlite…)
+      current -> releases/<id>          switched atomically
+      slots/<port> -> ../releases/<id>  the two web slots (blue/green)
+      .live-port                        the slot Caddy proxies to
+      .deploy-lock/info                 the deploy lock (who, when, which release)
+      releases.log                      one line per release event (see shipit.releases)
+    /etc/caddy/sites/example.caddy      the app's Caddy site
+    example-web@<port>.service          a web slot; example-<process>@<n>.service a process
+
+Pure: no I/O. Ids and names are validated elsewhere (app names ``[a-z][a-z0-9-]*``, release
+ids ``YYYYmmddTHHMMSSZ-<hex>``); this module only joins them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+BASE = "/srv"
+CADDY_SITES = "/etc/caddy/sites"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every path and unit name of app ``app`` on a host (see the module docstring)."""
+
+    app: str
+    base: str = BASE
+
+    # ---- app-wide paths ------------------------------------------------------------------
+    @property
+    def root(self) -> str:
+        """``/srv/<app>``."""
+        return f"{self.base}/{self.app}"
+
+    @property
+    def releases(self) -> str:
+        return f"{self.root}/releases"
+
+    @property
+    def env_dir(self) -> str:
+        """Root-owned directory of the releases' env files (mode 0700)."""
+        return f"{self.root}/env"
+
+    @property
+    def shared(self) -> str:
+        """The app user's persistent data (owned by the app user, never pruned)."""
+        return f"{self.root}/shared"
+
+    @property
+    def current(self) -> str:
+        return f"{self.root}/current"
+
+    @property
+    def slots(self) -> str:
+        return f"{self.root}/slots"
+
+    @property
+    def live_port_file(self) -> str:
+        return f"{self.root}/.live-port"
+
+    @property
+    def lock_dir(self) -> str:
+        """The deploy lock: a directory created atomically with ``mkdir``."""
+        return f"{self.root}/.deploy-lock"
+
+    @property
+    def lock_info(self) -> str:
+        return f"{self.lock_dir}/info"
+
+    @property
+    def release_log(self) -> str:
+        return f"{self.root}/releases.log"
+
+    @property
+    def caddy_site(self) -> str:
+        return f"{CADDY_SITES}/{self.app}.caddy"
+
+    # ---- per release ---------------------------------------------------------------------
+    def release(self, release_id: str) -> str:
+        """``/srv/<app>/releases/<id>``."""
+        return f"{self.releases}/{release_id}"
+
+    def tarball(self, release_id: str) -> str:
+        return f"{self.releases}/{release_id}.tar.gz"
+
+    def env_file(self, release_id: str) -> str:
+        return f"{self.env_dir}/{release_id}.env"
+
+    def meta(self, release_id: str) -> str:
+        """The release's own metadata dir (``.shipit/``: release.env, markers, wheels)."""
+        return f"{self.release(release_id)}/.shipit"
+
+    def release_env(self, release_id: str) -> str:
+        """What the release runs (no secrets): ``SHIPIT_*`` lines read by its units."""
+        return f"{self.meta(release_id)}/release.env"
+
+    def venv(self, release_id: str) -> str:
+        return f"{self.release(release_id)}/venv"
+
+    def slot(self, port: int | str) -> str:
+        """A web slot's symlink (``port`` may be systemd's ``%i``)."""
+        return f"{self.slots}/{port}"
+
+    # ---- units -----------------------------------------------------------------------------
+    @property
+    def web_unit_template(self) -> str:
+        return f"{self.app}-web@.service"
+
+    @property
+    def web_unit_prefix(self) -> str:
+        """``<app>-web@``: a web slot's unit is this, the port, then ``.service``."""
+        return f"{self.app}-web@"
+
+    def web_unit(self, port: int | str) -> str:
+        return f"{self.web_unit_prefix}{port}.service"
+
+    def process_unit_template(self, process: str) -> str:
+        return f"{self.app}-{process}@.service"
+
+    def process_unit(self, process: str, instance: int | str) -> str:
+        return f"{self.app}-{process}@{instance}.service"
+
+    @property
+    def migrate_unit(self) -> str:
+        """The transient unit migrations and release commands run in (``systemd-run``)."""
+        return f"{self.app}-release-command"
+
+    def unit_kind(self, unit: str) -> tuple[str, str] | None:
+        """``("web", "8001")`` or ``("<process>", "1")`` for one of this app's units, else None.
+
+        The app's name may itself contain ``-``: it is matched as a whole prefix.
+        """
+        prefix = f"{self.app}-"
+        if not unit.startswith(prefix) or "@" not in unit:
+            return None
+        name, _, rest = unit[len(prefix):].partition("@")
+        instance = rest.removesuffix(".service")
+        if not name or not instance:
+            return None
+        return name, instance
+
+    @staticmethod
+    def command_variable(process: str) -> str:
+        """The ``SHIPIT_COMMAND_<name>`` variable holding a process's command line."""
+        return "SHIPIT_COMMAND_" + process.replace("-", "_")
+
+    # ---- for the playbooks -----------------------------------------------------------------
+    def variables(self, release_id: str = "") -> dict[str, Any]:
+        """``{"paths": {...}, "units": {...}}``, the playbooks' ``app.paths`` / ``app.units``.
+
+        Release paths (``paths.release``, ``paths.tarball``, ...) are those of ``release_id``
+        ("" outside a deploy: then they are not given).
+        """
+        paths: dict[str, str] = {
+            "root": self.root, "releases": self.releases, "env_dir": self.env_dir,
+            "shared": self.shared, "current": self.current, "slots": self.slots,
+            "release_log": self.release_log, "caddy_site": self.caddy_site,
+            "caddy_sites": CADDY_SITES, "slot_template": self.slot("%i"),
+        }
+        if release_id:
+            paths.update({"release": self.release(release_id), "tarball": self.tarball(release_id),
+                          "env_file": self.env_file(release_id), "meta": self.meta(release_id),
+                          "release_env": self.release_env(release_id), "venv": self.venv(release_id)})
+        units = {"web_template": self.web_unit_template, "web_prefix": self.web_unit_prefix}
+        return {"paths": paths, "units": units}

@@ -1,0 +1,236 @@
+"""A simulated fleet for stubbed tests of the Deployer and the CLI (no network, no root).
+
+The real executor, the real built-in playbooks and the real planning of the deploy's own
+modules (``deploy_lock``, ``release_event``, ``release_switch``, ``release_prune``,
+``release_command``) run unchanged; only what reaches a host is faked:
+
+- fact kinds are replaced by ones whose command prints ``__fact KIND ARG`` and whose parser is
+  the real one: :class:`FakeHost` answers each with text in the real command's output format;
+- each change script of the deploy's modules is replaced by ``__change MODULE {params}``, and
+  :class:`FakeHost` applies its effect on a small model of the host (releases, current, slots,
+  lock, log); every other module (provisioning) plans no change.
+
+Failures are injected per host: ``fail_switch`` (the health check never passes),
+``fail_migrate``, ``unreachable``, ``truncate_facts`` (fact output cut short, as OOM-killed),
+``hang`` (a command that never returns, for timeouts and Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from shipit.facts import FactKind, FactQuery
+from shipit.facts.registry import fact_kinds
+from shipit.modules.base import Module, Plan, PlanContext
+from shipit.modules.registry import builtin_modules
+from shipit.pool import TransportPool
+from shipit.transport import CommandResult, HostUnreachable, TransportStats
+
+DEPLOY_MODULES = {"deploy_lock", "release_event", "release_switch", "release_prune", "release_command"}
+
+
+class _Proxy(Module):
+    """A real module whose change scripts become ``__change NAME {params}`` lines."""
+
+    def __init__(self, real: Module) -> None:
+        self.real = real
+        self.name = real.name  # type: ignore[misc]
+        self.params = real.params  # type: ignore[misc]
+        self.interruptible = real.interruptible  # type: ignore[misc]
+
+    def check_params(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+        return self.real.check_params(params)
+
+    def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
+        return self.real.facts(params) if self.real.name in DEPLOY_MODULES else []
+
+    def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any], ctx: PlanContext) -> Plan:
+        if self.real.name not in DEPLOY_MODULES:
+            return Plan()
+        plan = self.real.plan(params, facts, ctx)
+        changes = []
+        for c in plan.changes:
+            doc = {"params": dict(params), "reason": c.reason}
+            changes.append(replace(c, script=f"__change {self.real.name} {json.dumps(doc, default=str)}"))
+        return replace(plan, changes=tuple(changes))
+
+    def timeout_of(self, params: Mapping[str, Any]) -> float:
+        return self.real.timeout_of(params)
+
+
+def fake_modules() -> dict[str, Module]:
+    """The built-in modules wrapped for the fake fleet."""
+    return {name: _Proxy(m) for name, m in builtin_modules(plugins=False).items()}
+
+
+def fake_kinds() -> dict[str, FactKind]:
+    """The built-in fact kinds with a recognisable command and the real parser."""
+    real = fact_kinds(plugins=False)
+    return {name: FactKind(name, (lambda arg, n=name: f"__fact {n} {json.dumps(arg)}"), k.parse, k.doc)
+            for name, k in real.items()}
+
+
+@dataclass
+class FakeHost:
+    """A web (or db) host's state as far as a deploy is concerned, plus injected failures."""
+
+    name: str
+    releases: dict[str, bool] = field(default_factory=dict)  # id -> ready
+    current: str | None = None
+    live_port: int | None = None
+    slots: dict[int, str] = field(default_factory=dict)
+    active: set[int] = field(default_factory=set)
+    lock: str | None = None
+    log: list[str] = field(default_factory=list)
+    fail_switch: bool = False
+    fail_migrate: bool = False
+    unreachable: bool = False
+    truncate_facts: bool = False
+    hang: bool = False
+    migrations: int = 0
+    scripts: list[str] = field(default_factory=list)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    hanging: threading.Event = field(default_factory=threading.Event)  # set when a hang begins
+
+    # ---- facts ------------------------------------------------------------------------
+    def fact(self, kind: str, arg: str) -> str:
+        if kind == "release_state":
+            lines = [f"current={self.current or ''}", f"live_port={self.live_port or ''}"]
+            lines += [f"slot={p} {r}" for p, r in sorted(self.slots.items())]
+            for r, ready in sorted(self.releases.items()):
+                lines.append(f"release={r}")
+                if ready:
+                    lines.append(f"ready={r}")
+            lines += [f"active_port={p}" for p in sorted(self.active)]
+            if self.lock:
+                lines.append(f"lock={self.lock}")
+            lines += [f"log={line}" for line in self.log]
+            return "\n".join(lines) + "\n"
+        if kind == "host":
+            return ("os_id=debian\nos_version=12\ncodename=bookworm\narch=amd64\nmachine=x86_64\n"
+                    f"hostname={self.name}\ncpus=2\nmem_total_kb=4000000\nmem_available_kb=3000000\n"
+                    "load=0.1 0.1 0.1\npythons=python3.11\nsystemd=252\n")
+        return ""
+
+    def _log(self, params: Mapping[str, Any], release: str, state: str) -> None:
+        self.log.append("\t".join(["2026-12-01T10:00:00Z", str(params.get("user", "u")),
+                                   str(params.get("action", "deploy")), release, state]))
+
+    # ---- changes ------------------------------------------------------------------------
+    def apply(self, module: str, params: Mapping[str, Any]) -> tuple[int, str]:
+        if module == "deploy_lock":
+            if params["state"] == "locked":
+                if self.lock:
+                    return 1, f"shipit: the deploy lock is held ({self.lock})"
+                self.lock = params["token"]
+            else:
+                self.lock = None
+            return 0, ""
+        if module == "release_event":
+            if params["state"] == "built":
+                self.releases[params["release"]] = True
+            self._log(params, params["release"], params["state"])
+            return 0, ""
+        if module == "release_command":
+            if self.fail_migrate:
+                return 1, "alembic: could not connect to the database"
+            self.migrations += 1
+            return 0, ""
+        if module == "release_switch":
+            release = params["release"]
+            if self.fail_switch:
+                self._log(params, release, "failed")
+                return 1, f"shipit: release {release} did not answer 200 on /health within 30 s (last answer: HTTP 500)"
+            ports = [int(p) for p in params["ports"]]
+            new = ports[1] if self.live_port == ports[0] else ports[0]
+            previous = self.current
+            self.slots[new] = release
+            self.active = {new}
+            self.live_port, self.current = new, release
+            self._log(params, release, "live")
+            if previous and previous != release:
+                self._log(params, previous, "retired")
+            return 0, ""
+        if module == "release_prune":
+            return 0, ""
+        return 0, ""
+
+    def prune(self, doomed: list[str]) -> None:
+        for r in doomed:
+            self.releases.pop(r, None)
+
+
+class FakeFleetTransport:
+    """A transport answering the executor's scripts from a :class:`FakeHost`."""
+
+    def __init__(self, host: FakeHost) -> None:
+        self.fake = host
+        self.stats = TransportStats()
+
+    @property
+    def host(self) -> str:
+        return self.fake.name
+
+    def run(self, script: str, *, become: bool = True, timeout: float | None = None) -> CommandResult:
+        fake = self.fake
+        if fake.unreachable:
+            raise HostUnreachable(f"{fake.name}: cannot connect: connection refused")
+        self.stats.execs += 1
+        fake.scripts.append(script)
+        if fake.hang:
+            fake.hanging.set()
+            if fake.cancelled.wait(timeout if timeout is not None else 5):
+                from shipit.errors import ShipitError
+                raise ShipitError(f"{fake.name}: the command was interrupted")
+            from shipit.errors import ShipitError
+            raise ShipitError(f"{fake.name}: the command was stopped after {timeout:g} s (timeout)")
+        out: list[str] = []
+        err: list[str] = []
+        rc_marker = re.search(r'echo "(@@shipit:[0-9a-f]+:rc:)\$__shipit_rc"', script)
+        failed_rc = 0
+        for change in re.finditer(r"^__change (\S+) (.*)$", script, re.M):
+            module, doc = change.group(1), json.loads(change.group(2))
+            params = doc["params"]
+            if module == "release_prune":
+                fake.prune(doc["reason"].removeprefix("prune ").split(", "))
+            rc, text = fake.apply(module, params)
+            if text:
+                err.append(text)
+            if rc:
+                failed_rc = rc
+                break
+        if rc_marker:
+            out.append(f"{rc_marker.group(1)}{failed_rc}")
+            if failed_rc:
+                return CommandResult(0, "\n".join(out) + "\n", "\n".join(err))
+        for line in script.splitlines():
+            m = re.match(r"^echo '(@@shipit:[^']+)'$", line)
+            if m:
+                out.append(m.group(1))
+                continue
+            f = re.match(r"^__fact (\S+) (.*)$", line)
+            if f:
+                out.append(fake.fact(f.group(1), json.loads(f.group(2))).rstrip("\n"))
+        text = "\n".join(out) + "\n"
+        if fake.truncate_facts:
+            return CommandResult(137, text[: len(text) // 3], "Killed")
+        return CommandResult(0, text, "\n".join(err))
+
+    def put(self, local: str, remote: str) -> None:
+        self.stats.sftp += 1
+
+    def cancel(self) -> None:
+        self.fake.cancelled.set()
+
+    def close(self) -> None:
+        pass
+
+
+def fake_pool(hosts: Mapping[str, FakeHost]) -> TransportPool:
+    """A pool handing out one :class:`FakeFleetTransport` per fake host."""
+    return TransportPool(lambda name: FakeFleetTransport(hosts[name]))  # type: ignore[arg-type,return-value]

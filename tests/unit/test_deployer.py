@@ -1,0 +1,254 @@
+"""The Deployer over a simulated fleet (stubbed layer): canary, restore, max-fail, lock,
+--limit, rollback targets, one host's trouble, Ctrl-C. See tests/unit/fakefleet.py."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shipit.deploy import DeployFailed, DeployOutcome, Deployer, load_target
+from shipit.inventory import load_inventory
+from tests.unit.fakefleet import FakeHost, fake_kinds, fake_modules, fake_pool
+
+WEB = ("web1", "web2", "web3")
+
+
+@dataclass(frozen=True)
+class FakeArtifact:
+    path: str
+    sha256: str
+    content_hash: str
+    distribution: str = "example"
+    size: int = 1024
+
+
+class Recorder:
+    """A DeployReporter that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def play_start(self, play: Any, hosts: Any) -> None:
+        self.lines.append(f"play {play.name} {','.join(hosts)}")
+
+    def task_done(self, result: Any) -> None:
+        self.lines.append(f"{result.status} {result.host} {result.task}")
+
+    def host_unreachable(self, host: str, message: str) -> None:
+        self.lines.append(f"unreachable {host}")
+
+    def phase(self, name: str, detail: str = "") -> None:
+        self.lines.append(f"phase {name} {detail}")
+
+    def phase_done(self, name: str, seconds: float) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        self.lines.append(f"note {text}")
+
+
+class Fleet:
+    def __init__(self, tmp: Path, migrate: bool = True, serial: str = "1", max_fail: int = 0) -> None:
+        (tmp / "inv.yml").write_text(
+            "hosts:\n" + "".join(f"  {h}: {{address: 127.0.0.{i + 1}}}\n" for i, h in enumerate(WEB))
+            + "groups: {web: {hosts: [web1, web2, web3]}}\n")
+        (tmp / "app").mkdir()
+        (tmp / "app" / "shipit.yml").write_text(
+            "name: example\nweb: {app: example_app.main:app, workers: 2}\ndomains: [example.test]\n"
+            + ("migrate: alembic upgrade head\n" if migrate else "")
+            + f"serial: {serial}\nmax_fail: {max_fail}\nkeep_releases: 3\n")
+        self.tmp = tmp
+        self.hosts = {h: FakeHost(h) for h in WEB}
+        self.version = 0
+
+    def deployer(self, limit: str | None = None, lock_wait: float = 0.0) -> tuple[Deployer, Recorder]:
+        inv = load_inventory(self.tmp / "inv.yml")
+        target = load_target("prod", inv, str(self.tmp / "app"), limit=limit)
+        rec = Recorder()
+        return Deployer(target, fake_pool(self.hosts), rec, forks=5, lock_wait=lock_wait,
+                        build=self.build, modules=fake_modules(), kinds=fake_kinds(),
+                        sleep=lambda s: None), rec
+
+    def build(self, source: str, out: str, python: str) -> FakeArtifact:
+        sha = f"{self.version:064x}"
+        return FakeArtifact(str(self.tmp / "artifact.tar.gz"), sha, sha[:12])
+
+    def deploy(self, **kw: Any) -> DeployOutcome:
+        deployer, _ = self.deployer(**kw)
+        return deployer.deploy(str(self.tmp / "out"))
+
+    def serving(self) -> dict[str, str | None]:
+        return {h: f.current for h, f in self.hosts.items()}
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Fleet:
+    return Fleet(tmp_path)
+
+
+def test_first_deploy_switches_every_host_and_frees_the_lock(fleet: Fleet) -> None:
+    outcome = fleet.deploy()
+    assert outcome.ok and outcome.migrations == "ran"
+    assert fleet.serving() == {h: outcome.release for h in WEB}
+    assert all(o.result == "switched" for o in outcome.hosts.values())
+    assert fleet.hosts["web1"].migrations == 1 and fleet.hosts["web2"].migrations == 0  # leader only
+    assert all(f.lock is None for f in fleet.hosts.values())
+    assert set(outcome.durations) >= {"build", "facts", "lock", "provision", "upload", "migrate", "switch"}
+
+
+def test_redeploy_of_the_same_release_changes_nothing_but_still_migrates(fleet: Fleet) -> None:
+    first = fleet.deploy()
+    again = fleet.deploy()
+    assert again.release == first.release and again.changed == 0
+    assert all(o.result == "serving it" for o in again.hosts.values())
+    assert fleet.hosts["web1"].migrations == 2  # the database decides, not a marker (#11 item 2)
+
+
+def test_failing_canary_stops_the_roll_and_leaves_every_host_on_the_previous_release(fleet: Fleet) -> None:
+    first = fleet.deploy()
+    fleet.version = 1
+    fleet.hosts["web1"].fail_switch = True
+    with pytest.raises(DeployFailed) as info:
+        fleet.deploy()
+    assert "canary failed on web1" in info.value.message
+    assert "web1: serving " + first.release in info.value.message
+    assert fleet.serving() == {h: first.release for h in WEB}
+    assert info.value.outcome is not None and info.value.outcome.hosts["web1"].result == "failed"
+    assert info.value.outcome.hosts["web2"].result == "not switched"
+    assert all(f.lock is None for f in fleet.hosts.values())
+
+
+def test_a_failed_later_batch_is_restored_and_the_roll_stops(tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path, serial="2")
+    first = fleet.deploy()
+    fleet.version = 1
+    fleet.hosts["web3"].fail_switch = True  # batches [web1, web2], [web3]
+    with pytest.raises(DeployFailed) as info:
+        fleet.deploy()
+    assert "batch 2 failed on web3" in info.value.message
+    second = info.value.outcome.release if info.value.outcome else ""
+    assert fleet.serving() == {"web1": second, "web2": second, "web3": first.release}
+
+
+def test_restore_puts_switched_hosts_of_the_failed_batch_back(tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path, serial="3")
+    first = fleet.deploy()
+    fleet.version = 1
+    fleet.hosts["web2"].fail_switch = True  # one batch of 3: web1 and web3 switch, web2 fails
+    with pytest.raises(DeployFailed):
+        fleet.deploy()
+    assert fleet.serving() == {h: first.release for h in WEB}
+
+
+def test_max_fail_lets_the_roll_go_on(tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path, serial="3", max_fail=50)
+    fleet.deploy()
+    fleet.version = 1
+    fleet.hosts["web2"].fail_switch = True  # 1 of 3 = 33% <= 50%
+    deployer, _ = fleet.deployer()
+    outcome = deployer.deploy(str(tmp_path / "out"))
+    assert not outcome.ok and outcome.hosts["web2"].result == "failed"
+    assert outcome.hosts["web1"].serving == outcome.release == outcome.hosts["web3"].serving
+
+
+def test_a_held_lock_refuses_and_changes_nothing(fleet: Fleet) -> None:
+    fleet.hosts["web1"].lock = "who=other@ci when=2026-12-01T09:00:00Z release=x"
+    with pytest.raises(DeployFailed, match="lock is held .*other@ci.*shipit unlock prod"):
+        fleet.deploy()
+    assert fleet.serving() == {h: None for h in WEB}
+    assert fleet.hosts["web1"].lock and fleet.hosts["web1"].lock.startswith("who=other@ci")
+
+
+def test_limit_deploys_only_to_the_matching_hosts(fleet: Fleet) -> None:
+    """Regression (#11 item 3): `deploy -l web2` deployed everywhere."""
+    outcome = fleet.deploy(limit="web2")
+    assert fleet.serving() == {"web1": None, "web2": outcome.release, "web3": None}
+    assert set(outcome.hosts) == {"web2"}
+    assert outcome.migrations.startswith("not run: the leader web1 is outside --limit")
+    assert fleet.hosts["web1"].lock is None  # the lock was still taken (and freed) on the leader
+    assert any("deploy_lock" in s or "__change deploy_lock" in s for s in fleet.hosts["web1"].scripts)
+
+
+def test_a_migration_failure_records_the_release_failed_and_rollback_skips_it(fleet: Fleet) -> None:
+    """Regression (#11 item 1): a release that never served must never be a rollback target."""
+    r1 = fleet.deploy().release
+    fleet.version = 1
+    fleet.hosts["web1"].fail_migrate = True
+    with pytest.raises(DeployFailed, match="migrations failed on the leader"):
+        fleet.deploy()
+    assert fleet.serving() == {h: r1 for h in WEB}
+    assert all("\tfailed" in f.log[-1] for f in fleet.hosts.values())
+    fleet.hosts["web1"].fail_migrate = False
+    fleet.version = 2
+    r3 = fleet.deploy().release
+    assert fleet.serving() == {h: r3 for h in WEB}
+    deployer, _ = fleet.deployer()
+    back = deployer.rollback()
+    assert back.release == r1 and fleet.serving() == {h: r1 for h in WEB}
+
+
+def test_rollback_to_a_release_that_never_served_needs_force(fleet: Fleet) -> None:
+    fleet.deploy()
+    fleet.version = 1
+    fleet.hosts["web1"].fail_migrate = True
+    with pytest.raises(DeployFailed) as info:
+        fleet.deploy()
+    failed = info.value.outcome.release if info.value.outcome else ""
+    deployer, _ = fleet.deployer()
+    with pytest.raises(DeployFailed, match="never went live"):
+        deployer.rollback(failed)
+    assert deployer.rollback(failed, force=True).release == failed
+
+
+def test_rollback_without_a_previous_release_says_so(fleet: Fleet) -> None:
+    fleet.deploy()
+    deployer, _ = fleet.deployer()
+    with pytest.raises(DeployFailed, match="no release that served before"):
+        deployer.rollback()
+
+
+def test_truncated_facts_on_one_host_fail_that_host_only_and_nothing_changes(fleet: Fleet) -> None:
+    """Regression (#11 item 5): output cut short raised ValueError for the whole fleet."""
+    fleet.hosts["web2"].truncate_facts = True
+    with pytest.raises(DeployFailed) as info:
+        fleet.deploy()
+    assert "web2" in info.value.message and "cut short" in info.value.message
+    assert "nothing was changed" in info.value.message
+    assert fleet.serving() == {h: None for h in WEB} and all(f.lock is None for f in fleet.hosts.values())
+
+
+def test_an_unreachable_host_is_reported_not_raised(fleet: Fleet) -> None:
+    fleet.hosts["web3"].unreachable = True
+    with pytest.raises(DeployFailed) as info:
+        fleet.deploy()
+    assert info.value.outcome is not None
+    assert info.value.outcome.hosts["web3"].result == "unreachable"
+
+
+def test_ctrl_c_during_a_hanging_command_frees_the_lock_and_says_where_hosts_stand(fleet: Fleet) -> None:
+    first = fleet.deploy()
+    fleet.version = 1
+    deployer, rec = fleet.deployer()
+    fleet.hosts["web2"].hang = True  # upload hangs on web2
+    timer = threading.Thread(target=lambda: fleet.hosts["web2"].hanging.wait(10) and _interrupt_main())
+    timer.start()
+    try:
+        with pytest.raises(DeployFailed) as info:
+            deployer.deploy(str(fleet.tmp / "out"))
+    finally:
+        timer.join()
+        fleet.hosts["web2"].hang = False
+    assert info.value.exit_code == 130 and "interrupted (Ctrl-C)" in info.value.message
+    assert fleet.serving() == {h: first.release for h in WEB}
+    assert fleet.hosts["web1"].lock is None
+    assert fleet.hosts["web2"].cancelled.is_set()  # the hanging command was cut off
+
+
+def _interrupt_main() -> None:
+    import _thread
+
+    _thread.interrupt_main()
