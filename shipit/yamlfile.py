@@ -169,3 +169,16 @@ def line_of(container: Any, key: Any) -> int:
     if isinstance(container, (LineDict, LineList)):
         return container.line_of(key)
     return 0
+
+
+def type_name(value: Any) -> str:
+    """The YAML word for ``value``'s type, for error messages: mapping, list, string, …"""
+    if isinstance(value, dict):
+        return "mapping"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return {"str": "string", "int": "integer", "float": "number"}.get(type(value).__name__, type(value).__name__)
