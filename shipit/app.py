@@ -512,10 +512,11 @@ def _check_env(c: _Checker, env: Any, f: str, ct: Any, secrets: list[str]) -> tu
             c.add(f, env, key, where, f"expected a string or number (quote it; use \"\" for empty), got {type_name(value)}")
             continue
         text = str(value)
-        if "\x00" in text or "\n" in text or "\r" in text or "'" in text:
+        is_template = "{{" in text or "{%" in text
+        if "\x00" in text or "\n" in text or "\r" in text or ("'" in text and not is_template):
             c.add(f, env, key, where, "values cannot contain ', a newline or NUL (the env file holds one KEY='value' per line)")
             continue
-        if "{{" in text or "{%" in text:
+        if is_template:
             problems = template_problems(jinja, text)
             if not problems:
                 names, problems = secret_references(jinja, text)

@@ -25,8 +25,9 @@ Ansible inventories are read too: YAML (``all: {hosts, children, vars}``) and IN
 Validation (all before any connection; every problem is reported with file:line and key):
 ports are whole numbers 1-65535 (``true`` is not a port); ``ssh.connect_timeout`` is a finite
 number of seconds from 1 to 3600 (the transport counts whole seconds); addresses, users and
-gateways are single words that do not start with ``-`` (nothing an ssh option parser or a
-log line could mistake for something else). In an Ansible INI inventory ``[all:children]``
+gateways are made of the characters of host names, IP addresses and user names only and do
+not start with ``-`` (nothing an ssh option parser, a shell or a config template could
+mistake for something else). In an Ansible INI inventory ``[all:children]``
 is accepted (it lists top-level groups, as Ansible reads it).
 
 Variable precedence, lowest first (four levels):
@@ -232,6 +233,8 @@ _WORD = re.compile(r"^[^\s\x00-\x1f\x7f-][^\s\x00-\x1f\x7f]*$")
 _GATEWAY = re.compile(r"^(?:(?P<user>[^\s@:\x00-\x1f\x7f-][^\s@:\x00-\x1f\x7f]*)@)?"
                       r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s@:\[\]\x00-\x1f\x7f-][^\s@:\[\]\x00-\x1f\x7f]*)"
                       r"(?::(?P<port>\d+))?$")
+_ADDRESS = re.compile(r"^(?!-)[A-Za-z0-9._:%\[\]-]+$")
+_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 _BAD_NAME = re.compile(r"[\s,\x00-\x1f\x7f]|^[-!&]")
 
 
@@ -271,7 +274,8 @@ def _gateway_problem(value: Any) -> str | None:
     if not isinstance(value, str):
         return f"expected a gateway as [user@]host[:port], got {type_name(value)} {value!r}"
     match = _GATEWAY.match(value)
-    if not match:
+    if not match or (match.group("user") and not _USER.match(match.group("user"))) \
+            or not _ADDRESS.match(match.group("host")):
         return f"expected a gateway as [user@]host[:port] (one word, not starting with '-'), got {value!r}"
     if match.group("port") is not None:
         return port_problem(int(match.group("port")))
@@ -287,9 +291,15 @@ def _check_connection_field(key: str, value: Any, digits_ok: bool = False) -> tu
     if key == "gateway":
         return value, _gateway_problem(value)
     if key == "address":
-        return value, _word_problem(value, "an address or DNS name")
+        problem = _word_problem(value, "an address or DNS name")
+        if problem is None and not _ADDRESS.match(value):
+            problem = f"expected an IP address or DNS name (letters, digits, . - _ : % [ ]), got {value!r}"
+        return value, problem
     if key == "user":
-        return value, _word_problem(value, "a user name")
+        problem = _word_problem(value, "a user name")
+        if problem is None and not _USER.match(value):
+            problem = f"expected a user name (letters, digits, . _ -), got {value!r}"
+        return value, problem
     if key == "key":
         if not isinstance(value, str) or not value.strip() or "\x00" in value:
             return value, f"expected the path of a private key file, got {value!r}"
