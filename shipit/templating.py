@@ -74,6 +74,12 @@ class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**", "%"})
 
+    def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
+        """Refuse an unsafe attribute at once (Jinja2 returns an Undefined whose later error,
+        "StrictUndefined has no attribute ...", no longer says what was refused)."""
+        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe "
+                            "(templates may read variables, not Python internals)")
+
     def call_binop(self, context: jinja2.runtime.Context, operator_name: str, left: Any, right: Any) -> Any:
         if operator_name == "*":
             for seq, times in ((left, right), (right, left)):
