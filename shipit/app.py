@@ -13,11 +13,13 @@ Shape (every key but ``name`` and ``web.app`` optional)::
     processes:                        # background processes, each a systemd unit per instance
       - {name: heartbeat, command: "python -m example_app.worker", instances: 1}
     migrate: alembic upgrade head     # run once, on the leader, before any host switches
-    health: {path: /health, timeout: 30}   # seconds for the new release to answer 200
-    domains: [example.test]
+    migrate_timeout: 600              # seconds the migration may take (1-86400)
+    health: {path: /health, timeout: 30}   # seconds for the new release to answer 200 (1-3600)
+    domains: [example.test]           # at least one: hostnames (lowercased), *.wildcards, IPv4
     tls: internal                     # Caddy's own CA; or {acme_email: ops@example.com}
     env: {WORKER_INTERVAL: "5"}       # values may use {{ secrets.X }}, {{ hostvars[h].address }}
-    secrets: [DB_PASSWORD]            # from the runner's environment, else the secrets file
+    secrets: [DB_PASSWORD]            # from the runner's environment, else the secrets file;
+                                      # each must be used by env: or database.password_secret
     secrets_file: ~/.config/shipit/{env}.env   # KEY=VALUE lines, outside the repo
     database: {name: example, user: example, password_secret: DB_PASSWORD}  # PostgreSQL on group db
     keep_releases: 5
@@ -28,6 +30,9 @@ Shape (every key but ``name`` and ``web.app`` optional)::
 
 from __future__ import annotations
 
+import ipaddress
+import math
+import io
 import os
 import re
 from collections.abc import Mapping
@@ -35,9 +40,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jinja2
+import jinja2.nodes
+
+from dotenv import dotenv_values
+
 from shipit.errors import Problem, ValidationError
 from shipit.layout import Layout
-from shipit.yamlfile import LineDict, line_of, load_yaml_file
+from shipit.templating import make_environment, template_problems, variables_in
+from shipit.yamlfile import LineDict, line_of, load_yaml_file, type_name
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?$", re.I)
@@ -54,7 +65,12 @@ class Process:
 
 @dataclass(frozen=True)
 class AppSpec:
-    """A validated app spec (see the module docstring). Sizes in bytes, times in seconds."""
+    """A validated app spec (see the module docstring). Sizes in bytes, times in seconds.
+
+    ``migrate_timeout`` is how long the ``migrate`` command may run on the leader (seconds,
+    default 600). ``file`` is the ``shipit.yml`` read and ``origins`` maps each top-level key
+    to the (file, line) it came from (see :meth:`where`).
+    """
 
     name: str
     source: str
@@ -78,6 +94,14 @@ class AppSpec:
     serial: tuple[int | str, ...] = (1,)
     max_fail: float = 0.0
     memory_budget: str = "80%"
+    migrate_timeout: float = 600.0
+    file: str = ""
+    origins: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+
+    def where(self, key: str) -> tuple[str, int]:
+        """(file, line) a top-level key of the spec came from (``shipit.yml`` or the
+        inventory's ``app:``), for errors found after loading; line 0 when unknown."""
+        return self.origins.get(key, (self.file or "shipit.yml", 0))
 
     @property
     def layout(self) -> Layout:
@@ -113,13 +137,116 @@ class _Checker:
         self.problems.append(Problem(file, line_of(container, key), name, message))
 
 
-_TOP = {"name", "python", "web", "processes", "migrate", "health", "domains", "tls", "env", "secrets",
-        "secrets_file", "database", "keep_releases", "serial", "max_fail", "memory_budget", "source"}
+_TOP = {"name", "python", "web", "processes", "migrate", "migrate_timeout", "health", "domains", "tls",
+        "env", "secrets", "secrets_file", "database", "keep_releases", "serial", "max_fail",
+        "memory_budget", "source"}
+
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+_HOSTNAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+_PATH_CHAR = r"(?:[A-Za-z0-9\-._~!&()*+,=:@/]|%[0-9A-Fa-f]{2})"
+_HEALTH_PATH = re.compile(rf"^/{_PATH_CHAR}*(?:\?(?:{_PATH_CHAR}|\?)*)?$")
+_SQL_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_POSTGRES_RESERVED = {"postgres", "template0", "template1"}
+#: Variables an ``env:`` value may use (what the env file is rendered with).
+ENV_VARIABLES = frozenset({"secrets", "hostvars", "groups", "env_name"})
+MAX_HEALTH_TIMEOUT = 3600.0
+MAX_MIGRATE_TIMEOUT = 86400.0
+
+
+def domain_problem(domain: Any) -> str | None:
+    """Why ``domain`` cannot be a site address of the app, or None if it can.
+
+    Accepted: a hostname per RFC 1123 (labels of 1-63 letters, digits and ``-``, not starting
+    or ending with ``-``, 253 characters at most, the last label not all digits), a wildcard
+    ``*.`` followed by such a hostname, or an IPv4 address (Caddy serves it with its internal
+    CA; useful in a lab). Domains are compared and written in lowercase: the caller lowercases
+    before checking (DNS is case-insensitive). IPv6 addresses, trailing dots, ports, schemes
+    and paths are refused.
+    """
+    if not isinstance(domain, str) or not domain:
+        return f"expected a domain name, got {type_name(domain)} {domain!r}"
+    name = domain[2:] if domain.startswith("*.") else domain
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        address = None
+    if address is not None:
+        if address.version == 6 or domain.startswith("*."):
+            return f"expected a domain name or an IPv4 address, got {domain!r}"
+        return None
+    if len(name) > 253 or not _HOSTNAME.match(name) or name.rsplit(".", 1)[-1].isdigit():
+        return ("expected a domain name (letters, digits and - in dot-separated labels of at most 63, "
+                f"e.g. example.com or *.example.com) or an IPv4 address, got {domain!r}")
+    return None
+
+
+def command_problem(value: Any, what: str) -> str | None:
+    """Why ``value`` is not a one-line command (a non-empty string without NUL or newline)."""
+    if not isinstance(value, str):
+        return f"expected {what} (a string), got {type_name(value)} {value!r}"
+    if not value.strip():
+        return f"expected {what}, got an empty string"
+    if "\x00" in value:
+        return f"expected {what}: a NUL character cannot be part of a command"
+    if "\n" in value or "\r" in value:
+        return (f"expected {what} on one line: join steps with && or move them into a script "
+                "in the app and run that")
+    return None
+
+
+def _timeout_problem(value: Any, high: float) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"expected a number of seconds, got {type_name(value)} {value!r}"
+    if not math.isfinite(value) or not 1 <= value <= high:
+        return f"expected a number of seconds from 1 to {high:g}, got {value!r}"
+    return None
+
+
+def secret_references(env: Any, text: str) -> tuple[set[str], list[str]]:
+    """Secrets a template names (``secrets.NAME`` or ``secrets['NAME']``), statically, and
+    the problems with how it uses ``secrets`` (any other use, e.g. ``secrets[name]`` or
+    ``secrets | tojson``, which could reveal every secret and cannot be checked).
+
+    Raises:
+        jinja2.TemplateSyntaxError: ``text`` does not parse.
+    """
+    tree = env.parse(text)
+    names: set[str] = set()
+    named: set[int] = set()
+    for node in tree.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem)):
+        target = node.node
+        if not (isinstance(target, jinja2.nodes.Name) and target.name == "secrets"):
+            continue
+        if isinstance(node, jinja2.nodes.Getattr):
+            names.add(node.attr)
+            named.add(id(target))
+        elif isinstance(node.arg, jinja2.nodes.Const) and isinstance(node.arg.value, str):
+            names.add(node.arg.value)
+            named.add(id(target))
+    problems = []
+    for node in tree.find_all(jinja2.nodes.Name):
+        if node.name == "secrets" and node.ctx == "load" and id(node) not in named:
+            problems.append("use a secret by its name, as {{ secrets.NAME }} or {{ secrets['NAME'] }}")
+            break
+    return names, problems
 
 
 def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = None,
                   overrides_file: str = "") -> AppSpec:
     """Read ``<app_dir>/shipit.yml``, apply the inventory's ``app:`` overrides, validate.
+
+    Everything a value cannot be is refused here, before any connection (see the module
+    docstring for the shape): domains are hostnames (lowercased), IPv4 addresses or ``*.``
+    wildcards (:func:`domain_problem`); ``health.path`` is an absolute URL path of RFC 3986
+    characters without quotes, ``$``, ``;``, backticks, braces or whitespace; database names
+    and users are SQL identifiers (``[a-z_][a-z0-9_]{0,62}``, not ``postgres``/``template0``/
+    ``template1``) and ``password_secret`` names a listed secret; commands are one line;
+    timeouts are seconds (``health.timeout`` 1-3600, ``migrate_timeout`` 1-86400); every
+    listed secret is used by an ``env:`` value or the database, and every ``secrets.X`` an
+    ``env:`` value uses is listed; ``env:`` templates may use only ``secrets``, ``hostvars``,
+    ``groups`` and ``env_name`` and are checked by the template sandbox's static rules.
 
     Raises:
         ValidationError: every problem, with file:line, key and expected form.
@@ -129,6 +256,8 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
     c = _Checker()
     if not isinstance(base, dict):
         raise ValidationError([Problem(str(spec_path), 0, "", "expected a mapping (the app spec)")])
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ValidationError([Problem(overrides_file, 0, "app", "expected a mapping (the app spec overrides)")])
     merged: dict[str, tuple[Any, str, Any]] = {k: (v, str(spec_path), base) for k, v in base.items()}
     for k, v in (overrides or {}).items():
         if k == "web" and isinstance(v, dict) and isinstance(base.get("web"), dict):
@@ -140,7 +269,8 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
             merged[k] = (v, overrides_file, overrides)
     for key, (_, file, container) in merged.items():
         if key not in _TOP:
-            c.add(file, container, key, key, f"unknown app key; expected one of {', '.join(sorted(_TOP))}")
+            c.add(file, container, key, str(key), f"unknown app key; expected one of {', '.join(sorted(_TOP))}")
+    origins: dict[str, tuple[str, int]] = {str(k): (f, line_of(ct, k)) for k, (_, f, ct) in merged.items()}
 
     def get(key: str, default: Any = None) -> tuple[Any, str, Any]:
         return merged.get(key, (default, str(spec_path), base))
@@ -149,135 +279,351 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
     if not isinstance(name, str) or not _NAME.match(name):
         c.add(f, ct, "name", "name", "expected a short lowercase name (letters, digits, -), e.g. 'example'")
     source, f, ct = get("source", ".")
-    source_dir = str((Path(app_dir) / str(source)).resolve()) if f == str(spec_path) else \
-        str((Path(f).parent / str(source)).resolve())
+    source_dir = ""
+    if not isinstance(source, str) or not source or "\x00" in source:
+        c.add(f, ct, "source", "source", f"expected the app's source directory (a path), got {source!r}")
+    else:
+        source_dir = str((Path(app_dir) / source).resolve()) if f == str(spec_path) else \
+            str((Path(f).parent / source).resolve())
+        if not Path(source_dir).is_dir():
+            c.add(f, ct, "source", "source", f"no such directory: {source_dir}")
     python, f, ct = get("python")
     if python is not None and not (isinstance(python, str) and re.fullmatch(r"3\.\d+", python)):
         c.add(f, ct, "python", "python", 'expected "3.X" as a quoted string, e.g. "3.11"')
-    web, wf, wct = get("web")
-    asgi, workers, mem, port = "", 2, None, 8000
-    if not isinstance(web, dict):
-        c.add(wf, wct, "web", "web", "expected a mapping with app: (the ASGI app, e.g. main:app)")
-    else:
-        for key in web:
-            if key not in ("app", "workers", "memory_per_worker", "port"):
-                c.add(wf, web, key, f"web.{key}", "unknown key; expected app, workers, memory_per_worker, port")
-        asgi = web.get("app", "")
-        if not isinstance(asgi, str) or not re.fullmatch(r"[\w.]+:[\w.]+", asgi):
-            c.add(wf, web, "app", "web.app", "expected module:attribute of the ASGI app, e.g. example_app.main:app")
-        workers = web.get("workers", 2)
-        if not (workers == "auto" or (isinstance(workers, int) and not isinstance(workers, bool) and 1 <= workers <= 64)):
-            c.add(wf, web, "workers", "web.workers", "expected a number of worker processes (1-64) or 'auto'")
-        if web.get("memory_per_worker") is not None:
-            try:
-                mem = parse_size(web["memory_per_worker"])
-            except ValueError:
-                c.add(wf, web, "memory_per_worker", "web.memory_per_worker", "expected a size such as 150M or 1G")
-        port = web.get("port", 8000)
-        if not isinstance(port, int) or isinstance(port, bool) or not 1024 <= port <= 65000:
-            c.add(wf, web, "port", "web.port", "expected a local port number from 1024 to 65000")
-    processes: list[Process] = []
-    raw_procs, f, ct = get("processes", [])
-    if not isinstance(raw_procs, list):
-        c.add(f, ct, "processes", "processes", "expected a list of {name, command, instances}")
-        raw_procs = []
-    for i, p in enumerate(raw_procs):
-        if not (isinstance(p, dict) and isinstance(p.get("name"), str) and _NAME.match(p["name"])
-                and isinstance(p.get("command"), str) and "'" not in p["command"] and "\n" not in p["command"]
-                and isinstance(p.get("instances", 1), int)
-                and not set(p) - {"name", "command", "instances"}):
-            c.add(f, raw_procs, i, f"processes[{i}]",
-                  "expected {name: short-name, command: a one-line command without ', instances: a number}")
-            continue
-        processes.append(Process(p["name"], p["command"], int(p.get("instances", 1))))
+    asgi, workers, mem, port = _check_web(c, *get("web"))
+    processes = _check_processes(c, *get("processes", []))
     migrate, f, ct = get("migrate")
-    if migrate is not None and not isinstance(migrate, str):
-        c.add(f, ct, "migrate", "migrate", "expected a command line, e.g. alembic upgrade head")
-    health, f, ct = get("health", {})
-    health = health or {}
-    if not isinstance(health, dict) or not str(health.get("path", "/health")).startswith("/"):
-        c.add(f, ct, "health", "health", "expected {path: /health, timeout: seconds}")
-        health = {}
-    domains, f, ct = get("domains", [])
-    if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
-        c.add(f, ct, "domains", "domains", "expected a list of domain names")
-        domains = []
+    if migrate is not None:
+        problem = command_problem(migrate, "the migration command (e.g. alembic upgrade head)")
+        if problem:
+            c.add(f, ct, "migrate", "migrate", problem)
+    migrate_timeout, f, ct = get("migrate_timeout", 600)
+    problem = _timeout_problem(migrate_timeout, MAX_MIGRATE_TIMEOUT)
+    if problem:
+        c.add(f, ct, "migrate_timeout", "migrate_timeout", problem)
+        migrate_timeout = 600
+    health_path, health_timeout = _check_health(c, *get("health", {}))
+    domains = _check_domains(c, *get("domains"))
     tls, f, ct = get("tls", "internal")
     acme_email = None
-    if isinstance(tls, dict) and isinstance(tls.get("acme_email"), str) and "@" in tls["acme_email"]:
+    if isinstance(tls, dict) and set(tls) == {"acme_email"}:
         acme_email = tls["acme_email"]
+        if not isinstance(acme_email, str) or not _EMAIL.match(acme_email):
+            c.add(f, tls, "acme_email", "tls.acme_email", f"expected an email address (you@example.com), got {acme_email!r}")
+            acme_email = None
     elif tls != "internal":
         c.add(f, ct, "tls", "tls", "expected 'internal' (Caddy's own CA) or {acme_email: you@example.com}")
-    env, f, ct = get("env", {})
-    if not isinstance(env, dict) or not all(isinstance(k, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)
-                                            for k in env):
-        c.add(f, ct, "env", "env", "expected a mapping of VARIABLE_NAME: value")
-        env = {}
-    secrets, f, ct = get("secrets", [])
-    if not isinstance(secrets, list) or not all(isinstance(s, str) for s in secrets):
-        c.add(f, ct, "secrets", "secrets", "expected a list of secret names (environment variable names)")
-        secrets = []
-    database, f, ct = get("database")
-    if database is not None and not (isinstance(database, dict) and {"name", "user"} <= set(database)):
-        c.add(f, ct, "database", "database", "expected {name: db, user: role, password_secret: SECRET_NAME}")
+    secrets = _check_secrets(c, *get("secrets", []))
+    raw_secrets, f, ct = get("secrets", [])
+    if isinstance(raw_secrets, list):
+        origins.update({f"secrets.{n}": (f, line_of(raw_secrets, i)) for i, n in enumerate(raw_secrets)
+                        if isinstance(n, str)})
+    env = _check_env(c, *get("env", {}), secrets=secrets)
+    database = _check_database(c, *get("database"), secrets=secrets)
+    raw_db = get("database")[0]
+    db_secret = raw_db.get("password_secret") if isinstance(raw_db, dict) else None
+    _check_unused_secrets(c, *get("secrets", []), env=env[1], database_secret=db_secret)
+    secrets_file, f, ct = get("secrets_file")
+    if secrets_file is not None and (not isinstance(secrets_file, str) or not secrets_file.strip()
+                                     or "\x00" in secrets_file):
+        c.add(f, ct, "secrets_file", "secrets_file",
+              f"expected the path of a KEY=VALUE file, e.g. ~/.config/shipit/{{env}}.env; got {secrets_file!r}")
     keep, f, ct = get("keep_releases", 5)
-    if not isinstance(keep, int) or isinstance(keep, bool) or keep < 2:
-        c.add(f, ct, "keep_releases", "keep_releases", "expected a number >= 2 (a rollback needs the previous release)")
+    if not isinstance(keep, int) or isinstance(keep, bool) or not 2 <= keep <= 1000:
+        c.add(f, ct, "keep_releases", "keep_releases",
+              "expected a number from 2 to 1000 (a rollback needs the previous release)")
     serial, f, ct = get("serial", 1)
     serial_items = serial if isinstance(serial, list) else [serial]
-    for item in serial_items:
+    if not serial_items:
+        c.add(f, ct, "serial", "serial", "expected a batch size: 1, '25%', or a non-empty list like [1, '50%']")
+    for i, item in enumerate(serial_items):
         if not ((isinstance(item, int) and not isinstance(item, bool) and item >= 1)
-                or (isinstance(item, str) and re.fullmatch(r"\d+%", item))):
-            c.add(f, ct, "serial", "serial", "expected a batch size: 1, '25%', or a list like [1, '50%']")
+                or (isinstance(item, str) and re.fullmatch(r"\d+%", item) and 1 <= int(item[:-1]) <= 100)):
+            at, where = (serial, i) if isinstance(serial, list) else (ct, "serial")
+            c.add(f, at, where, "serial", "expected a batch size: a whole number >= 1, a percentage from "
+                  f"1% to 100%, or a list like [1, '50%']; got {item!r}")
     max_fail, f, ct = get("max_fail", 0)
     if isinstance(max_fail, bool) or not isinstance(max_fail, (int, float)) or not 0 <= max_fail <= 100:
         c.add(f, ct, "max_fail", "max_fail", "expected a percentage from 0 to 100")
     budget, f, ct = get("memory_budget", "80%")
-    budget_ok = isinstance(budget, str) and re.fullmatch(r"\d+%", budget)
-    if not budget_ok:
+    if isinstance(budget, str) and budget.endswith("%"):
+        if not (re.fullmatch(r"\d+%", budget) and 1 <= int(budget[:-1]) <= 100):
+            c.add(f, ct, "memory_budget", "memory_budget", "expected a percentage of host memory from 1% to 100%")
+    else:
         try:
-            parse_size(budget)
+            if isinstance(budget, bool) or parse_size(budget) <= 0:
+                raise ValueError(budget)
         except ValueError:
             c.add(f, ct, "memory_budget", "memory_budget", "expected a percentage of host memory ('80%') or a size ('2G')")
-    secrets_file, f, ct = get("secrets_file")
     if c.problems:
-        raise ValidationError(c.problems)
+        raise ValidationError(sorted(c.problems, key=lambda p: (p.file, p.line)))
     return AppSpec(name=name, source=source_dir, asgi=asgi, python=python, workers=workers,
                    memory_per_worker=mem, port=port, processes=tuple(processes), migrate=migrate,
-                   health_path=str(health.get("path", "/health")),
-                   health_timeout=float(health.get("timeout", 30)), domains=tuple(domains),
+                   health_path=health_path, health_timeout=float(health_timeout), domains=tuple(domains),
                    tls_internal=acme_email is None, acme_email=acme_email,
-                   env={k: str(v) for k, v in env.items()}, secrets=tuple(secrets),
-                   secrets_file=secrets_file, database=dict(database) if database else None,
+                   env=env[0], secrets=tuple(secrets),
+                   secrets_file=secrets_file, database=database,
                    keep_releases=keep, serial=tuple(serial_items), max_fail=float(max_fail),
-                   memory_budget=str(budget))
+                   memory_budget=str(budget), migrate_timeout=float(migrate_timeout),
+                   file=str(spec_path), origins=origins)
+
+
+def _check_web(c: _Checker, web: Any, wf: str, wct: Any) -> tuple[str, int | str, int | None, int]:
+    asgi: Any = ""
+    workers: Any = 2
+    mem: int | None = None
+    port: Any = 8000
+    if not isinstance(web, dict):
+        c.add(wf, wct, "web", "web", "expected a mapping with app: (the ASGI app, e.g. main:app)")
+        return asgi, workers, mem, port
+    for key in web:
+        if key not in ("app", "workers", "memory_per_worker", "port"):
+            c.add(wf, web, key, f"web.{key}", "unknown key; expected app, workers, memory_per_worker, port")
+    asgi = web.get("app", "")
+    if not isinstance(asgi, str) or not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", asgi):
+        c.add(wf, web, "app", "web.app", "expected module:attribute of the ASGI app, e.g. example_app.main:app")
+    workers = web.get("workers", 2)
+    if not (workers == "auto" or (isinstance(workers, int) and not isinstance(workers, bool) and 1 <= workers <= 64)):
+        c.add(wf, web, "workers", "web.workers", "expected a number of worker processes (1-64) or 'auto'")
+    if web.get("memory_per_worker") is not None:
+        try:
+            value = web["memory_per_worker"]
+            if isinstance(value, bool) or parse_size(value) <= 0:
+                raise ValueError(value)
+            mem = parse_size(value)
+        except ValueError:
+            c.add(wf, web, "memory_per_worker", "web.memory_per_worker", "expected a size such as 150M or 1G")
+    port = web.get("port", 8000)
+    if not isinstance(port, int) or isinstance(port, bool) or not 1024 <= port <= 65000:
+        c.add(wf, web, "port", "web.port", "expected a local port number from 1024 to 65000")
+    return asgi, workers, mem, port
+
+
+def _check_processes(c: _Checker, raw: Any, f: str, ct: Any) -> list[Process]:
+    if not isinstance(raw, list):
+        c.add(f, ct, "processes", "processes", "expected a list of {name, command, instances}")
+        return []
+    processes: list[Process] = []
+    seen: set[str] = set()
+    for i, p in enumerate(raw):
+        where = f"processes[{i}]"
+        if not isinstance(p, dict):
+            c.add(f, raw, i, where, "expected {name: short-name, command: a one-line command, instances: 1}")
+            continue
+        ok = True
+        for key in p:
+            if key not in ("name", "command", "instances"):
+                c.add(f, p, key, f"{where}.{key}", "unknown key; expected name, command, instances")
+                ok = False
+        name = p.get("name")
+        if not isinstance(name, str) or not _NAME.match(name):
+            c.add(f, p, "name", f"{where}.name", "expected a short lowercase name (letters, digits, -), e.g. 'worker'")
+            ok = False
+        elif name in seen:
+            c.add(f, p, "name", f"{where}.name", f"another process is already named {name!r}")
+            ok = False
+        else:
+            seen.add(name)
+        command = p.get("command")
+        problem = command_problem(command, "the process's command line")
+        if problem is None and "'" in str(command):
+            problem = "expected a command without ' (it is written into the env file in single quotes)"
+        if problem:
+            c.add(f, p, "command", f"{where}.command", problem)
+            ok = False
+        instances = p.get("instances", 1)
+        if isinstance(instances, bool) or not isinstance(instances, int) or not 1 <= instances <= 64:
+            c.add(f, p, "instances", f"{where}.instances", f"expected a number of instances from 1 to 64, got {instances!r}")
+            ok = False
+        if ok:
+            processes.append(Process(str(name), str(command), int(instances)))
+    return processes
+
+
+def _check_health(c: _Checker, health: Any, f: str, ct: Any) -> tuple[str, float]:
+    if health is None:
+        return "/health", 30.0
+    if not isinstance(health, dict):
+        c.add(f, ct, "health", "health", "expected {path: /health, timeout: seconds}")
+        return "/health", 30.0
+    for key in health:
+        if key not in ("path", "timeout"):
+            c.add(f, health, key, f"health.{key}", "unknown key; expected path, timeout")
+    path = health.get("path", "/health")
+    if not isinstance(path, str) or len(path) > 2048 or not _HEALTH_PATH.match(path):
+        c.add(f, health, "path", "health.path", "expected an absolute URL path such as /health or /healthz?full=1: "
+              "starting with /, of RFC 3986 path and query characters, without spaces, quotes, $, ;, `, "
+              f"braces or # (use %XX escapes); got {path!r}")
+        path = "/health"
+    timeout = health.get("timeout", 30)
+    problem = _timeout_problem(timeout, MAX_HEALTH_TIMEOUT)
+    if problem:
+        c.add(f, health, "timeout", "health.timeout", problem)
+        timeout = 30
+    return path, float(timeout)
+
+
+def _check_domains(c: _Checker, domains: Any, f: str, ct: Any) -> list[str]:
+    if domains is None:
+        c.add(f, ct, "domains", "domains", "a deploy needs at least one domain: domains: [example.com]")
+        return []
+    if not isinstance(domains, list):
+        c.add(f, ct, "domains", "domains", f"expected a list of domain names, got {type_name(domains)}")
+        return []
+    if not domains:
+        c.add(f, ct, "domains", "domains", "expected at least one domain name (Caddy serves the app on them)")
+    result: list[str] = []
+    for i, domain in enumerate(domains):
+        value = domain.lower() if isinstance(domain, str) else domain
+        problem = domain_problem(value)
+        if problem:
+            c.add(f, domains, i, f"domains[{i}]", problem)
+        elif value in result:
+            c.add(f, domains, i, f"domains[{i}]", f"{value!r} is listed twice")
+        else:
+            result.append(value)
+    return result
+
+
+def _check_secrets(c: _Checker, secrets: Any, f: str, ct: Any) -> list[str]:
+    if secrets is None:
+        return []
+    if not isinstance(secrets, list):
+        c.add(f, ct, "secrets", "secrets", "expected a list of secret names (environment variable names)")
+        return []
+    result: list[str] = []
+    for i, name in enumerate(secrets):
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            c.add(f, secrets, i, f"secrets[{i}]", f"expected a secret name like DB_PASSWORD ([A-Za-z_][A-Za-z0-9_]*), got {name!r}")
+        elif name in result:
+            c.add(f, secrets, i, f"secrets[{i}]", f"{name} is listed twice")
+        else:
+            result.append(name)
+    return result
+
+
+def _check_env(c: _Checker, env: Any, f: str, ct: Any, secrets: list[str]) -> tuple[dict[str, str], set[str]]:
+    """Validated env values and the secrets they use."""
+    used: set[str] = set()
+    if env is None:
+        return {}, used
+    if not isinstance(env, dict):
+        c.add(f, ct, "env", "env", "expected a mapping of VARIABLE_NAME: value")
+        return {}, used
+    jinja = make_environment()
+    result: dict[str, str] = {}
+    for key, value in env.items():
+        where = f"env.{key}"
+        if not isinstance(key, str) or not _ENV_NAME.match(key):
+            c.add(f, env, key, where, "expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            c.add(f, env, key, where, f"expected a string or number (quote it; use \"\" for empty), got {type_name(value)}")
+            continue
+        text = str(value)
+        is_template = "{{" in text or "{%" in text
+        if "\x00" in text:
+            c.add(f, env, key, where, "values cannot contain a NUL byte (no environment variable can hold one)")
+            continue
+        if is_template:
+            problems = template_problems(jinja, text)
+            if not problems:
+                names, problems = secret_references(jinja, text)
+                used |= names
+                for missing in sorted(names - set(secrets)):
+                    problems.append(f"uses secrets.{missing}, which is not listed: add {missing} to secrets:")
+                undeclared = sorted(variables_in(jinja, text) - ENV_VARIABLES)
+                if undeclared:
+                    problems.append(f"undefined variable {', '.join(undeclared)}; env values may use "
+                                    f"{', '.join(sorted(ENV_VARIABLES))}")
+            if problems:
+                for message in problems:
+                    c.add(f, env, key, where, message)
+                continue
+        result[key] = text
+    return result, used
+
+
+def _check_database(c: _Checker, database: Any, f: str, ct: Any, secrets: list[str]) -> dict[str, str] | None:
+    if database is None:
+        return None
+    expected = "expected {name: db, user: role, password_secret: SECRET_NAME}"
+    if not isinstance(database, dict):
+        c.add(f, ct, "database", "database", expected)
+        return None
+    ok = True
+    for key in database:
+        if key not in ("name", "user", "password_secret"):
+            c.add(f, database, key, f"database.{key}", "unknown key; expected name, user, password_secret")
+            ok = False
+    for key in ("name", "user"):
+        value = database.get(key)
+        if not isinstance(value, str) or not _SQL_IDENT.match(value):
+            c.add(f, database, key, f"database.{key}", "expected an SQL identifier: lowercase letters, digits "
+                  f"and _, not starting with a digit, at most 63 characters; got {value!r}")
+            ok = False
+        elif value in _POSTGRES_RESERVED:
+            c.add(f, database, key, f"database.{key}", f"{value!r} is PostgreSQL's own; choose the app's name")
+            ok = False
+    secret = database.get("password_secret")
+    if secret is None:
+        c.add(f, database, "password_secret", "database.password_secret",
+              "expected the name of the secret holding the role's password (listed under secrets:)")
+        ok = False
+    elif not isinstance(secret, str) or secret not in secrets:
+        c.add(f, database, "password_secret", "database.password_secret",
+              f"{secret!r} is not listed under secrets: add it to secrets:")
+        ok = False
+    return {k: str(database[k]) for k in ("name", "user", "password_secret")} if ok else None
+
+
+def _check_unused_secrets(c: _Checker, raw: Any, f: str, ct: Any, env: set[str],
+                          database_secret: Any) -> None:
+    if not isinstance(raw, list):
+        return
+    used = env | {database_secret}
+    for i, name in enumerate(raw):
+        if isinstance(name, str) and _ENV_NAME.match(name) and name not in used:
+            c.add(f, raw, i, f"secrets[{i}]", f"secret {name} is never used: map it in env: e.g. "
+                  f"{name}: '{{{{ secrets.{name} }}}}' (or name it as database.password_secret)")
 
 
 def load_secrets(spec: AppSpec, env_name: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Values of the spec's secrets: the runner's environment first, then the secrets file.
 
-    The secrets file (default ``~/.config/shipit/<env>.env``) has ``KEY=VALUE`` lines.
+    The secrets file (default ``~/.config/shipit/<env>.env``) is a dotenv file, read with
+    python-dotenv (``KEY=VALUE``, quoted values may hold quotes, ``$``, spaces and newlines).
+    A value may hold any text but a NUL byte (no environment variable can); problems name the
+    secret, never its value.
 
     Raises:
-        ValidationError: a secret has no value; the message names it and both places looked.
+        ValidationError: a secret has no value or an impossible one, or the secrets file cannot
+            be read; each problem names the secret, where it is listed, and both places looked.
     """
     environ = os.environ if environ is None else environ
     path = Path((spec.secrets_file or "~/.config/shipit/{env}.env").replace("{env}", env_name)).expanduser()
     from_file: dict[str, str] = {}
+    problems: list[Problem] = []
     if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            key, sep, value = line.strip().partition("=")
-            if sep and not key.startswith("#"):
-                from_file[key.strip()] = value.strip().strip("'\"")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            file, line = spec.where("secrets_file")
+            raise ValidationError([Problem(file, line, "secrets_file", f"cannot read {path}: {exc}")]) from None
+        from_file = {k: v for k, v in dotenv_values(stream=io.StringIO(text), interpolate=False).items()
+                     if v is not None}
     values: dict[str, str] = {}
-    problems = []
     for name in spec.secrets:
-        value = environ.get(name) or from_file.get(name)
-        if not value:
-            problems.append(Problem("shipit.yml", 0, f"secrets.{name}",
+        file, line = spec.where(f"secrets.{name}")
+        secret = environ.get(name) or from_file.get(name)
+        if not secret:
+            problems.append(Problem(file, line, f"secrets.{name}",
                                     f"no value: set the environment variable {name} or add {name}=… to {path}"))
+        elif "\x00" in secret:
+            problems.append(Problem(file, line, f"secrets.{name}",
+                                    "its value contains a NUL byte, which no environment variable can hold"))
         else:
-            values[name] = value
+            values[name] = secret
     if problems:
         raise ValidationError(problems)
     return values

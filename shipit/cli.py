@@ -96,20 +96,36 @@ def print_json(doc: Any) -> None:
     click.echo(doc if isinstance(doc, str) else json.dumps(doc, indent=2, default=str))
 
 
-def run_guarded(fn: Callable[[], int]) -> None:
-    """Run a command body, turning ShipitError and Ctrl-C into a message and an exit code."""
+def run_guarded(fn: Callable[[], int], as_json: bool = False) -> None:
+    """Run a command body, turning ShipitError and Ctrl-C into a message and an exit code.
+
+    Messages are printed without rich markup (error text such as ``[project]`` or a
+    template's ``{{ x[0] }}`` would otherwise be eaten), after a bold red ``error:``. With
+    ``as_json`` a failing ShipitError also prints one JSON document on stdout:
+    ``{"error": message, "problems": [{"file", "line", "key", "message"}, ...]}`` (problems
+    empty unless it is a ValidationError). Exits with the command's code, the error's
+    ``exit_code`` (2 for invalid input), or 130 when interrupted.
+    """
     err = Console(stderr=True, highlight=False)
+
+    def fail(message: str, problems: list[Problem], exit_code: int) -> None:
+        err.print("[bold red]error:[/] ", end="")
+        err.print(message, markup=False, highlight=False, soft_wrap=True)
+        for problem in problems:
+            # one problem per line, never wrapped at the terminal width (CI logs, grep)
+            err.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
+        if as_json:
+            print_json({"error": message,
+                        "problems": [{"file": p.file, "line": p.line, "key": p.key, "message": p.message}
+                                     for p in problems]})
+        sys.exit(exit_code)
+
     try:
         code = fn()
     except ValidationError as exc:
-        err.print("[bold red]error:[/] invalid input; nothing was touched")
-        for problem in exc.problems:
-            # one problem per line, never wrapped at the terminal width (CI logs, grep)
-            err.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        fail("invalid input; nothing was touched", exc.problems, exc.exit_code)
     except ShipitError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        fail(exc.message, [], exc.exit_code)
     except KeyboardInterrupt as exc:
         err.print("[bold red]interrupted[/]")
         sys.exit(getattr(exc, "exit_code", 130))

@@ -485,7 +485,8 @@ class Deployer:
 
     # ---- deploy ----------------------------------------------------------------------------
     def deploy(self, artifact_dir: str) -> DeployOutcome:
-        """Deploy the app (see the module docstring for the order).
+        """Deploy the app (see the module docstring for the order); the artifact is built
+        into ``artifact_dir`` on the runner.
 
         Returns:
             The :class:`DeployOutcome` (ok).
@@ -495,11 +496,20 @@ class Deployer:
                 / 143 / 129 when interrupted by Ctrl-C / SIGTERM / SIGHUP).
             ValidationError: invalid input found before any host was touched.
         """
+        self._artifact_dir = artifact_dir
+        try:
+            return self._deploy()
+        except KeyboardInterrupt as exc:  # before the lock: nothing on any host was changed
+            raise DeployFailed(f"interrupted ({getattr(exc, 'signal_name', 'Ctrl-C')}) before the deploy "
+                               "lock was taken; nothing was changed",
+                               exit_code=getattr(exc, "exit_code", 130)) from None
+
+    def _deploy(self) -> DeployOutcome:
         spec = self.target.spec
         env_file = render_env_file(self.target)
         started = time.monotonic()
         self.reporter.phase("build", spec.source)
-        artifact = self.build(spec.source, artifact_dir, spec.python or RUNNER_PYTHON)
+        artifact = self.build(spec.source, self._artifact_dir, spec.python or RUNNER_PYTHON)
         self.reporter.note(f"artifact {artifact.content_hash} ({artifact.size / 2**20:.1f} MiB)")
         self._timed("build", started)
         workers = 1 if spec.workers == "auto" else int(spec.workers)

@@ -22,6 +22,14 @@ Ansible inventories are read too: YAML (``all: {hosts, children, vars}``) and IN
 ``ansible_user`` and ``ansible_ssh_private_key_file`` mapped to shipit's fields.
 ``~/.ssh/config`` is honoured by the transport (fabric) for anything not set here.
 
+Validation (all before any connection; every problem is reported with file:line and key):
+ports are whole numbers 1-65535 (``true`` is not a port); ``ssh.connect_timeout`` is a finite
+number of seconds from 1 to 3600 (the transport counts whole seconds); addresses, users and
+gateways are made of the characters of host names, IP addresses and user names only and do
+not start with ``-`` (nothing an ssh option parser, a shell or a config template could
+mistake for something else). In an Ansible INI inventory ``[all:children]``
+is accepted (it lists top-level groups, as Ansible reads it).
+
 Variable precedence, lowest first (four levels):
   1. play ``vars`` in the playbook (defaults),
   2. group vars: ``vars`` at the top, then groups from ancestors to children (same depth by name),
@@ -32,7 +40,10 @@ Variable precedence, lowest first (four levels):
 from __future__ import annotations
 
 import fnmatch
+import math
+import re
 import shlex
+from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +52,7 @@ from typing import Any
 import yaml
 
 from shipit.errors import Problem, ValidationError
-from shipit.yamlfile import LineDict, line_of, load_yaml_file
+from shipit.yamlfile import LineDict, line_of, load_yaml_file, type_name
 
 
 @dataclass(frozen=True)
@@ -214,8 +225,86 @@ def _expect(problems: _Problems, container: Any, key: str, value: Any, kind: typ
     else:
         ok = isinstance(value, kind)
     if not ok:
-        problems.add(container, key, name, f"expected {expected}, got {type(value).__name__} {value!r}")
+        problems.add(container, key, name, f"expected {expected}, got {type_name(value)} {value!r}")
     return ok
+
+
+_WORD = re.compile(r"^[^\s\x00-\x1f\x7f-][^\s\x00-\x1f\x7f]*$")
+_GATEWAY = re.compile(r"^(?:(?P<user>[^\s@:\x00-\x1f\x7f-][^\s@:\x00-\x1f\x7f]*)@)?"
+                      r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s@:\[\]\x00-\x1f\x7f-][^\s@:\[\]\x00-\x1f\x7f]*)"
+                      r"(?::(?P<port>\d+))?$")
+_ADDRESS = re.compile(r"^(?!-)[A-Za-z0-9._:%\[\]-]+$")
+_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+_BAD_NAME = re.compile(r"[\s,\x00-\x1f\x7f]|^[-!&]")
+
+
+def port_problem(value: Any, digits_ok: bool = False) -> str | None:
+    """Why ``value`` is not a TCP port (a whole number from 1 to 65535), or None if it is.
+
+    With ``digits_ok`` (Ansible inventories, whose values are often strings) a digit string
+    such as ``"2222"`` is accepted too.
+    """
+    if digits_ok and isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"expected a port number (1-65535), got {type_name(value)} {value!r}"
+    if not 1 <= value <= 65535:
+        return f"expected a port number from 1 to 65535, got {value}"
+    return None
+
+
+def seconds_problem(value: Any, low: float, high: float) -> str | None:
+    """Why ``value`` is not a finite number of seconds in ``[low, high]``, or None if it is."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"expected a number of seconds, got {type_name(value)} {value!r}"
+    if not math.isfinite(value) or not low <= value <= high:
+        return f"expected a number of seconds from {low:g} to {high:g}, got {value!r}"
+    return None
+
+
+def _word_problem(value: Any, what: str) -> str | None:
+    if not isinstance(value, str):
+        return f"expected {what} (a string), got {type_name(value)} {value!r}"
+    if not _WORD.match(value):
+        return f"expected {what}: one word, no spaces or control characters, not starting with '-'; got {value!r}"
+    return None
+
+
+def _gateway_problem(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"expected a gateway as [user@]host[:port], got {type_name(value)} {value!r}"
+    match = _GATEWAY.match(value)
+    if not match or (match.group("user") and not _USER.match(match.group("user"))) \
+            or not _ADDRESS.match(match.group("host")):
+        return f"expected a gateway as [user@]host[:port] (one word, not starting with '-'), got {value!r}"
+    if match.group("port") is not None:
+        return port_problem(int(match.group("port")))
+    return None
+
+
+def _check_connection_field(key: str, value: Any, digits_ok: bool = False) -> tuple[Any, str | None]:
+    """(normalised value, problem) for an SSH field of a host or ``ssh:`` (native names);
+    ``digits_ok`` accepts a port given as a digit string (see :func:`port_problem`)."""
+    if key == "port":
+        problem = port_problem(value, digits_ok)
+        return (None, problem) if problem else (int(value), None)
+    if key == "gateway":
+        return value, _gateway_problem(value)
+    if key == "address":
+        problem = _word_problem(value, "an address or DNS name")
+        if problem is None and not _ADDRESS.match(value):
+            problem = f"expected an IP address or DNS name (letters, digits, . - _ : % [ ]), got {value!r}"
+        return value, problem
+    if key == "user":
+        problem = _word_problem(value, "a user name")
+        if problem is None and not _USER.match(value):
+            problem = f"expected a user name (letters, digits, . _ -), got {value!r}"
+        return value, problem
+    if key == "key":
+        if not isinstance(value, str) or not value.strip() or "\x00" in value:
+            return value, f"expected the path of a private key file, got {value!r}"
+        return value, None
+    return value, None
 
 
 def _resolve_path(base: Path, value: str) -> str:
@@ -263,19 +352,23 @@ def _load_native(p: Path, data: LineDict, problems: _Problems) -> Inventory:
             name = f"ssh.{key}"
             if key not in _SSH_KEYS:
                 problems.add(ssh, key, name, f"unknown key; expected one of {', '.join(sorted(_SSH_KEYS))}")
-            elif key == "port":
-                if _expect(problems, ssh, key, value, int, name, "a port number"):
-                    defaults["port"] = value
             elif key == "connect_timeout":
-                if _expect(problems, ssh, key, value, (int, float), name, "seconds"):
+                problem = seconds_problem(value, 1, 3600)
+                if problem:
+                    problems.add(ssh, key, name, problem)
+                else:
                     timeout = float(value)
             elif key == "known_hosts":
                 values = value if isinstance(value, list) else [value]
                 for v in values:
                     if _expect(problems, ssh, key, v, str, name, "a path or a list of paths"):
                         known_hosts.append(_resolve_path(base, v))
-            elif _expect(problems, ssh, key, value, str, name, "a string"):
-                defaults[key] = _resolve_path(base, value) if key == "key" else value
+            else:
+                value, problem = _check_connection_field(key, value)
+                if problem:
+                    problems.add(ssh, key, name, problem)
+                else:
+                    defaults[key] = _resolve_path(base, value) if key == "key" else value
     top_vars = data.get("vars") or {}
     _expect(problems, data, "vars", top_vars, dict, "vars", "a mapping of variables")
 
@@ -285,6 +378,10 @@ def _load_native(p: Path, data: LineDict, problems: _Problems) -> Inventory:
         for name, spec in raw_hosts.items():
             spec = spec if spec is not None else LineDict()
             key_name = f"hosts.{name}"
+            if not isinstance(name, str) or _BAD_NAME.search(name):
+                problems.add(raw_hosts, name, key_name, "expected a host name: no spaces, commas or "
+                             f"control characters, not starting with -, ! or &; got {name!r}")
+                continue
             if not _expect(problems, raw_hosts, name, spec, dict, key_name, "a mapping (address:, port:, …)"):
                 continue
             h: dict[str, Any] = {"address": str(name), **defaults}
@@ -292,17 +389,18 @@ def _load_native(p: Path, data: LineDict, problems: _Problems) -> Inventory:
                 k = f"{key_name}.{key}"
                 if key not in _HOST_KEYS:
                     problems.add(spec, key, k, f"unknown key; expected one of {', '.join(sorted(_HOST_KEYS))}")
-                elif key == "port":
-                    if _expect(problems, spec, key, value, int, k, "a port number"):
-                        h["port"] = value
                 elif key == "leader":
                     if _expect(problems, spec, key, value, bool, k, "true or false"):
                         h["leader"] = value
                 elif key == "vars":
                     if _expect(problems, spec, key, value, dict, k, "a mapping of variables"):
                         h["vars"] = dict(value)
-                elif _expect(problems, spec, key, value, str, k, "a string"):
-                    h[key] = _resolve_path(base, value) if key == "key" else value
+                else:
+                    value, problem = _check_connection_field(key, value)
+                    if problem:
+                        problems.add(spec, key, k, problem)
+                    else:
+                        h[key] = _resolve_path(base, value) if key == "key" else value
             hosts_spec[str(name)] = h
 
     raw_groups = data.get("groups") or LineDict()
@@ -311,6 +409,10 @@ def _load_native(p: Path, data: LineDict, problems: _Problems) -> Inventory:
         for name, spec in raw_groups.items():
             spec = spec if spec is not None else LineDict()
             key_name = f"groups.{name}"
+            if not isinstance(name, str) or _BAD_NAME.search(name):
+                problems.add(raw_groups, name, key_name, "expected a group name: no spaces, commas or "
+                             f"control characters, not starting with -, ! or &; got {name!r}")
+                continue
             if name == "all" or name in hosts_spec:
                 problems.add(raw_groups, name, key_name, "a group cannot be named 'all' or like a host")
             if not _expect(problems, raw_groups, name, spec, dict, key_name, "a mapping (hosts:, children:, vars:)"):
@@ -326,7 +428,9 @@ def _load_native(p: Path, data: LineDict, problems: _Problems) -> Inventory:
                 elif _expect(problems, spec, key, value, list, k, "a list of names"):
                     for i, item in enumerate(value):
                         known = hosts_spec if key == "hosts" else raw_groups
-                        if item not in known:
+                        if not isinstance(item, str):
+                            problems.add(value, i, k, f"expected a name, got {type_name(item)} {item!r}")
+                        elif item not in known:
                             what = "host" if key == "hosts" else "group"
                             problems.add(value, i, k, f"'{item}' is not a {what} of this inventory")
                         else:
@@ -391,17 +495,26 @@ _ANSIBLE_MAP = {"ansible_host": "address", "ansible_port": "port", "ansible_user
                 "ansible_ssh_port": "port", "ansible_ssh_user": "user"}
 
 
-def _split_ansible_vars(base: Path, raw: Mapping[str, Any]) -> dict[str, Any]:
+def _split_ansible_vars(base: Path, raw: Mapping[str, Any],
+                        report: Callable[[str, str], None]) -> dict[str, Any]:
+    """Host vars of an Ansible inventory split into shipit's SSH fields and plain vars.
+
+    ``report(ansible_key, message)`` is called for each field that is not valid (a port that
+    is not a number from 1 to 65535, an address that is not one word, …); it is left out.
+    """
     spec: dict[str, Any] = {"vars": {}}
     for key, value in raw.items():
         if key in _ANSIBLE_MAP:
             field_name = _ANSIBLE_MAP[key]
-            if field_name == "port":
-                spec[field_name] = int(value)
+            if field_name in ("address", "user") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = str(value)
+            value, problem = _check_connection_field(field_name, value, digits_ok=True)
+            if problem:
+                report(str(key), problem)
             elif field_name == "key":
-                spec[field_name] = _resolve_path(base, str(value))
+                spec[field_name] = _resolve_path(base, value)
             else:
-                spec[field_name] = str(value)
+                spec[field_name] = value
         else:
             spec["vars"][key] = value
     return spec
@@ -413,27 +526,69 @@ def _load_ansible_yaml(p: Path, data: LineDict) -> Inventory:
     groups_spec: dict[str, dict[str, Any]] = {}
     top_vars: dict[str, Any] = {}
 
-    def walk(name: str, node: Any, container: Any) -> None:
-        node = node or {}
+    def walk(name: str, node: Any, container: Any, path: str) -> None:
+        if node is None:
+            node = LineDict()
         if not isinstance(node, dict):
-            problems.add(container, name, name, "expected a mapping with hosts:, children:, vars:")
+            problems.add(container, name, path, "expected a mapping with hosts:, children:, vars:, "
+                         f"got {type_name(node)}")
             return
         for key in node:
             if key not in ("hosts", "children", "vars"):
-                problems.add(node, key, f"{name}.{key}", "unknown key; expected hosts, children or vars")
+                problems.add(node, key, f"{path}.{key}", "unknown key; expected hosts, children or vars")
         g = groups_spec.setdefault(name, {"hosts": [], "children": [], "vars": {}})
-        for host, hvars in (node.get("hosts") or {}).items():
-            spec = _split_ansible_vars(p.parent, hvars or {})
-            existing = hosts_spec.setdefault(str(host), {"address": str(host), "vars": {}})
-            existing.update({k: v for k, v in spec.items() if k != "vars"})
-            existing["vars"].update(spec["vars"])
-            g["hosts"].append(str(host))
-        g["vars"].update(node.get("vars") or {})
-        for child, child_node in (node.get("children") or {}).items():
-            g["children"].append(str(child))
-            walk(str(child), child_node, node.get("children"))
+        hosts = node.get("hosts")
+        if hosts is not None and not isinstance(hosts, dict):
+            problems.add(node, "hosts", f"{path}.hosts", "expected a mapping of host name to host vars "
+                         f"(hosts: {{web1: {{ansible_host: 10.0.0.11}}}}), got {type_name(hosts)}")
+        elif hosts:
+            for host, hvars in hosts.items():
+                where = f"{path}.hosts.{host}"
+                if not isinstance(host, str) or _BAD_NAME.search(host):
+                    problems.add(hosts, host, where, "expected a host name: no spaces, commas or control "
+                                 f"characters, not starting with -, ! or &; got {host!r}")
+                    continue
+                if hvars is None:
+                    hvars = LineDict()
+                if not isinstance(hvars, dict):
+                    problems.add(hosts, host, where, "expected a mapping of host vars (ansible_host: …, "
+                                 f"or empty), got {type_name(hvars)} {hvars!r}")
+                    continue
 
-    walk("all", data["all"], data)
+                def report(key: str, message: str, hvars: Any = hvars, where: str = where) -> None:
+                    problems.add(hvars, key, f"{where}.{key}", message)
+
+                spec = _split_ansible_vars(p.parent, hvars, report)
+                existing = hosts_spec.setdefault(host, {"address": host, "vars": {}})
+                existing.update({k: v for k, v in spec.items() if k != "vars"})
+                existing["vars"].update(spec["vars"])
+                g["hosts"].append(host)
+        group_vars = node.get("vars")
+        if group_vars is not None and not isinstance(group_vars, dict):
+            problems.add(node, "vars", f"{path}.vars", f"expected a mapping of variables, got {type_name(group_vars)}")
+        elif group_vars:
+            g["vars"].update(group_vars)
+        children = node.get("children")
+        if children is not None and not isinstance(children, dict):
+            problems.add(node, "children", f"{path}.children", "expected a mapping of group name to group "
+                         f"(children: {{web: {{hosts: …}}}}), got {type_name(children)}")
+        elif children:
+            for child, child_node in children.items():
+                where = f"{path}.children.{child}"
+                if not isinstance(child, str) or _BAD_NAME.search(child) or child == "all":
+                    problems.add(children, child, where, f"expected a group name (not 'all'), got {child!r}")
+                    continue
+                if child in hosts_spec:
+                    problems.add(children, child, where, f"'{child}' is a host; a group cannot be named like a host")
+                    continue
+                g["children"].append(child)
+                walk(child, child_node, children, where)
+
+    walk("all", data["all"], data, "all")
+    for key in data:
+        if key != "all":
+            problems.add(data, key, str(key), "unknown key next to all: (an Ansible YAML inventory has one "
+                         "top-level key, all:)")
     problems.raise_if_any()
     all_group = groups_spec.pop("all")
     top_vars.update(all_group["vars"])
@@ -446,58 +601,96 @@ def _load_ansible_ini(p: Path) -> Inventory:
     problems = _Problems(str(p))
     hosts_spec: dict[str, dict[str, Any]] = {}
     groups_spec: dict[str, dict[str, Any]] = {}
+    child_lines: dict[tuple[str, str], int] = {}
     top_vars: dict[str, Any] = {}
     section = ("group", "ungrouped")
-    for lineno, raw in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+
+    def problem(lineno: int, key: str, message: str) -> None:
+        problems.items.append(Problem(str(p), lineno, key, message))
+
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationError([Problem(str(p), 0, "", f"cannot read: {exc}")]) from None
+    for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].split(";", 1)[0].strip() if not raw.lstrip().startswith(("#", ";")) else ""
         if not line:
             continue
         if line.startswith("[") and line.endswith("]"):
             name, _, kind = line[1:-1].partition(":")
-            if kind not in ("", "vars", "children"):
-                problems.items.append(Problem(str(p), lineno, line, "expected [group], [group:vars] or [group:children]"))
+            if kind not in ("", "vars", "children") or not name or _BAD_NAME.search(name):
+                problem(lineno, line, "expected [group], [group:vars] or [group:children] with a group name")
+                section = ("skip", "")
+                continue
+            if name in hosts_spec:
+                problem(lineno, line, f"'{name}' is a host; a group cannot be named like a host")
+                section = ("skip", "")
                 continue
             section = (kind or "group", name)
             if name != "all":
                 groups_spec.setdefault(name, {"hosts": [], "children": [], "vars": {}})
             continue
         kind, group = section
+        if kind == "skip":
+            continue
         try:
             words = shlex.split(line)
         except ValueError as exc:
-            problems.items.append(Problem(str(p), lineno, line, f"cannot parse: {exc}"))
+            problem(lineno, line, f"cannot parse: {exc}")
             continue
         if kind == "vars":
             key, sep, value = line.partition("=")
-            if not sep:
-                problems.items.append(Problem(str(p), lineno, line, "expected key=value"))
+            if not sep or not key.strip():
+                problem(lineno, line, "expected key=value")
                 continue
             target = top_vars if group == "all" else groups_spec[group]["vars"]
             target[key.strip()] = _ini_value(value.strip())
         elif kind == "children":
-            groups_spec.setdefault(words[0], {"hosts": [], "children": [], "vars": {}})
-            groups_spec[group]["children"].append(words[0])
+            child = words[0]
+            if len(words) > 1 or _BAD_NAME.search(child) or child == "all":
+                problem(lineno, line, "expected one group name per line under [group:children]")
+                continue
+            groups_spec.setdefault(child, {"hosts": [], "children": [], "vars": {}})
+            child_lines.setdefault((group, child), lineno)
+            if group != "all":  # [all:children] lists top-level groups: nothing to record
+                groups_spec[group]["children"].append(child)
         else:
+            host = words[0]
+            if _BAD_NAME.search(host):
+                problem(lineno, host, "expected a host name: no spaces, commas or control characters, "
+                        f"not starting with -, ! or &; got {host!r}")
+                continue
+            if host in groups_spec:
+                problem(lineno, host, f"'{host}' is a group; a host cannot be named like a group")
+                continue
             hvars: dict[str, Any] = {}
             for word in words[1:]:
                 key, sep, value = word.partition("=")
-                if not sep:
-                    problems.items.append(Problem(str(p), lineno, word, "expected key=value after the host name"))
+                if not sep or not key:
+                    problem(lineno, word, "expected key=value after the host name")
                     continue
                 hvars[key] = _ini_value(value)
-            spec = _split_ansible_vars(p.parent, hvars)
-            existing = hosts_spec.setdefault(words[0], {"address": words[0], "vars": {}})
+
+            def report(key: str, message: str, lineno: int = lineno, host: str = host) -> None:
+                problem(lineno, f"{host} {key}", message)
+
+            spec = _split_ansible_vars(p.parent, hvars, report)
+            existing = hosts_spec.setdefault(host, {"address": host, "vars": {}})
             existing.update({k: v for k, v in spec.items() if k != "vars"})
             existing["vars"].update(spec["vars"])
             if group != "all":
-                groups_spec.setdefault(group, {"hosts": [], "children": [], "vars": {}})["hosts"].append(words[0])
-    for name, g in groups_spec.items():
-        for child in g["children"]:
-            if child not in groups_spec:
-                problems.items.append(Problem(str(p), 0, f"{name}:children", f"'{child}' is not a group"))
+                groups_spec.setdefault(group, {"hosts": [], "children": [], "vars": {}})["hosts"].append(host)
+    for (name, child), lineno in child_lines.items():
+        if child not in _declared_sections(text):
+            problem(lineno, f"{name}:children", f"'{child}' is not a group of this inventory")
     problems.raise_if_any()
     groups_spec.pop("ungrouped", None) if not groups_spec.get("ungrouped", {}).get("hosts") else None
     return _build(str(p), hosts_spec, groups_spec, top_vars, (), None, 10.0, problems, None)
+
+
+def _declared_sections(text: str) -> set[str]:
+    """Group names that have a ``[name]``, ``[name:vars]`` or ``[name:children]`` header."""
+    return {m.group(1) for m in re.finditer(r"^\s*\[([^\]:]+)(?::[a-z]+)?\]", text, re.M)}
 
 
 def _ini_value(text: str) -> Any:

@@ -39,7 +39,7 @@ import jinja2
 from shipit.errors import Problem, ValidationError
 from shipit.inventory import Inventory
 from shipit.modules.base import Module
-from shipit.templating import make_environment, variables_in
+from shipit.templating import make_environment, template_problems, variables_in
 from shipit.yamlfile import LineDict, LineList, line_of, load_yaml_file
 
 # Variables shipit defines for every host, on top of the inventory's and the play's.
@@ -159,7 +159,10 @@ class _Checker:
         host_names: list[str] = []
         if not isinstance(hosts, str) or not hosts.strip():
             self.add(raw, "hosts", "hosts", "expected an inventory pattern such as 'web' or 'all'")
-        elif self.inventory is not None and "{{" not in hosts:
+        elif "{{" in hosts or "{%" in hosts:
+            for message in template_problems(self.env, hosts):
+                self.add(raw, "hosts", "hosts", message)
+        elif self.inventory is not None:
             try:
                 host_names = self.inventory.select(hosts)
             except ValueError as exc:
@@ -350,7 +353,10 @@ class _Checker:
                 checks.append((f"{module_name}.src", path.read_text(encoding="utf-8"), False))
             except (OSError, UnicodeDecodeError) as exc:
                 self.add(raw, module_name, f"{module_name}.src", f"cannot read template {path}: {exc}")
+        unsafe = self._check_templates(raw, module_name, checks)
         for key, value, is_expr in checks:
+            if key in unsafe:
+                continue
             try:
                 names = variables_in(self.env, value, expression=is_expr)
             except jinja2.TemplateSyntaxError as exc:
@@ -365,6 +371,30 @@ class _Checker:
                     hosts = f" (for hosts: {', '.join(missing)})" if missing != [""] else ""
                     self.add(raw, key, key, f"undefined variable '{name}'{hosts}; define it in the "
                              "inventory (vars, group or host vars), the play's vars, or with -e")
+
+
+    def _check_templates(self, raw: Any, module_name: str, checks: list[tuple[str, Any, bool]]) -> set[str]:
+        """Report what templates show without any host (syntax errors, ``_private`` attributes
+        the sandbox would refuse, constant conditions that fail), each at the line of the param,
+        condition or template file that holds it. Returns the keys of ``checks`` with a problem.
+        """
+        bad: set[str] = set()
+        for key, value, is_expr in checks:
+            if key == module_name and isinstance(raw.get(module_name), dict):
+                params = raw[module_name]
+                items = [(params, k, f"{module_name}.{k}", v) for k, v in params.items()]
+            elif key == "when" and isinstance(raw.get("when"), list):
+                items = [(raw["when"], i, f"when[{i}]", v) for i, v in enumerate(raw["when"])]
+            elif key == f"{module_name}.src":
+                params = raw.get(module_name)
+                items = [(params, "src", f"{key} ({params.get('src')})", value)]
+            else:
+                items = [(raw, key, key, value)]
+            for container, at, name, v in items:
+                for message in template_problems(self.env, v, expression=is_expr):
+                    self.add(container, at, name, message)
+                    bad.add(key)
+        return bad
 
 
 def _is_template(value: Any) -> bool:

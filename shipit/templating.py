@@ -1,31 +1,131 @@
-"""Jinja2 rendering of task params and ``when`` conditions, strict about undefined variables.
+"""Jinja2 rendering of task params, ``when`` conditions and app env values, sandboxed and strict
+about undefined variables.
 
 A string that is exactly one expression (``"{{ workers }}"``) renders to the expression's
 native value (an int stays an int, as in Ansible); any other string renders to text.
+
+Trust model. A playbook's ``shell``/``command`` tasks are code: whoever writes the playbook
+runs commands on the hosts, as in Ansible, and that is the point of them. Template expressions
+are *not* code: they are data that picks values (``{{ hostvars[h].address }}``), and they come
+from places that are edited casually (inventories, an app's ``shipit.yml``, ``-e`` values).
+They are therefore rendered in Jinja2's sandbox, on the runner, and may not reach Python
+internals: ``{{ cycler.__init__.__globals__.os.popen('id').read() }}`` is refused with a
+:class:`jinja2.exceptions.SecurityError` instead of running ``id`` on the laptop or CI runner.
+
+:func:`make_environment` uses :class:`jinja2.sandbox.ImmutableSandboxedEnvironment` rather
+than the plain ``SandboxedEnvironment``: the variables a template sees are shared (``groups``
+and ``hostvars`` are the same objects for every host, rendered from several threads), so a
+template must not be able to change them either (``{{ groups.web.append('x') }}`` or
+``hostvars.update(...)`` would leak into every later render). Templates only read.
+
+The environment also bounds work a template can ask for: ``range()`` is limited by the
+sandbox (100 000 items), and ``*``, ``**`` and ``%`` refuse results that would be huge
+(:data:`MAX_SEQUENCE`, :data:`MAX_POWER_BITS`, :data:`MAX_FORMAT_WIDTH`).
+
+Errors. Every failure while rendering or evaluating (undefined variable, syntax, a sandbox
+refusal, but also ``1 / 0`` or ``int('x')``) surfaces as a :class:`jinja2.TemplateError`:
+foreign exceptions are wrapped in :class:`TemplateFailure`, which keeps the original type in
+its message, so the executor's ``except jinja2.TemplateError`` turns them into a failed task
+with the task's file:line rather than a traceback in the middle of a run.
+
+:func:`template_problems` finds what can be known without any host: syntax errors, access to
+``_private`` attributes, and a constant expression (no variables) that fails; the loaders
+report those as :class:`shipit.errors.Problem` s with file:line before any connection.
 """
 
 from __future__ import annotations
 
+import math
+import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jinja2
 import jinja2.meta
+import jinja2.nodes
+import jinja2.sandbox
+from jinja2.exceptions import SecurityError
 
 _SINGLE_EXPR = re.compile(r"^\{\{(?P<expr>(?:(?!\}\}).)*)\}\}$", re.S)
 
+#: Longest string, list or tuple ``*`` may build (items or characters).
+MAX_SEQUENCE = 1_000_000
+#: Largest integer ``**`` may build, in bits.
+MAX_POWER_BITS = 4096
+#: Largest field width or precision a ``%`` format may ask for.
+MAX_FORMAT_WIDTH = 10_000
+
+_FORMAT_WIDTH = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\d*)(?:\.(\d+))?")
+
+
+class TemplateFailure(jinja2.TemplateError):
+    """Rendering or evaluating raised something that is not a Jinja2 error (``1 / 0``,
+    ``int('x')``, a bounded operation refused). ``original`` is the exception type's name;
+    the message reads ``ZeroDivisionError: division by zero``."""
+
+    def __init__(self, original: BaseException) -> None:
+        self.original = type(original).__name__
+        super().__init__(f"{self.original}: {original}")
+
+
+class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
+    """The sandbox, plus bounds on ``*``, ``**`` and ``%`` (see the module docstring)."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
+        """Refuse an unsafe attribute at once (Jinja2 returns an Undefined whose later error,
+        "StrictUndefined has no attribute ...", no longer says what was refused)."""
+        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe "
+                            "(templates may read variables, not Python internals)")
+
+    def call_binop(self, context: jinja2.runtime.Context, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "*":
+            for seq, times in ((left, right), (right, left)):
+                if (isinstance(seq, (str, list, tuple)) and isinstance(times, int)
+                        and len(seq) * times > MAX_SEQUENCE):
+                    raise SecurityError(
+                        f"refused: repeating a sequence {times} times gives more than {MAX_SEQUENCE} items")
+            return operator.mul(left, right)
+        if operator_name == "**":
+            if (isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 0
+                    and right * math.log2(abs(left)) > MAX_POWER_BITS):
+                raise SecurityError(
+                    f"refused: {left} ** {right} is larger than {MAX_POWER_BITS} bits")
+            return operator.pow(left, right)
+        if operator_name == "%" and isinstance(left, str):
+            for width, precision in _FORMAT_WIDTH.findall(left):
+                if int(width or 0) > MAX_FORMAT_WIDTH or int(precision or 0) > MAX_FORMAT_WIDTH:
+                    raise SecurityError(
+                        f"refused: a % format wider than {MAX_FORMAT_WIDTH} characters")
+            return operator.mod(left, right)
+        return super().call_binop(context, operator_name, left, right)
+
 
 def make_environment() -> jinja2.Environment:
-    """A Jinja2 environment with StrictUndefined (an undefined variable is an error)."""
-    return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                              autoescape=False)
+    """The sandboxed Jinja2 environment shipit renders with (see the module docstring):
+    immutable sandbox, StrictUndefined (an undefined variable is an error), no autoescape,
+    trailing newlines kept."""
+    return _Sandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+def _guarded(call: Callable[[], Any]) -> Any:
+    """Run ``call``; let TemplateErrors through and wrap anything else in TemplateFailure."""
+    try:
+        return call()
+    except jinja2.TemplateError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of a template is the template's
+        raise TemplateFailure(exc) from exc
 
 
 class Templar:
     """Renders values against one host's variables.
 
-    Raises (from every method): :class:`jinja2.TemplateError` (undefined variable, syntax).
+    Raises (from every method): :class:`jinja2.TemplateError`: an undefined variable, a syntax
+    error, a sandbox refusal (:class:`jinja2.exceptions.SecurityError`), or
+    :class:`TemplateFailure` wrapping any other exception raised while rendering.
     """
 
     def __init__(self, env: jinja2.Environment, variables: Mapping[str, Any]) -> None:
@@ -40,7 +140,7 @@ class Templar:
             match = _SINGLE_EXPR.match(value.strip())
             if match and "{{" not in match.group("expr"):
                 return self.evaluate(match.group("expr"))
-            return self.env.from_string(value).render(self.variables)
+            return _guarded(lambda: self.env.from_string(value).render(self.variables))
         if isinstance(value, Mapping):
             return {k: self.render(v) for k, v in value.items()}
         if isinstance(value, list):
@@ -49,17 +149,25 @@ class Templar:
 
     def render_text(self, text: str) -> str:
         """Render a whole template text (e.g. a template file) to a string."""
-        return self.env.from_string(text).render(self.variables)
+        rendered: str = _guarded(lambda: self.env.from_string(text).render(self.variables))
+        return rendered
 
     def evaluate(self, expression: str) -> Any:
         """Evaluate a bare Jinja2 expression (as in ``when:``) to its native value."""
-        return self.env.compile_expression(expression.strip(), undefined_to_none=False)(**self.variables)
+        return _guarded(lambda: self.env.compile_expression(expression.strip(), undefined_to_none=False)(
+            **self.variables))
 
     def truth(self, expression: str | bool) -> bool:
         """A ``when`` condition's truth; booleans pass through."""
         if isinstance(expression, bool):
             return expression
-        return bool(self.evaluate(expression))
+        value = self.evaluate(expression)
+        truth: bool = _guarded(lambda: bool(value))  # StrictUndefined raises on bool()
+        return truth
+
+
+def _parse(env: jinja2.Environment, value: str, expression: bool) -> jinja2.nodes.Template:
+    return env.parse("{{ " + value + " }}" if expression else value)
 
 
 def variables_in(env: jinja2.Environment, value: Any, expression: bool = False) -> set[str]:
@@ -72,10 +180,8 @@ def variables_in(env: jinja2.Environment, value: Any, expression: bool = False) 
     """
     names: set[str] = set()
     if isinstance(value, str):
-        if expression:
-            names |= jinja2.meta.find_undeclared_variables(env.parse("{{ " + value + " }}"))
-        elif "{{" in value or "{%" in value:
-            names |= jinja2.meta.find_undeclared_variables(env.parse(value))
+        if expression or "{{" in value or "{%" in value:
+            names |= jinja2.meta.find_undeclared_variables(_parse(env, value, expression))
     elif isinstance(value, Mapping):
         for v in value.values():
             names |= variables_in(env, v, expression)
@@ -83,3 +189,56 @@ def variables_in(env: jinja2.Environment, value: Any, expression: bool = False) 
         for v in value:
             names |= variables_in(env, v, expression)
     return names
+
+
+def _unsafe_names(tree: jinja2.nodes.Node) -> list[str]:
+    """``_private`` attribute or item names a template reaches for with a constant name
+    (``x.__class__``, ``x['__globals__']``, ``x|attr('__init__')``)."""
+    found: list[str] = []
+    for node in tree.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem, jinja2.nodes.Filter)):
+        name: Any = None
+        if isinstance(node, jinja2.nodes.Getattr):
+            name = node.attr
+        elif isinstance(node, jinja2.nodes.Getitem) and isinstance(node.arg, jinja2.nodes.Const):
+            name = node.arg.value
+        elif (isinstance(node, jinja2.nodes.Filter) and node.name == "attr" and node.args
+              and isinstance(node.args[0], jinja2.nodes.Const)):
+            name = node.args[0].value
+        if isinstance(name, str) and name.startswith("_"):
+            found.append(name)
+    return found
+
+
+def template_problems(env: jinja2.Environment, value: Any, expression: bool = False) -> list[str]:
+    """What is wrong with the templates inside ``value``, found without any variables:
+    a syntax error, a constant ``_private`` attribute (the sandbox would refuse it at run
+    time), or, for a bare expression that uses no variable at all, its evaluation failing
+    (``when: "(1 / 0) > 0"``). Empty when nothing is wrong.
+
+    ``expression=True`` treats strings as bare expressions (``when:``).
+    """
+    problems: list[str] = []
+    if isinstance(value, Mapping):
+        for v in value.values():
+            problems += template_problems(env, v, expression)
+        return problems
+    if isinstance(value, list):
+        for v in value:
+            problems += template_problems(env, v, expression)
+        return problems
+    if not isinstance(value, str) or not (expression or "{{" in value or "{%" in value):
+        return problems
+    try:
+        tree = _parse(env, value, expression)
+    except jinja2.TemplateSyntaxError as exc:
+        return [f"template syntax error: {exc.message}"]
+    unsafe = _unsafe_names(tree)
+    if unsafe:
+        return [f"template refused: access to {', '.join(sorted(set(unsafe)))} is not allowed in "
+                "templates (the sandbox only lets templates read variables, not Python internals)"]
+    if expression and not jinja2.meta.find_undeclared_variables(tree):
+        try:
+            Templar(env, {}).truth(value)
+        except jinja2.TemplateError as exc:
+            problems.append(f"this condition always fails: {exc}")
+    return problems

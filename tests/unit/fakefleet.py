@@ -91,7 +91,7 @@ class FakeHost:
     fail_migrate: bool = False
     unreachable: bool = False
     truncate_facts: bool = False
-    hang: bool = False
+    hang: str = ""  # a script containing this text never returns (until cancelled or timed out)
     migrations: int = 0
     scripts: list[str] = field(default_factory=list)
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -182,9 +182,10 @@ class FakeFleetTransport:
             raise HostUnreachable(f"{fake.name}: cannot connect: connection refused")
         self.stats.execs += 1
         fake.scripts.append(script)
-        if fake.hang:
+        if fake.hang and fake.hang in script:
             fake.hanging.set()
-            if fake.cancelled.wait(timeout if timeout is not None else 5):
+            # a fake hang ends after at most 1 s (as if the timeout had passed), or on cancel
+            if fake.cancelled.wait(min(timeout, 1.0) if timeout is not None else 1.0):
                 from shipit.errors import ShipitError
                 raise ShipitError(f"{fake.name}: the command was interrupted")
             from shipit.errors import ShipitError

@@ -24,7 +24,7 @@ def test_example_spec_loads() -> None:
 
 
 def test_inventory_overrides_and_errors_name_the_line(tmp_path: Path) -> None:
-    (tmp_path / "shipit.yml").write_text("name: shop\nweb: {app: shop.main:app, workers: 3}\n")
+    (tmp_path / "shipit.yml").write_text("name: shop\nweb: {app: shop.main:app, workers: 3}\ndomains: [shop.test]\n")
     spec = load_app_spec(tmp_path, {"domains": ["shop.example.com"], "tls": {"acme_email": "ops@example.com"}}, "inv.yml")
     assert spec.domains == ("shop.example.com",) and spec.acme_email == "ops@example.com" and not spec.tls_internal
     (tmp_path / "shipit.yml").write_text("name: Shop!\nweb:\n  app: nope\n  workers: lots\nkeep_releases: 1\nsurprise: 1\n")
@@ -43,7 +43,9 @@ def test_sizes() -> None:
 
 
 def test_secrets_from_environment_then_file(tmp_path: Path) -> None:
-    (tmp_path / "shipit.yml").write_text(f"name: a\nweb: {{app: a:app}}\nsecrets: [A, B]\nsecrets_file: {tmp_path}/{{env}}.env\n")
+    (tmp_path / "shipit.yml").write_text(f"name: a\nweb: {{app: a:app}}\ndomains: [a.test]\nsecrets: [A, B]\n"
+                                         "env: {A: '{{ secrets.A }}', B: '{{ secrets[\"B\"] }}'}\n"
+                                         f"secrets_file: {tmp_path}/{{env}}.env\n")
     (tmp_path / "prod.env").write_text("# comment\nB='from-file'\n")
     spec = load_app_spec(tmp_path)
     assert load_secrets(spec, "prod", {"A": "from-env"}) == {"A": "from-env", "B": "from-file"}
@@ -54,7 +56,7 @@ def test_secrets_from_environment_then_file(tmp_path: Path) -> None:
 def test_env_file_renders_secrets_and_hosts_in_systemd_quoting(tmp_path: Path) -> None:
     (tmp_path / "inv.yml").write_text("hosts: {web1: {address: 10.0.0.1}, db1: {address: 10.0.0.9}}\n"
                                       "groups: {web: {hosts: [web1]}, db: {hosts: [db1]}}\n")
-    (tmp_path / "shipit.yml").write_text("name: a\nweb: {app: a:app}\nsecrets: [PW]\nenv:\n"
+    (tmp_path / "shipit.yml").write_text("name: a\nweb: {app: a:app}\ndomains: [a.test]\nsecrets: [PW]\nenv:\n"
                                          "  URL: \"pg://u:{{ secrets.PW }}@{{ hostvars[groups.db[0]].address }}/a\"\n")
     inv = load_inventory(tmp_path / "inv.yml")
     target = Target("prod", inv, load_app_spec(tmp_path), {"PW": "s3cret"}, ("web1",), "web1")
@@ -67,14 +69,14 @@ def test_env_file_renders_secrets_and_hosts_in_systemd_quoting(tmp_path: Path) -
 
 
 def test_workers_sized_against_memory(tmp_path: Path) -> None:
-    (tmp_path / "shipit.yml").write_text("name: a\nweb: {app: a:app, workers: auto, memory_per_worker: 512M}\n"
+    (tmp_path / "shipit.yml").write_text("name: a\ndomains: [a.test]\nweb: {app: a:app, workers: auto, memory_per_worker: 512M}\n"
                                          "memory_budget: 50%\n")
     spec = load_app_spec(tmp_path)
     facts = {"web1": {"mem_total": 8 * GiB, "cpus": 4}, "web2": {"mem_total": 2 * GiB, "cpus": 4}}
     # 50% of 2 GiB = 1 GiB -> two 512 MiB workers on the smallest host; all hosts get the same
     assert size_workers(spec, facts) == 2
     assert size_workers(spec, {"big": {"mem_total": 64 * GiB, "cpus": 2}}) == 5  # capped at 2 x CPUs + 1
-    (tmp_path / "shipit.yml").write_text("name: a\nweb: {app: a:app, workers: 8, memory_per_worker: 512M}\n"
+    (tmp_path / "shipit.yml").write_text("name: a\ndomains: [a.test]\nweb: {app: a:app, workers: 8, memory_per_worker: 512M}\n"
                                          "memory_budget: 2G\n")
     with pytest.raises(ValidationError) as info:
         size_workers(load_app_spec(tmp_path), facts)
@@ -82,7 +84,7 @@ def test_workers_sized_against_memory(tmp_path: Path) -> None:
 
 
 def test_a_host_var_sets_that_hosts_budget(tmp_path: Path) -> None:
-    (tmp_path / "shipit.yml").write_text("name: a\nweb: {app: a:app, workers: 2, memory_per_worker: 100M}\n")
+    (tmp_path / "shipit.yml").write_text("name: a\ndomains: [a.test]\nweb: {app: a:app, workers: 2, memory_per_worker: 100M}\n")
     facts = {"web1": {"mem_total": 8 * GiB, "cpus": 2}, "web2": {"mem_total": 8 * GiB, "cpus": 2}}
     spec = load_app_spec(tmp_path)
     assert size_workers(spec, facts) == 2
@@ -102,7 +104,7 @@ def test_per_worker_memory_measured_from_the_running_release(tmp_path: Path) -> 
     assert measured_worker_memory(status) == 194621440 // 2
     assert measured_worker_memory({"live_port": None, "units": {}}) is None
 
-    (tmp_path / "shipit.yml").write_text("name: a\nweb: {app: a:app, workers: auto}\nmemory_budget: 300M\n")
+    (tmp_path / "shipit.yml").write_text("name: a\ndomains: [a.test]\nweb: {app: a:app, workers: auto}\nmemory_budget: 300M\n")
     spec = load_app_spec(tmp_path)
     facts = {"web1": {"mem_total": 8 * GiB, "cpus": 8}}
     assert size_workers(spec, facts) == 3  # 300 MiB / the 100 MiB default

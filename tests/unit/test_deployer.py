@@ -233,19 +233,32 @@ def test_ctrl_c_during_a_hanging_command_frees_the_lock_and_says_where_hosts_sta
     first = fleet.deploy()
     fleet.version = 1
     deployer, rec = fleet.deployer()
-    fleet.hosts["web2"].hang = True  # upload hangs on web2
-    timer = threading.Thread(target=lambda: fleet.hosts["web2"].hanging.wait(10) and _interrupt_main())
+    fleet.hosts["web1"].hang = "__change release_command"  # the migration hangs on the leader
+    timer = threading.Thread(target=lambda: fleet.hosts["web1"].hanging.wait(10) and _interrupt_main())
     timer.start()
     try:
         with pytest.raises(DeployFailed) as info:
             deployer.deploy(str(fleet.tmp / "out"))
     finally:
         timer.join()
-        fleet.hosts["web2"].hang = False
+        fleet.hosts["web1"].hang = ""
     assert info.value.exit_code == 130 and "interrupted (Ctrl-C)" in info.value.message
     assert fleet.serving() == {h: first.release for h in WEB}
     assert fleet.hosts["web1"].lock is None
-    assert fleet.hosts["web2"].cancelled.is_set()  # the hanging command was cut off
+    assert fleet.hosts["web1"].cancelled.is_set()  # the hanging command was cut off
+
+
+def test_a_hanging_command_times_out_as_that_hosts_failure(fleet: Fleet) -> None:
+    first = fleet.deploy()
+    fleet.version = 1
+    fleet.hosts["web1"].hang = "__change release_command"
+    (fleet.tmp / "app" / "shipit.yml").write_text(
+        (fleet.tmp / "app" / "shipit.yml").read_text() + "migrate_timeout: 1\n")
+    deployer, _ = fleet.deployer()
+    with pytest.raises(DeployFailed, match="(?s)migrations failed on the leader.*timeout"):
+        deployer.deploy(str(fleet.tmp / "out"))
+    assert fleet.serving() == {h: first.release for h in WEB}
+    assert fleet.hosts["web1"].lock is None
 
 
 def _interrupt_main() -> None:
