@@ -1,67 +1,197 @@
 """Test doubles for the transport: a local shell (runs scripts here) and a scripted fake.
 
-Used by unit tests only; real runs use :class:`shipit.transport.SSHTransport`.
+Used by unit tests only; real runs use :class:`shipit.transport.SSHTransport`. Both honour
+``timeout`` and :meth:`cancel` like the real one: :class:`RemoteTimeout` when a command runs
+too long, :class:`CommandInterrupted` once cancelled (until :meth:`resume`).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
-import tempfile
+import signal
+import subprocess
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from invoke import Context
+from shipit.transport import (CommandInterrupted, CommandResult, NoExitStatus, RemoteTimeout,
+                              TransportStats)
 
-from shipit.transport import CommandResult, TransportStats
+
+def _interrupted(host: str, result: CommandResult | None = None) -> CommandInterrupted:
+    return CommandInterrupted(host, f"{host}: the remote command was interrupted (cancelled) "
+                                    "and stopped", result)
 
 
 @dataclass
 class LocalShellTransport:
-    """Runs each script with ``sh -s`` on this machine (through invoke), ignoring ``become``.
+    """Runs each script with ``sh -s`` on this machine (script on stdin), ignoring ``become``.
 
     Lets unit tests exercise the executor's real scripts (gathering, applying, refreshing)
-    without a network. ``scripts`` records every script run.
+    without a network. ``scripts`` records every script run. Each command runs in its own
+    process group, killed (SIGKILL) on timeout or :meth:`cancel`.
     """
 
     host: str
     stats: TransportStats = field(default_factory=TransportStats)
     scripts: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _procs: set[subprocess.Popen[bytes]] = field(default_factory=set)
+    _cancelled: bool = False
 
     def run(self, script: str, *, become: bool = True, timeout: float | None = None) -> CommandResult:
+        """Run ``script`` with ``sh -s`` here; ``timeout`` in wall-clock seconds (None: no limit).
+
+        Raises: :class:`RemoteTimeout`, :class:`CommandInterrupted` (see :meth:`cancel`).
+        """
         self.stats.execs += 1
         self.scripts.append(script)
-        # A script file rather than stdin: invoke's stdin pump adds seconds per call.
-        with tempfile.NamedTemporaryFile("w", suffix=".sh") as fh:
-            fh.write(script)
-            fh.flush()
-            result = Context().run(f"sh {fh.name} </dev/null", hide=True, warn=True,
-                                   timeout=timeout, in_stream=False)
-        return CommandResult(result.exited, result.stdout, result.stderr)
+        with self._lock:
+            if self._cancelled:
+                raise _interrupted(self.host)
+            proc = subprocess.Popen(["sh", "-s"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True)
+            self._procs.add(proc)
+        try:
+            try:
+                out, err = proc.communicate(script.encode(), timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                out, err = proc.communicate()
+                raise RemoteTimeout(self.host, timeout or 0.0, _decode(-1, out, err)) from None
+            except BaseException:
+                _kill_group(proc)
+                proc.wait()
+                raise
+        finally:
+            with self._lock:
+                self._procs.discard(proc)
+        if self._cancelled and proc.returncode < 0:
+            raise _interrupted(self.host, _decode(-1, out, err))
+        return _decode(proc.returncode, out, err)
 
     def put(self, local: str, remote: str) -> None:
+        """Copy ``local`` to ``remote`` on this machine."""
+        if self._cancelled:
+            raise _interrupted(self.host)
         self.stats.sftp += 1
         shutil.copyfile(local, remote)
 
     def close(self) -> None:
+        """Nothing to close."""
+
+    def cancel(self) -> None:
+        """Kill the running commands' process groups; refuse new commands until :meth:`resume`."""
+        with self._lock:
+            self._cancelled = True
+            procs = list(self._procs)
+        for proc in procs:
+            _kill_group(proc)
+
+    def resume(self) -> None:
+        """Accept commands again after :meth:`cancel`."""
+        with self._lock:
+            self._cancelled = False
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
         pass
+
+
+def _decode(rc: int, out: bytes | None, err: bytes | None) -> CommandResult:
+    return CommandResult(rc, (out or b"").decode("utf-8", "replace"), (err or b"").decode("utf-8", "replace"))
+
+
+@dataclass(frozen=True)
+class Hang:
+    """What a :class:`FakeTransport` responder returns to simulate a command that runs long.
+
+    The fake's ``run`` then blocks (really waits) for ``seconds`` (None: until cancelled or
+    timed out), returning ``then`` if it got that far. With a ``timeout`` shorter than
+    ``seconds`` it raises :class:`RemoteTimeout` after ``timeout`` seconds, carrying
+    ``partial``; :meth:`FakeTransport.cancel` makes it raise :class:`CommandInterrupted`.
+    """
+
+    seconds: float | None = None
+    then: CommandResult = CommandResult(0, "", "")
+    partial: CommandResult = CommandResult(-1, "", "")
+
+
+def killed(stdout: str = "", stderr: str = "") -> NoExitStatus:
+    """A responder's answer for a command killed mid-way (truncated output, no exit status).
+
+    Return it from ``respond``: the fake raises it, like the SSH transport does when a
+    channel closes without an exit status.
+    """
+    return NoExitStatus("", "the remote command ended without an exit status (killed by a signal?)",
+                        CommandResult(-1, stdout, stderr))
+
+
+Response = CommandResult | Hang | BaseException
 
 
 @dataclass
 class FakeTransport:
-    """Answers every script with ``respond(script) -> CommandResult``; records the scripts."""
+    """Answers every script with ``respond(script)``; records the scripts.
+
+    ``respond`` returns a :class:`CommandResult`, a :class:`Hang` (a command that takes long,
+    for timeouts and cancel), or an exception instance, which ``run`` raises (e.g.
+    :func:`killed` for truncated output, ``HostUnreachable(...)`` for a lost host). It may
+    also raise. Honours ``timeout`` and :meth:`cancel` like :class:`SSHTransport`.
+    """
 
     host: str
-    respond: Callable[[str], CommandResult]
+    respond: Callable[[str], Response]
     stats: TransportStats = field(default_factory=TransportStats)
     scripts: list[str] = field(default_factory=list)
+    _abort: threading.Event = field(default_factory=threading.Event)
 
     def run(self, script: str, *, become: bool = True, timeout: float | None = None) -> CommandResult:
+        """Answer ``script`` with ``respond``; ``timeout`` in wall-clock seconds.
+
+        Raises: :class:`RemoteTimeout` (a :class:`Hang` longer than ``timeout``),
+        :class:`CommandInterrupted` (cancelled), or what ``respond`` returns or raises.
+        """
         self.stats.execs += 1
         self.scripts.append(script)
-        return self.respond(script)
+        if self._abort.is_set():
+            raise _interrupted(self.host)
+        answer = self.respond(script)
+        if isinstance(answer, Hang):
+            answer = self._hang(answer, timeout)
+        if isinstance(answer, NoExitStatus) and not answer.host:
+            answer = NoExitStatus(self.host, f"{self.host}: {answer.message}", answer.result)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def _hang(self, hang: Hang, timeout: float | None) -> CommandResult:
+        waits = [w for w in (hang.seconds, timeout) if w is not None]
+        limit = min(waits) if waits else None
+        if self._abort.wait(limit):
+            raise _interrupted(self.host, hang.partial)
+        if timeout is not None and (hang.seconds is None or timeout < hang.seconds):
+            raise RemoteTimeout(self.host, timeout, hang.partial)
+        return hang.then
 
     def put(self, local: str, remote: str) -> None:
+        """Count the upload; copies nothing."""
+        if self._abort.is_set():
+            raise _interrupted(self.host)
         self.stats.sftp += 1
 
     def close(self) -> None:
-        pass
+        """Nothing to close."""
+
+    def cancel(self) -> None:
+        """Wake every :class:`Hang` in progress with :class:`CommandInterrupted`; refuse new
+        commands until :meth:`resume`. Thread-safe."""
+        self._abort.set()
+
+    def resume(self) -> None:
+        """Accept commands again after :meth:`cancel`."""
+        self._abort.clear()
