@@ -356,25 +356,34 @@ class Executor:
             self.interrupted = True
             for f in futures:
                 f.cancel()
-            self._cancel_in_flight(everything=False)
+            cancelled = self._cancel_in_flight(everything=False)
             try:
                 wait(futures)
             except KeyboardInterrupt:
-                self._cancel_in_flight(everything=True)
+                cancelled += self._cancel_in_flight(everything=True)
                 wait(futures)
             pool.shutdown(wait=True)
+            for transport in cancelled:  # usable again: the caller frees the lock, reads states
+                resume = getattr(transport, "resume", None)
+                if resume is not None:
+                    resume()
             raise
         pool.shutdown(wait=True)
         return [f.result() for f in futures]
 
-    def _cancel_in_flight(self, everything: bool) -> None:
+    def _cancel_in_flight(self, everything: bool) -> list[Transport]:
+        """Cut off the commands in flight (those that may be cut, or ``everything``)."""
         with self._lock:
             running = dict(self._in_flight)
+        cancelled: list[Transport] = []
         for host, interruptible in running.items():
             if interruptible or everything:
-                cancel = getattr(self.pool.get(host), "cancel", None)
+                transport = self.pool.get(host)
+                cancel = getattr(transport, "cancel", None)
                 if cancel is not None:
                     cancel()
+                    cancelled.append(transport)
+        return cancelled
 
     def _record(self, result: TaskResult) -> None:
         with self._lock:
