@@ -30,9 +30,9 @@ Shape (every key but ``name`` and ``web.app`` optional)::
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import math
-import io
 import os
 import re
 from collections.abc import Mapping
@@ -42,7 +42,6 @@ from typing import Any
 
 import jinja2
 import jinja2.nodes
-
 from dotenv import dotenv_values
 
 from shipit.errors import Problem, ValidationError

@@ -26,7 +26,7 @@ import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from invoke import Context
+from invoke.context import Context
 
 from shipit.errors import ShipitError
 

@@ -11,7 +11,6 @@ import importlib
 import json
 import signal
 import sys
-import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path

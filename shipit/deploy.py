@@ -35,9 +35,9 @@ import json
 import socket
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
@@ -434,7 +434,7 @@ class Deployer:
     # ---- lock ------------------------------------------------------------------------------
     def lock_token(self, release: str) -> str:
         """What the lock says: who, when (UTC), which release."""
-        return f"who={self.user} when={datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} release={release}"
+        return f"who={self.user} when={datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} release={release}"
 
     def _acquire(self, plays: Mapping[str, Play], extra: Mapping[str, Any]) -> None:
         """Run the ``lock`` play on the leader; retry every 2 s up to ``lock_wait`` seconds.
@@ -513,7 +513,7 @@ class Deployer:
         self.reporter.note(f"artifact {artifact.content_hash} ({artifact.size / 2**20:.1f} MiB)")
         self._timed("build", started)
         workers = 1 if spec.workers == "auto" else int(spec.workers)
-        provisional = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{'0' * 12}"
+        provisional = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{'0' * 12}"
         first = self._deploy_extra(artifact, env_file, workers, provisional)
         self._playbook(first)  # validate everything before the first connection
         self._provision(first)
@@ -530,7 +530,7 @@ class Deployer:
                                self.measure_worker_memory(live))
         fingerprint = release_fingerprint(artifact.sha256, env_file, app_vars(spec, workers, self.target.secrets))
         release = next((r for s in live.values() for r in s["releases"] if r.endswith("-" + fingerprint)),
-                       f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{fingerprint}")
+                       f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{fingerprint}")
         extra = self._deploy_extra(artifact, env_file, workers, release)
         plays = self._playbook(extra)
         provision = self._provision(extra)
@@ -544,7 +544,8 @@ class Deployer:
                 "artifact": artifact.path, "distribution": artifact.distribution or "app",
                 "env_file": env_file, "release_env": render_release_env(spec, release, workers)}
 
-    def _locked(self, plays: Mapping[str, Play], extra: Mapping[str, Any], body: Any) -> DeployOutcome:
+    def _locked(self, plays: Mapping[str, Play], extra: Mapping[str, Any],
+                body: Callable[[], DeployOutcome]) -> DeployOutcome:
         """Take the lock, run ``body()``, free the lock on every exit path."""
         started = time.monotonic()
         self.reporter.phase("lock", self.target.leader)

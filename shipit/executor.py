@@ -25,8 +25,7 @@ from __future__ import annotations
 import secrets as pysecrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +33,8 @@ from typing import Any, Protocol
 
 import jinja2
 
-from shipit.facts import FactKind, FactQuery, build_gather_script, split_gather_output, unique
 from shipit.errors import ShipitError
+from shipit.facts import FactKind, FactQuery, build_gather_script, split_gather_output, unique
 from shipit.inventory import Inventory
 from shipit.modules.base import Change, Module, Plan, PlanContext, mask
 from shipit.playbook import Play, Playbook, Task, batches
@@ -331,7 +330,7 @@ class Executor:
     # ---- batches --------------------------------------------------------------------------
     def _run_batch(self, play: Play, batch: list[str], play_hosts: list[str], stop: _StopFlag) -> list[str]:
         results = self._parallel(batch, lambda h: self._run_host(play, h, play_hosts, stop), stop)
-        return [host for host, ok in zip(batch, results) if not ok]
+        return [host for host, ok in zip(batch, results, strict=True) if not ok]
 
     def _parallel(self, hosts: Sequence[str], fn: Callable[[str], Any],
                   stop: _StopFlag | None = None) -> list[Any]:
@@ -587,7 +586,7 @@ class Executor:
                 plan = module.plan(inst.params, facts, ctx)
             except (OSError, jinja2.TemplateError, ValueError) as exc:
                 plan = Plan(failed=f"{type(exc).__name__}: {exc}")
-            base = dict(host=host, play=play.name, task=inst.label, module=inst.task.module)
+            base: dict[str, Any] = dict(host=host, play=play.name, task=inst.label, module=inst.task.module)
             if plan.failed:
                 self._record(TaskResult(**base, status="failed", message=mask(plan.failed, secrets),
                                         duration=time.monotonic() - started))
@@ -659,7 +658,7 @@ class Executor:
             return facts
 
         results = self._parallel(list(hosts), one)
-        return dict(zip(hosts, results))
+        return dict(zip(hosts, results, strict=True))
 
     # ---- remote scripts ---------------------------------------------------------------------
     def _run_remote(self, transport: Transport, script: str, become: bool, timeout: float,

@@ -43,8 +43,7 @@ import fnmatch
 import math
 import re
 import shlex
-from collections.abc import Callable
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

@@ -16,8 +16,8 @@ from rich.table import Table
 
 from shipit.errors import Problem, ShipitError, ValidationError
 from shipit.executor import Executor, RunOptions
-from shipit.facts.status import app_status
 from shipit.facts.registry import fact_kinds
+from shipit.facts.status import app_status
 from shipit.inventory import Inventory
 from shipit.modules.registry import builtin_modules
 from shipit.pool import TransportPool

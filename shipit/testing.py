@@ -15,8 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from shipit.transport import (CommandInterrupted, CommandResult, NoExitStatus, RemoteTimeout,
-                              TransportStats)
+from shipit.transport import CommandInterrupted, CommandResult, NoExitStatus, RemoteTimeout, TransportStats
 
 
 def _interrupted(host: str, result: CommandResult | None = None) -> CommandInterrupted:

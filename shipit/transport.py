@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Protocol
 
 import paramiko
-from fabric import Connection  # type: ignore[import-untyped]
+from fabric import Connection
 from paramiko.common import cMSG_CHANNEL_REQUEST
 from paramiko.message import Message
 
@@ -435,7 +435,7 @@ class SSHTransport:
             while stdin_open and sent < len(stdin):
                 try:
                     n = chan.send(stdin[sent:sent + _CHUNK])
-                except socket.timeout:
+                except TimeoutError:
                     stalled = True
                     break
                 if n <= 0:  # closed under us
@@ -585,7 +585,7 @@ def _drain(recv: Callable[[int], bytes], sink: list[bytes]) -> tuple[bool, bool]
     while True:
         try:
             chunk = recv(_RECV)
-        except socket.timeout:
+        except TimeoutError:
             return False, got
         if not chunk:
             return True, got

@@ -12,8 +12,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 from shipit.errors import ShipitError
-from shipit.facts import FactKind
-from shipit.facts import accounts, app, files, host, packages, python, status, systemd
+from shipit.facts import FactKind, accounts, app, files, host, packages, python, status, systemd
 
 ENTRY_POINT_GROUP = "shipit.facts"
 

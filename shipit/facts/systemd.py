@@ -15,7 +15,7 @@ Arg: a unit name with its suffix (``app.service``). Parsed shape (all keys prese
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from shlex import quote as q
 from typing import Any
 
@@ -77,7 +77,7 @@ def parse_unit(stdout: str) -> dict[str, Any]:
     return result
 
 
-def is_running(fact: dict[str, Any]) -> bool:
+def is_running(fact: Mapping[str, Any]) -> bool:
     """Active, reloading, or starting up (but not waiting to restart after a crash)."""
     state = fact["active_state"]
     return state in ("active", "reloading") or (

@@ -156,7 +156,7 @@ class Lab:
         self._write_known_hosts([m for m in machines if (m.upper / "etc/ssh").exists()])
         with ThreadPoolExecutor(max_workers=max(1, min(32, len(machines)))) as pool:
             quick = list(pool.map(lambda m: m.running() and self._probe(m, 3.0).ready, machines))
-        to_boot = [m for m, ok in zip(machines, quick) if not ok]
+        to_boot = [m for m, ok in zip(machines, quick, strict=True) if not ok]
         if to_boot:
             self._log(f"booting {', '.join(m.spec.name for m in to_boot)}")
             with ThreadPoolExecutor(max_workers=max(1, min(32, len(to_boot)))) as pool:

@@ -7,6 +7,7 @@ exactly this lab's rules and nothing else. All functions are idempotent.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import shlex
 from pathlib import Path
@@ -75,7 +76,7 @@ def tagged_rules(net: LabNet, table: str) -> list[list[str]]:
     for line in out.splitlines():
         args = shlex.split(line)
         if args[:1] == ["-A"] and any(a == "--comment" and b == net.comment
-                                      for a, b in zip(args, args[1:])):
+                                      for a, b in itertools.pairwise(args)):
             found.append(args)
     return found
 

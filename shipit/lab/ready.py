@@ -4,7 +4,6 @@ key and strict host-key checking, ``sudo -n true``, and a finished boot.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +46,7 @@ def probe(address: str, key: Path, known_hosts: Path, timeout: float = 5.0,
         _, stdout, _ = client.exec_command(_PROBE, timeout=timeout * 4)
         out = stdout.read().decode(errors="replace")
         stdout.channel.recv_exit_status()
-    except (paramiko.SSHException, OSError, socket.timeout, EOFError) as e:
+    except (TimeoutError, paramiko.SSHException, OSError, EOFError) as e:
         return Readiness(False, error=f"{type(e).__name__}: {e}".strip())
     finally:
         client.close()

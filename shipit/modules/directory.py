@@ -67,8 +67,8 @@ class DirectoryModule(Module):
             return Plan(failed=f"{path} exists and is a {fact['type']}, not a directory")
         drift = _files.attr_drift(fact, mode, owner, group)
         tree = self._tree_query(params)
-        tree_drift = bool(tree and facts[tree]["drift"])
-        if tree_drift and not any(r.startswith(("owner", "group")) for r in drift):
+        tree_drift = bool(tree is not None and facts[tree]["drift"])
+        if tree is not None and tree_drift and not any(r.startswith(("owner", "group")) for r in drift):
             drift.append(f"owner/group differs below {path} (e.g. {facts[tree]['example']})"
                          if facts[tree]["example"] else f"owner/group differs below {path}")
         if not drift:

@@ -108,7 +108,7 @@ class Load:
         self._threads = [threading.Thread(target=self._loop, args=(t,), daemon=True) for t in self.targets]
         self._lock = threading.Lock()
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for t in self._threads:
             t.start()
         return self
@@ -228,8 +228,9 @@ def test_rolling_deploy_and_rollback_under_load_fail_no_request(env: Env, first:
     assert load.failed == [], f"{len(load.failed)} failed requests during the deploy: {load.failed[:5]}"
     assert load.ok > 50 and {first["release"], second["release"]} <= load.releases
     # the roll went batch by batch (serial: 1): one switch per host, in inventory order
-    log = env.run_on("web1", "tail -n 1 /srv/example/releases.log\n")
-    assert second["release"] in log and "\tlive" in log
+    log = env.run_on("web1", "tail -n 2 /srv/example/releases.log\n").splitlines()
+    assert log[0].endswith(f"{second['release']}\tlive")  # the new release went live...
+    assert log[1].endswith(f"{first['release']}\tretired")  # ...and the one before retired
 
     with Load(env) as load:
         back = deploy_json(env, "rollback", changed_app)

@@ -19,10 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_deploy import WEB, Env, copy_app, https_get, serving
 
 from shipit.lab import Lab, LabState
-
-from test_deploy import WEB, Env, copy_app, https_get, serving
 
 pytestmark = pytest.mark.e2e
 

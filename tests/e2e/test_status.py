@@ -15,10 +15,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from test_deploy import WEB, Env, https_get
 
 from shipit.lab import LabState
-
-from test_deploy import WEB, Env, https_get
 
 pytestmark = pytest.mark.e2e
 

@@ -25,8 +25,15 @@ from pathlib import Path
 
 import pytest
 
-from shipit.transport import (CommandInterrupted, HostKeyPolicy, HostUnreachable, RemoteCommandError,
-                              RemoteTimeout, SSHTarget, SSHTransport)
+from shipit.transport import (
+    CommandInterrupted,
+    HostKeyPolicy,
+    HostUnreachable,
+    RemoteCommandError,
+    RemoteTimeout,
+    SSHTarget,
+    SSHTransport,
+)
 
 pytestmark = pytest.mark.e2e
 

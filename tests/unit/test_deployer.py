@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from shipit.deploy import DeployFailed, DeployOutcome, Deployer, load_target
+from shipit.deploy import Deployer, DeployFailed, DeployOutcome, load_target
 from shipit.inventory import load_inventory
 from tests.unit.fakefleet import FakeHost, fake_kinds, fake_modules, fake_pool
 

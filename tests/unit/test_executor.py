@@ -8,12 +8,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from shipit.executor import Executor, RunOptions
 from shipit.facts import FactKind, FactQuery
 from shipit.facts.registry import fact_kinds
 from shipit.inventory import load_inventory
-from shipit.executor import Executor, RunOptions
 from shipit.modules.base import Change, Module, Param, Plan, PlanContext, q
 from shipit.playbook import load_playbook
 from shipit.pool import TransportPool

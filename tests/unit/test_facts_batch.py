@@ -22,7 +22,7 @@ REC = Path(__file__).parent / "recorded"
 def test_file_batch_splits_per_path() -> None:
     paths = ["/srv/app", "/srv/app/config.ini", "/nope", "/tmp/a b  c",
              "/etc/systemd/system/demo.service", "/dev/null", "/bin"]
-    facts = dict(zip(paths, map(parse_file, split_file_batch((REC / "batch_file.txt").read_text(), paths))))
+    facts = dict(zip(paths, map(parse_file, split_file_batch((REC / "batch_file.txt").read_text(), paths)), strict=True))
     assert facts["/srv/app"] == {"exists": True, "type": "directory", "mode": "0755", "owner": "app",
                                  "group": "app", "size": 4096, "sha256": None}
     assert facts["/srv/app/config.ini"]["sha256"] == \
@@ -37,7 +37,7 @@ def test_file_batch_splits_per_path() -> None:
 
 def test_deb_batch_matches_plain_and_arch_qualified_names() -> None:
     names = ["python3", "caddy", "no-such-pkg-x", "libc6:amd64", "libc6:i386"]
-    facts = dict(zip(names, map(parse_deb, split_deb_batch((REC / "batch_deb.txt").read_text(), names))))
+    facts = dict(zip(names, map(parse_deb, split_deb_batch((REC / "batch_deb.txt").read_text(), names)), strict=True))
     assert facts["python3"] == {"installed": True, "version": "3.11.2-1+b1"}
     assert facts["caddy"] == {"installed": True, "version": "2.6.2-5"}
     assert facts["libc6:amd64"]["installed"] is True
@@ -52,7 +52,7 @@ def test_held_package_counts_as_installed() -> None:
 def test_apt_policy_batch_splits_blocks() -> None:
     names = ["python3", "no-such-pkg-x", "caddy", "libc6:amd64", "libc6:i386"]
     text = (REC / "batch_apt_policy.txt").read_text()
-    facts = dict(zip(names, map(parse_apt_policy, split_apt_policy_batch(text, names))))
+    facts = dict(zip(names, map(parse_apt_policy, split_apt_policy_batch(text, names)), strict=True))
     assert facts["python3"] == {"installed": "3.11.2-1+b1", "candidate": "3.11.2-1+b1"}
     assert facts["caddy"]["candidate"] == "2.6.2-5"
     assert facts["libc6:amd64"]["candidate"] == "2.36-9+deb12u14"   # apt prints it as "libc6:"

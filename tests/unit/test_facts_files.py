@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from shipit.facts import FactQuery, build_gather_script, split_gather_output
-from shipit.facts import files
+from shipit.facts import FactQuery, build_gather_script, files, split_gather_output
 from shipit.facts.registry import fact_kinds
 
 REC = Path(__file__).parent / "recorded"

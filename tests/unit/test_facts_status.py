@@ -39,11 +39,11 @@ def test_restarted_master_under_load() -> None:
 
 def test_cgroup_v2_accounting_wins_over_proc() -> None:
     out = ("current=r1\nlive_port=8001\nclk_tck=100\n"
-           f"cpu0 x-web@8001.service 1000000000 u100\n"
-           f"cpu1 x-web@8001.service 1500000000 u250100\n"
-           f"show x-web@8001.service MainPID=0\nshow x-web@8001.service MemoryCurrent=4096\n"
-           f"mem x-web@8001.service 8192\n"
-           f"show x-web@8001.service ActiveState=failed\nshow x-web@8001.service NRestarts=5\n")
+           "cpu0 x-web@8001.service 1000000000 u100\n"
+           "cpu1 x-web@8001.service 1500000000 u250100\n"
+           "show x-web@8001.service MainPID=0\nshow x-web@8001.service MemoryCurrent=4096\n"
+           "mem x-web@8001.service 8192\n"
+           "show x-web@8001.service ActiveState=failed\nshow x-web@8001.service NRestarts=5\n")
     unit = parse(out)["units"]["x-web@8001.service"]
     assert unit["cpu_percent"] == 50.0 and unit["memory"] == 8192
     assert unit["active_state"] == "failed" and unit["restarts"] == 5 and unit["workers"] is None

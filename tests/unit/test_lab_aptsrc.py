@@ -5,8 +5,7 @@ from pathlib import Path
 import pytest
 
 from shipit.errors import PrerequisiteError
-from shipit.lab.aptsrc import (apt_conf_for_hosts, as_http, parse_deb822_mirror,
-                               parse_one_line_mirror, read_apt_mirror)
+from shipit.lab.aptsrc import apt_conf_for_hosts, as_http, parse_deb822_mirror, parse_one_line_mirror, read_apt_mirror
 
 # recorded from a Debian 12 machine (mirror host replaced by an example one)
 DEB822 = """\

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shipit.releases import (history, live_sequence, log_line, parse_log_line, prune_candidates,
-                             rollback_target)
+from shipit.releases import history, live_sequence, log_line, parse_log_line, prune_candidates, rollback_target
 
 R1, R2, R3, R4 = (f"20261201T10000{i}Z-aaaaaaaaaaa{i}" for i in range(1, 5))
 

@@ -23,7 +23,7 @@ from shipit.inventory import load_inventory
 from shipit.modules.base import Change, Module, Param, Plan, PlanContext, q
 from shipit.playbook import load_playbook
 from shipit.pool import TransportPool
-from shipit.templating import TemplateFailure, Templar, make_environment, template_problems
+from shipit.templating import Templar, TemplateFailure, make_environment, template_problems
 from shipit.testing import LocalShellTransport
 
 

@@ -9,8 +9,16 @@ from pathlib import Path
 import pytest
 
 from shipit.testing import FakeTransport, Hang, LocalShellTransport, killed
-from shipit.transport import (CommandInterrupted, CommandResult, HostUnreachable, NoExitStatus,
-                              RemoteCommandError, RemoteTimeout, SSHTransport, Transport)
+from shipit.transport import (
+    CommandInterrupted,
+    CommandResult,
+    HostUnreachable,
+    NoExitStatus,
+    RemoteCommandError,
+    RemoteTimeout,
+    SSHTransport,
+    Transport,
+)
 
 OK = CommandResult(0, "ok\n", "")
 WAIT = 30.0  # seconds: generous bound on joins, never asserted as a duration
