@@ -107,13 +107,15 @@ def run_guarded(fn: Callable[[], int], as_json: bool = False) -> None:
     """
     err = Console(stderr=True, highlight=False)
 
+    json_printed = False  # a command that printed its own JSON document on failure says so
+
     def fail(message: str, problems: list[Problem], exit_code: int) -> None:
         err.print("[bold red]error:[/] ", end="")
         err.print(message, markup=False, highlight=False, soft_wrap=True)
         for problem in problems:
             # one problem per line, never wrapped at the terminal width (CI logs, grep)
             err.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
-        if as_json:
+        if as_json and not json_printed:
             print_json({"error": message,
                         "problems": [{"file": p.file, "line": p.line, "key": p.key, "message": p.message}
                                      for p in problems]})
@@ -124,6 +126,7 @@ def run_guarded(fn: Callable[[], int], as_json: bool = False) -> None:
     except ValidationError as exc:
         fail("invalid input; nothing was touched", exc.problems, exc.exit_code)
     except ShipitError as exc:
+        json_printed = bool(getattr(exc, "json_printed", False))
         fail(exc.message, [], exc.exit_code)
     except KeyboardInterrupt as exc:
         err.print("[bold red]interrupted[/]")
@@ -213,7 +216,7 @@ def run_cmd(env: str, playbook: str, check: bool, diff: bool, extra: tuple[str, 
             reporter.recap(result, check=check)
         return 1 if result.failed else 0
 
-    run_guarded(body)
+    run_guarded(body, as_json=as_json)
 
 
 def _check_limit(inv: Inventory, limit: str | None) -> None:
@@ -255,7 +258,7 @@ def facts_cmd(env: str, inventory: str | None, limit: str | None, forks: int, as
             out.print(yaml.safe_dump(doc, sort_keys=True), markup=False, highlight=False)
         return 1 if result.failed else 0
 
-    run_guarded(body)
+    run_guarded(body, as_json=as_json)
 
 
 @main.command("exec", context_settings={"ignore_unknown_options": True})
@@ -302,7 +305,7 @@ def exec_cmd(env: str, command: tuple[str, ...], become: bool, inventory: str | 
                         out.print(text.rstrip(), markup=False, highlight=False)
         return 0 if all(r["rc"] == 0 for r in results) else 1
 
-    run_guarded(body)
+    run_guarded(body, as_json=as_json)
 
 
 @main.command("modules")
@@ -371,10 +374,9 @@ def _run_deploy_command(as_json: bool, console: Console, action: Callable[[], An
         if exc.outcome is not None:
             if as_json:
                 print_json({**exc.outcome.as_dict(), "ok": False, "error": exc.message})
+                exc.json_printed = True
             else:
                 console.print(outcome_table(exc.outcome))
-        elif as_json:
-            print_json({"ok": False, "error": exc.message})
         raise
     finally:
         pool_close()
@@ -407,7 +409,7 @@ def deploy_cmd(env: str, app_dir: str, lock_wait: float, verbose: bool, inventor
             deployer.pool.close)
         return outcome_code
 
-    run_guarded(body)
+    run_guarded(body, as_json=as_json)
 
 
 @main.command("rollback")
@@ -432,7 +434,7 @@ def rollback_cmd(env: str, app_dir: str, to: str | None, force: bool, lock_wait:
         return _run_deploy_command(as_json, console, lambda: deployer.rollback(to, force),
                                    deployer.pool.close)
 
-    run_guarded(body)
+    run_guarded(body, as_json=as_json)
 
 
 @main.command("releases")
@@ -467,7 +469,7 @@ def releases_cmd(env: str, app_dir: str, inventory: str | None, limit: str | Non
             console.print(table)
         return 0 if all(not isinstance(s, str) for s in states.values()) else 1
 
-    run_guarded(body)
+    run_guarded(body, as_json=as_json)
 
 
 @main.command("status")
@@ -497,7 +499,7 @@ def status_cmd(env: str, app_dir: str, inventory: str | None, limit: str | None,
             console.print(status_table(statuses))
         return 0 if all(s["reachable"] for s in statuses.values()) else 1
 
-    run_guarded(body)
+    run_guarded(body, as_json=as_json)
 
 
 @main.command("unlock")
@@ -525,7 +527,7 @@ def unlock_cmd(env: str, app_dir: str, inventory: str | None, limit: str | None,
             console.print("the deploy lock was not held")
         return 0
 
-    run_guarded(body)
+    run_guarded(body, as_json=as_json)
 
 
 if __name__ == "__main__":

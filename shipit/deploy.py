@@ -75,7 +75,12 @@ def builtin_playbook(name: str) -> Path:
 
 
 class DeployFailed(ShipitError):
-    """The deploy or rollback stopped; ``outcome`` says where each host stands."""
+    """The deploy or rollback stopped; ``outcome`` says where each host stands.
+
+    ``json_printed``: the CLI already printed the outcome as JSON (so no second document).
+    """
+
+    json_printed = False
 
     def __init__(self, message: str, outcome: DeployOutcome | None = None, *,
                  exit_code: int | None = None) -> None:
@@ -349,12 +354,13 @@ class Deployer:
         reporter: progress (a :class:`DeployReporter`); the deployer prints nothing itself.
         forks: hosts worked on at once.
         lock_wait: seconds to wait for another deploy's lock (0: fail at once).
-        build: the artifact builder (``build_artifact``; a fake in stubbed tests).
+        build: the artifact builder (default :func:`shipit.artifact.build_artifact`; a fake in
+            stubbed tests).
         modules, kinds: registries (default: the built-in ones plus plugins).
     """
 
     def __init__(self, target: Target, pool: TransportPool, reporter: DeployReporter,
-                 forks: int = 20, lock_wait: float = 0.0, build: Any = build_artifact,
+                 forks: int = 20, lock_wait: float = 0.0, build: Any = None,
                  modules: Mapping[str, Module] | None = None,
                  kinds: Mapping[str, FactKind] | None = None,
                  sleep: Any = time.sleep) -> None:
@@ -363,7 +369,7 @@ class Deployer:
         self.reporter = reporter
         self.forks = forks
         self.lock_wait = lock_wait
-        self.build = build
+        self.build = build or build_artifact
         self.modules = modules if modules is not None else builtin_modules()
         self.kinds = kinds if kinds is not None else fact_kinds()
         self.user = who()
