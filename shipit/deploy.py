@@ -308,6 +308,28 @@ def size_workers(spec: AppSpec, host_facts: Mapping[str, Mapping[str, Any]],
     return min(counts) if counts else 1
 
 
+def port_clashes(spec: AppSpec, states: Mapping[str, Mapping[str, Any]]) -> None:
+    """Refuse a deploy whose web slot ports another app on the same host already uses.
+
+    ``states`` are ``release_state`` facts per host (their ``app_ports``).
+
+    Raises:
+        ValidationError: exit 2, one problem per host and app, before anything changed.
+    """
+    mine = {spec.port, spec.port + 1}
+    problems = []
+    for host, state in states.items():
+        for app, ports in sorted(state.get("app_ports", {}).items()):
+            taken = sorted(mine & set(ports))
+            if app != spec.name and taken:
+                file, line = spec.where("web")
+                problems.append(Problem(file, line, "web.port", f"{host}: port{'s' if len(taken) > 1 else ''} "
+                                        f"{', '.join(map(str, taken))} already belong{'' if len(taken) > 1 else 's'} to the app '{app}' there; "
+                                        f"choose another web.port (this app needs {spec.port} and {spec.port + 1})"))
+    if problems:
+        raise ValidationError(problems)
+
+
 def app_vars(spec: AppSpec, workers: int, secrets: Mapping[str, str], release: str = "") -> dict[str, Any]:
     """The ``app`` variable the built-in playbooks read (with ``paths``/``units`` of the
     :class:`~shipit.layout.Layout` for ``release``)."""
@@ -532,6 +554,7 @@ class Deployer:
             raise DeployFailed("cannot read the release state of " + "; ".join(down.values())
                                + "; nothing was changed", self._outcome_from(states, "deploy", "", {}))
         live: dict[str, dict[str, Any]] = {h: s for h, s in states.items() if isinstance(s, dict)}
+        port_clashes(spec, live)
         workers = size_workers(spec, {h: s["facts"] for h, s in live.items()}, self.budgets(),
                                self.measure_worker_memory(live))
         fingerprint = release_fingerprint(artifact.sha256, env_file, app_vars(spec, workers, self.target.secrets))

@@ -35,7 +35,7 @@ import jinja2
 
 from shipit.errors import ShipitError
 from shipit.facts import FactKind, FactQuery, build_gather_script, split_gather_output, unique
-from shipit.inventory import Inventory
+from shipit.inventory import Inventory, leader_of
 from shipit.modules.base import Change, Module, Plan, PlanContext, mask
 from shipit.playbook import Play, Playbook, Task, batches
 from shipit.pool import TransportPool
@@ -470,6 +470,12 @@ class Executor:
             "play_hosts": list(play_hosts),
             "facts": dict(self.host_facts.get(host, {})),
         })
+        if "leader" not in self.options.extra_vars:  # the deploy names its leader itself
+            try:
+                variables["leader"] = leader_of(inv, list(play_hosts) or [host])
+            except ValueError:
+                variables["leader"] = play_hosts[0] if play_hosts else host
+        variables["is_leader"] = host == variables["leader"]
         return variables
 
     def _instances(self, tasks: Sequence[Task], play: Play, host: str, play_hosts: list[str],

@@ -85,6 +85,16 @@ class Layout:
         return f"{self.root}/releases.log"
 
     @property
+    def ports_file(self) -> str:
+        """The two local ports this app's web slots use (written at provisioning)."""
+        return f"{self.root}/.ports"
+
+    @property
+    def all_ports_files(self) -> str:
+        """A glob matching every app's :attr:`ports_file` on the host (for clash checks)."""
+        return f"{self.base}/*/.ports"
+
+    @property
     def caddy_site(self) -> str:
         return f"{CADDY_SITES}/{self.app}.caddy"
 
@@ -168,6 +178,7 @@ class Layout:
             "root": self.root, "releases": self.releases, "env_dir": self.env_dir,
             "shared": self.shared, "current": self.current, "slots": self.slots,
             "release_log": self.release_log, "caddy_site": self.caddy_site,
+            "ports_file": self.ports_file,
             "caddy_sites": CADDY_SITES, "slot_template": self.slot("%i"),
         }
         if release_id:

@@ -9,7 +9,8 @@
      "ready": ["<id>", ...],                             # releases whose venv is built
      "active_ports": [8001],                             # web slots whose unit is active
      "lock": "who=… when=… release=…" | None,            # the deploy lock's info, if held
-     "log": [{"time", "user", "action", "release", "state"}]}   # last 500 log lines
+     "log": [{"time", "user", "action", "release", "state"}],   # last 500 log lines
+     "app_ports": {"other-app": [9000, 9001]}}          # every app's web slot ports here
 
 The log's states are explained in :mod:`shipit.releases`.
 """
@@ -40,13 +41,15 @@ for s in {q(lay.slots)}/*; do [ -L "$s" ] || continue; p=${{s##*/}}
   systemctl is-active --quiet {q(lay.web_unit_prefix)}"$p.service" && echo "active_port=$p"; done
 [ -f {q(lay.lock_info)} ] && echo "lock=$(cat {q(lay.lock_info)})"
 tail -n {LOG_LINES} {q(lay.release_log)} 2>/dev/null | sed 's/^/log=/'
+for f in {lay.all_ports_files}; do [ -f "$f" ] || continue; d=${{f%/.ports}}
+  echo "app_ports=${{d##*/}} $(cat "$f")"; done
 """
 
 
 def parse(stdout: str) -> dict[str, Any]:
     """Parse :func:`command`'s output into the documented shape."""
     state: dict[str, Any] = {"current": None, "live_port": None, "slots": {}, "releases": [],
-                             "ready": [], "active_ports": [], "lock": None, "log": []}
+                             "ready": [], "active_ports": [], "lock": None, "log": [], "app_ports": {}}
     for line in stdout.splitlines():
         key, sep, value = line.partition("=")
         if not sep:
@@ -73,6 +76,9 @@ def parse(stdout: str) -> dict[str, Any]:
             state["active_ports"].append(int(value))
         elif key == "lock":
             state["lock"] = value or None
+        elif key == "app_ports":
+            name, _, ports = value.partition(" ")
+            state["app_ports"][name] = [int(p) for p in ports.split() if p.isdigit()]
     state["releases"].sort()
     return state
 

@@ -304,7 +304,10 @@ def test_bad_input_is_one_clear_error_and_no_connection(case: str, tmp_path: Pat
     }))
     run = shipit("run", "lab", book, "-i", inv, "--json", home=tmp_path, timeout=60)
     assert run.rc == 2, run
-    assert "Traceback" not in run.stderr and run.stdout == "", run
+    assert "Traceback" not in run.stderr, run
+    doc = json.loads(run.stdout)  # --json: one error document on stdout, the problem in it
+    assert doc["error"] == "invalid input; nothing was touched" and len(doc["problems"]) == 1, doc
+    assert doc["problems"][0]["file"] == str(book) and doc["problems"][0]["line"] == line, doc
     lines = run.stderr.strip().splitlines()
     assert lines[0] == "error: invalid input; nothing was touched", run
     assert len(lines) == 2, f"expected exactly one problem line:\n{run.stderr}"

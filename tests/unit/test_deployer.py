@@ -265,3 +265,19 @@ def _interrupt_main() -> None:
     import _thread
 
     _thread.interrupt_main()
+
+
+def test_a_port_another_app_uses_on_a_host_is_refused_before_anything_changes(fleet: Fleet) -> None:
+    """#11 item 7: two apps defaulting to 8000/8001 on one host overwrote each other."""
+    from shipit.errors import ValidationError
+
+    original = fleet.hosts["web2"].fact
+
+    def with_other_app(kind: str, arg: str) -> str:
+        text = original(kind, arg)
+        return text + "app_ports=blog 8001 8002\n" if kind == "release_state" else text
+
+    fleet.hosts["web2"].fact = with_other_app  # type: ignore[method-assign]
+    with pytest.raises(ValidationError, match="web2: port 8001 already belongs to the app 'blog'"):
+        fleet.deploy()
+    assert fleet.serving() == {h: None for h in WEB} and fleet.hosts["web1"].lock is None

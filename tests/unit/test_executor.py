@@ -13,6 +13,7 @@ from shipit.facts import FactKind, FactQuery
 from shipit.facts.registry import fact_kinds
 from shipit.inventory import load_inventory
 from shipit.modules.base import Change, Module, Param, Plan, PlanContext, q
+from shipit.modules.registry import builtin_modules
 from shipit.playbook import load_playbook
 from shipit.pool import TransportPool
 from shipit.testing import LocalShellTransport
@@ -285,3 +286,18 @@ def test_more_facts_cost_a_round_trip_only_when_asked(tmp_path: Path) -> None:
         assert {h: t.stats.execs for h, t in transports.items()} == {"h1": 1, "h2": 1}
     finally:
         del MODULES["fallback"]
+
+
+def test_leader_and_is_leader_are_defined_at_run_time(tmp_path: Path) -> None:
+    """Regression (#11 item 8): `leader`/`is_leader` passed validation but were undefined."""
+    (tmp_path / "inv.yml").write_text("hosts: {a: {address: 127.0.0.1}, b: {address: 127.0.0.1, leader: true}}\n")
+    (tmp_path / "site.yml").write_text(
+        "- hosts: all\n  tasks:\n    - name: only on the leader\n"
+        f"      shell: {{cmd: 'echo {{{{ leader }}}} > {tmp_path}/leader-{{{{ inventory_hostname }}}}'}}\n"
+        "      when: is_leader\n")
+    inv = load_inventory(tmp_path / "inv.yml")
+    book = load_playbook(tmp_path / "site.yml", builtin_modules(), inv)
+    pool = TransportPool(lambda host: LocalShellTransport(host))
+    result = Executor(inv, pool, builtin_modules(), fact_kinds()).run_playbook(book)
+    assert not result.failed
+    assert (tmp_path / "leader-b").read_text() == "b\n" and not (tmp_path / "leader-a").exists()
