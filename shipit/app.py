@@ -25,7 +25,9 @@ Shape (every key but ``name`` and ``web.app`` optional)::
     keep_releases: 5
     serial: 1                         # batch size of the rolling switch: 1, "25%", [1, "50%"]
     max_fail: 0                       # percent of a batch that may fail before the roll stops
-    memory_budget: 80%                # of a host's memory the workers may take (or bytes: 2G)
+    canary: {bake: 0}                 # seconds to watch the canary after its switch (0-3600)
+    memory_budget: 80%                # of a host's memory the workers may take (or bytes: 2G);
+                                      # both slots run during a switch, so 2 x the workers fit
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class AppSpec:
     keep_releases: int = 5
     serial: tuple[int | str, ...] = (1,)
     max_fail: float = 0.0
+    canary_bake: float = 0.0
     memory_budget: str = "80%"
     migrate_timeout: float = 600.0
     file: str = ""
@@ -138,7 +141,7 @@ class _Checker:
 
 _TOP = {"name", "python", "web", "processes", "migrate", "migrate_timeout", "health", "domains", "tls",
         "env", "secrets", "secrets_file", "database", "keep_releases", "serial", "max_fail",
-        "memory_budget", "source"}
+        "memory_budget", "source", "canary"}
 
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _HOSTNAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
@@ -344,6 +347,16 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
     max_fail, f, ct = get("max_fail", 0)
     if isinstance(max_fail, bool) or not isinstance(max_fail, (int, float)) or not 0 <= max_fail <= 100:
         c.add(f, ct, "max_fail", "max_fail", "expected a percentage from 0 to 100")
+    canary, f, ct = get("canary", {})
+    bake: Any = 0
+    if not isinstance(canary, dict) or set(canary) - {"bake"}:
+        c.add(f, ct, "canary", "canary", "expected {bake: seconds}")
+    else:
+        bake = canary.get("bake", 0)
+        if isinstance(bake, bool) or not isinstance(bake, (int, float)) or not 0 <= bake <= 3600:
+            c.add(f, canary if "bake" in canary else ct, "bake" if "bake" in canary else "canary",
+                  "canary.bake", "expected seconds to watch the canary, from 0 to 3600")
+            bake = 0
     budget, f, ct = get("memory_budget", "80%")
     if isinstance(budget, str) and budget.endswith("%"):
         if not (re.fullmatch(r"\d+%", budget) and 1 <= int(budget[:-1]) <= 100):
@@ -363,6 +376,7 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
                    env=env[0], secrets=tuple(secrets),
                    secrets_file=secrets_file, database=database,
                    keep_releases=keep, serial=tuple(serial_items), max_fail=float(max_fail),
+                   canary_bake=float(bake),
                    memory_budget=str(budget), migrate_timeout=float(migrate_timeout),
                    file=str(spec_path), origins=origins)
 

@@ -61,6 +61,7 @@ from shipit.releases import history, rollback_target
 from shipit.templating import Templar, make_environment
 
 DEFAULT_WORKER_MEMORY = 100 * 1024 * 1024  # bytes, when the spec declares none
+SLOTS = 2  # web slots that run at once during a switch (blue/green): the budget fits both
 # Wheels are built by the runner's interpreter, so without `python:` in the spec the hosts get
 # the same X.Y (and the python module says plainly when their distro does not ship it).
 RUNNER_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -270,6 +271,7 @@ def size_workers(spec: AppSpec, host_facts: Mapping[str, Mapping[str, Any]],
                  budgets: Mapping[str, str] | None = None, measured: int | None = None) -> int:
     """Worker processes per host: the spec's number, or for ``auto`` the most that fit the
     memory budget of the smallest host, capped at 2 x CPUs + 1 (gunicorn's rule of thumb).
+    Both web slots run during a switch, so the budget must hold :data:`SLOTS` x the workers.
 
     ``budgets`` maps a host to its own budget (the host var ``memory_budget``: "50%" of its
     memory, or a size like "512M"); others use the spec's ``memory_budget``. Memory per worker
@@ -293,15 +295,15 @@ def size_workers(spec: AppSpec, host_facts: Mapping[str, Mapping[str, Any]],
         budget = int(budget)
         cpus = int(facts.get("cpus", 1))
         if spec.workers == "auto":
-            count = max(1, min(2 * cpus + 1, budget // per_worker))
+            count = max(1, min(2 * cpus + 1, budget // (SLOTS * per_worker)))
         else:
             count = int(spec.workers)
-        if count * per_worker > budget:
+        if SLOTS * count * per_worker > budget:
             problems.append(Problem("shipit.yml", 0, "web.workers",
-                                    f"{host}: {count} workers x {per_worker // 2**20} MiB = "
-                                    f"{count * per_worker // 2**20} MiB exceeds the memory budget of "
-                                    f"{budget // 2**20} MiB ({wanted} of {total // 2**20} MiB); "
-                                    "lower web.workers or raise memory_budget"))
+                                    f"{host}: {SLOTS} slots x {count} workers x {per_worker // 2**20} MiB = "
+                                    f"{SLOTS * count * per_worker // 2**20} MiB exceeds the memory budget of "
+                                    f"{budget // 2**20} MiB ({wanted} of {total // 2**20} MiB; both web slots "
+                                    "run during a switch); lower web.workers or raise memory_budget"))
         counts.append(count)
     if problems:
         raise ValidationError(problems)
@@ -683,11 +685,19 @@ class Deployer:
         already = [h for h in web if before.get(h, {}).get("current") == targets.get(h)]
         self._already = set(already)
         pending = [h for h in web if h not in already]
+        if pending:
+            self._prepare(plays, extra, pending)
         plan = ([already] if already else []) + batches(pending, spec.serial)
         if pending:
             self.reporter.phase("switch", f"canary {', '.join(plan[1 if already else 0])}"
                                 + (f"; {len(plan) - 1 - (1 if already else 0)} more batch(es)" if len(plan) > 1 else ""))
         play = replace(plays["switch"], serial=(), max_fail_percentage=spec.max_fail)
+        canary_index = 1 if already else 0
+
+        def bake(index: int, batch: list[str], failed: list[str]) -> Mapping[str, str]:
+            if index != canary_index or not pending or spec.canary_bake <= 0:
+                return {}
+            return self._bake([h for h in batch if h not in failed])
 
         def restore(batch: list[str], failed: list[str]) -> None:
             back = {h: before[h]["current"] for h in batch
@@ -697,7 +707,57 @@ class Deployer:
                 self._executor({**extra, "host_release": {**targets, **back}, "action": "rollback"}) \
                     .run_play(play, list(back))
 
-        return executor.run_play(play, web, batch_plan=plan, on_batch_failed=restore)
+        result = executor.run_play(play, web, batch_plan=plan, on_batch_failed=restore, after_batch=bake)
+        left = [h for h in pending if not any(h in b for b in result.batches)]
+        if left:  # the roll stopped before them: their prepared slots must not keep running
+            self._executor(extra).run_play(plays["unprepare"], left)
+        return result
+
+    def _prepare(self, plays: Mapping[str, Play], extra: Mapping[str, Any], hosts: list[str]) -> None:
+        """Start the new release in the idle slot of every host that switches, all in
+        parallel (bounded by forks), before the first switch.
+
+        Raises:
+            DeployFailed: a slot failed to start somewhere; every prepared slot is stopped
+                again and no host was switched.
+        """
+        started = time.monotonic()
+        self.reporter.phase("prepare", f"start {extra['release']} in the idle slot of {', '.join(hosts)}")
+        result = self._executor(extra).run_play(plays["prepare"], hosts)
+        self._timed("prepare", started)
+        if result.ok:
+            return
+        self._executor(extra).run_play(plays["unprepare"], hosts)
+        bad = sorted({*result.failed, *result.unreachable})
+        message = f"the release did not start on {', '.join(bad)}; no host was switched"
+        outcome = self._outcome_from(self.states(), str(extra["action"]), str(extra["release"]), extra)
+        detail = self._why(result)
+        outcome = replace(outcome, ok=False, message=f"{message}\n  {detail}")
+        raise DeployFailed(f"{message}\n  {detail}\n{self.where_each_host_stands(outcome)}", outcome)
+
+    def _bake(self, hosts: list[str]) -> dict[str, str]:
+        """Watch the canary ``hosts`` for ``canary.bake`` seconds: a live web unit that is no
+        longer active, or restarted meanwhile, fails its host. One round trip before, one after."""
+        query = app_status(self.target.spec.name)
+        before = self._executor({}).gather_facts(hosts, [query])
+        self.reporter.note(f"watching the canary for {self.target.spec.canary_bake:g} s")
+        self._sleep(self.target.spec.canary_bake)
+        after = self._executor({}).gather_facts(hosts, [query])
+        failed: dict[str, str] = {}
+        for host in hosts:
+            a, b = before.get(host), after.get(host)
+            if isinstance(a, ShipitError) or isinstance(b, ShipitError) or a is None or b is None:
+                failed[host] = f"could not watch the canary: {a if isinstance(a, ShipitError) else b}"
+                continue
+            live = str(b[query]["live_port"])
+            units_a = {u["instance"]: u for u in a[query]["units"].values() if u["kind"] == "web"}
+            units_b = {u["instance"]: u for u in b[query]["units"].values() if u["kind"] == "web"}
+            unit = units_b.get(live)
+            if unit is None or unit["active_state"] != "active":
+                failed[host] = f"the canary's web slot {live} stopped while it was watched"
+            elif unit["restarts"] > units_a.get(live, unit)["restarts"]:
+                failed[host] = f"the canary's web slot {live} restarted while it was watched (a crash)"
+        return failed
 
     # ---- failure reporting ------------------------------------------------------------------
     @staticmethod

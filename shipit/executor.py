@@ -158,6 +158,11 @@ BatchHook = Callable[[list[str], list[str]], None]
 """``on_batch_failed(batch, failed_hosts)``: called when a batch goes over max-fail, before the
 play stops (e.g. to put the batch's other hosts back on their previous release)."""
 
+AfterBatch = Callable[[int, list[str], list[str]], Mapping[str, str]]
+"""``after_batch(index, batch, failed_hosts) -> {host: why}``: called when a batch has run
+(``index`` 0 is the canary), before max-fail is judged; the hosts it returns count as failed
+(e.g. a canary that crashed while it was watched)."""
+
 
 class Reporter(Protocol):
     """Receives progress; the only thing that prints (see :mod:`shipit.report`)."""
@@ -256,7 +261,8 @@ class Executor:
 
     def run_play(self, play: Play, hosts: Sequence[str] | None = None, *,
                  batch_plan: Sequence[Sequence[str]] | None = None,
-                 on_batch_failed: BatchHook | None = None) -> PlayResult:
+                 on_batch_failed: BatchHook | None = None,
+                 after_batch: AfterBatch | None = None) -> PlayResult:
         """Run one play over ``hosts`` (default: its pattern), batch by batch.
 
         Args:
@@ -268,6 +274,7 @@ class Executor:
                 the limit are dropped; empty batches skipped).
             on_batch_failed: called with (batch, failed hosts) when a batch goes over
                 max-fail, before the play stops.
+            after_batch: see :data:`AfterBatch` (a canary's bake time).
 
         Returns:
             A :class:`PlayResult`; ``stopped`` says why the play stopped early.
@@ -294,12 +301,19 @@ class Executor:
         else:
             plan = [[h for h in b if h in selected] for b in batch_plan]
         stop = _StopFlag()
-        for batch in (b for b in plan if b):
+        for index, batch in enumerate(b for b in plan if b):
             failed = self._run_batch(play, batch, selected, stop)
             ran.append(tuple(batch))
             if stop.event.is_set():
                 stopped = stop.reason
                 break
+            if after_batch is not None:
+                for host, why in after_batch(index, list(batch), list(failed)).items():
+                    self._record(TaskResult(host, play.name, "after the batch", "-", "failed", message=why))
+                    with self._lock:
+                        self._dead.add(host)
+                    if host not in failed:
+                        failed.append(host)
             if play.max_fail_percentage is not None and batch:
                 pct = 100.0 * len(failed) / len(batch)
                 if pct > play.max_fail_percentage:

@@ -24,7 +24,7 @@ from shipit.modules.deploy_state import DeployLockModule, ReleaseEventModule, Re
 from shipit.modules.directory import DirectoryModule
 from shipit.modules.file import FileModule
 from shipit.modules.python import PythonModule
-from shipit.modules.release import ReleaseSwitchModule
+from shipit.modules.release import ReleaseSlotModule, ReleaseSwitchModule
 from shipit.modules.release_command import ReleaseCommandModule
 from shipit.modules.service import ServiceModule
 from shipit.modules.systemd_unit import SystemdUnitModule
@@ -36,7 +36,7 @@ BUILTIN: tuple[type[Module], ...] = (
     AptModule, FileModule, DirectoryModule, TemplateModule, SystemdUnitModule, ServiceModule,
     UserModule, GroupModule, CommandModule, ShellModule, UploadModule, PythonModule,
     CaddySiteModule, ReleaseSwitchModule, DeployLockModule, ReleaseEventModule,
-    ReleasePruneModule, ReleaseCommandModule,
+    ReleasePruneModule, ReleaseCommandModule, ReleaseSlotModule,
 )
 ENTRY_POINT_GROUP = "shipit.modules"
 

@@ -52,6 +52,101 @@ def site_content(domains: list[str], port: int, tls_internal: bool, acme_email: 
             f"\t\tlb_try_interval 250ms\n\t}}\n}}\n")
 
 
+def start_slot_script(lay: Layout, release: str, port: int, health_path: str, timeout: int,
+                      restart: bool = True) -> str:
+    """Shell pointing slot ``port`` at ``release``, (re)starting its unit (unless ``restart``
+    is False: it already runs that release) and waiting up to ``timeout`` seconds for 200 on
+    ``health_path`` at ``127.0.0.1:port``. Expects a ``fail MESSAGE`` function in the script."""
+    unit = q(lay.web_unit(port))
+    url = q(f"http://127.0.0.1:{port}") + q(health_path)
+    start = (f"systemctl reset-failed {unit} 2>/dev/null || true\n"
+             f"systemctl restart {unit} || fail {q(f'{lay.web_unit(port)} did not start')}\n") if restart else ""
+    too_late = q(f"release {release} ({lay.web_unit(port)}) did not answer 200 on {health_path} within {timeout} s")
+    return f"""mkdir -p {q(lay.slots)}
+ln -sfn {q(lay.release(release))} {q(lay.slot(f".{port}.tmp"))}
+mv -T {q(lay.slot(f".{port}.tmp"))} {q(lay.slot(port))}
+{start}deadline=$(( $(date +%s) + {timeout} ))
+code=none
+until code=$(curl -sS -o /dev/null -w '%{{http_code}}' --max-time 5 {url} 2>/dev/null) && [ "$code" = 200 ]; do
+  case "$(systemctl is-active {unit})" in
+    failed) fail {q(f"{lay.web_unit(port)} failed while starting (crash or start limit)")};;
+    inactive) fail {q(f"{lay.web_unit(port)} exited while starting (its main process ended before answering)")};;
+  esac
+  [ "$(date +%s)" -lt "$deadline" ] || fail {too_late}" (last answer: HTTP $code)"
+  sleep 0.3
+done"""
+
+
+class ReleaseSlotModule(Module):
+    """Start a release in a host's idle web slot and wait for its health check, without
+    switching anything (``state: started``), or stop an idle slot (``state: stopped``).
+
+    The deploy prepares every host this way, in parallel, before the first switch: a release
+    that cannot start anywhere stops the deploy with nothing switched, and the roll itself is
+    then only a Caddy flip per host (see :class:`ReleaseSwitchModule`, which finds the slot
+    prepared and does not restart it).
+    """
+
+    name = "release_slot"
+    doc = "Start a release in the idle web slot behind a health check (no switch), or stop the idle slot."
+    params = {
+        "app": Param(str, required=True, help="app name"),
+        "release": Param(str, required=True, help="release id to start"),
+        "ports": Param(list, required=True, help="the two local slot ports, e.g. [8000, 8001]"),
+        "health_path": Param(str, default="/health"),
+        "health_timeout": Param((int, float), default=30, help="seconds for the release to answer 200"),
+        "state": Param(str, default="started", choices=("started", "stopped")),
+        "user": Param(str, default="shipit", help="who, for the release log"),
+        "action": Param(str, default="deploy", choices=("deploy", "rollback")),
+    }
+
+    def check_params(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+        ports = params.get("ports") or []
+        if len(ports) != 2 or not all(isinstance(p, int) for p in ports) or ports[0] == ports[1]:
+            return [("ports", "expected two different port numbers")]
+        return []
+
+    def timeout_of(self, params: Mapping[str, Any]) -> float:
+        return float(params["health_timeout"]) + 60.0
+
+    def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
+        return [release_state(params["app"])]
+
+    def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any], ctx: PlanContext) -> Plan:
+        state = facts[release_state(params["app"])]
+        lay = Layout(params["app"])
+        release = params["release"]
+        ports = [int(p) for p in params["ports"]]
+        live = state["live_port"] if state["live_port"] in ports else None
+        idle = ports[1] if live == ports[0] else ports[0]
+        if params["state"] == "stopped":
+            if idle in state["active_ports"] and idle != live:
+                unit = q(lay.web_unit(idle))
+                return Plan(changes=(Change(f"stop the idle slot {idle}",
+                                            f"systemctl disable --quiet {unit} 2>/dev/null || true\n"
+                                            f"systemctl stop {unit}"),))
+            return Plan()
+        if release not in state["ready"]:
+            return Plan(failed=f"release {release} is not ready on this host (ready: {', '.join(state['ready']) or 'none'})")
+        if state["current"] == release and live is not None and state["slots"].get(live) == release \
+                and live in state["active_ports"]:
+            return Plan()  # it already serves this release
+        if state["slots"].get(idle) == release and idle in state["active_ports"]:
+            return Plan()  # prepared before
+        timeout = int(float(params["health_timeout"]))
+        unit = q(lay.web_unit(idle))
+        failed_log = log_append(lay, params["user"], params["action"], release, "failed")
+        script = f"""fail() {{
+  systemctl stop {unit} 2>/dev/null || true
+  journalctl -u {unit} -n 15 --no-pager -o cat >&2 2>/dev/null || true
+  {failed_log}
+  echo "shipit: $1" >&2
+  exit 1
+}}
+{start_slot_script(lay, release, idle, params["health_path"], timeout)}"""
+        return Plan(changes=(Change(f"start {release} in slot {idle}", script),))
+
+
 class ReleaseSwitchModule(Module):
     """Switch a host to a release through a second slot, health-checked, with zero downtime."""
 
@@ -117,10 +212,14 @@ class ReleaseSwitchModule(Module):
         old_port = live if live in ports and live in state["active_ports"] else None
         reason = (f"{params['action']}: {state['current'] or 'nothing'} -> {release} "
                   f"(slot {new_port}{', was ' + str(old_port) if old_port else ''})")
-        return Plan(changes=(Change(reason, self._script(params, new_port, old_port, state["current"])),))
+        prepared = state["slots"].get(new_port) == release and new_port in state["active_ports"]
+        if prepared:
+            reason += ", prepared"
+        return Plan(changes=(Change(reason, self._script(params, new_port, old_port, state["current"],
+                                                         restart=not prepared)),))
 
     def _script(self, params: Mapping[str, Any], new_port: int, old_port: int | None,
-                previous: str | None = None) -> str:
+                previous: str | None = None, restart: bool = True) -> str:
         app = params["app"]
         lay = Layout(app)
         release = params["release"]
@@ -131,7 +230,6 @@ class ReleaseSwitchModule(Module):
         new_site = site_content(list(params["domains"]), new_port, tls, email)
         old_site = site_content(list(params["domains"]), old_port, tls, email) if old_port else ""
         health = q(params["health_path"])
-        url_new = q(f"http://127.0.0.1:{new_port}") + health
         url_caddy = "https://" + domain + health
         timeout = int(float(params["health_timeout"]))
         procs = " ".join(q(lay.process_unit(*p.split("@", 1))) for p in params["processes"])
@@ -154,21 +252,7 @@ fail() {{
   echo "shipit: $1" >&2
   exit 1
 }}
-mkdir -p {q(lay.slots)}
-ln -sfn {q(lay.release(release))} {q(lay.slot(f".{new_port}.tmp"))}
-mv -T {q(lay.slot(f".{new_port}.tmp"))} {q(lay.slot(new_port))}
-systemctl reset-failed {unit_new} 2>/dev/null || true
-systemctl restart {unit_new} || fail "{unit_new} did not start"
-deadline=$(( $(date +%s) + {timeout} ))
-code=none
-until code=$(curl -sS -o /dev/null -w '%{{http_code}}' --max-time 5 {url_new} 2>/dev/null) && [ "$code" = 200 ]; do
-  case "$(systemctl is-active {unit_new})" in
-    failed) fail "{unit_new} failed while starting (crash or start limit)";;
-    inactive) fail "{unit_new} exited while starting (its main process ended before answering)";;
-  esac
-  [ "$(date +%s)" -lt "$deadline" ] || fail {q(f"release {release} ({lay.web_unit(new_port)}) did not answer 200 on {params['health_path']} within {timeout} s")}" (last answer: HTTP $code)"
-  sleep 0.3
-done
+{start_slot_script(lay, release, new_port, params["health_path"], timeout, restart)}
 caddy_moved=1
 ( {validated_install(site_rel, new_site.encode())} ) >&2 || fail "Caddy rejected the site for port {new_port}"
 cacert=-k; [ -f {CADDY_ROOT_CA} ] && cacert="--cacert {CADDY_ROOT_CA}"

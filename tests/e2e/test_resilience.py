@@ -77,8 +77,9 @@ def test_memory_budget_too_small_refuses_before_touching_any_host(env: Env, tmp_
     text = result.stdout + result.stderr
     assert result.returncode == 2, f"expected exit 2, got {result.returncode}:\n{text}"
     assert "Traceback" not in text
-    # the example's spec: 2 workers x 120M, against web2's own budget of 100M
-    assert re.search(r"web2: 2 workers x 120 MiB = 240 MiB exceeds the memory budget of 100 MiB", text), text
+    # the example's spec: 2 workers x 120M per slot, both slots at once, against web2's own 100M
+    assert re.search(r"web2: 2 slots x 2 workers x 120 MiB = 480 MiB exceeds the memory budget of 100 MiB",
+                     text), text
     assert "web1:" not in text and "web3:" not in text, text
     for host in WEB:
         assert after[host] == before[host], f"{host} changed:\n--- before\n{before[host]}\n--- after\n{after[host]}"

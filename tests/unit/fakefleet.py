@@ -31,7 +31,8 @@ from shipit.modules.registry import builtin_modules
 from shipit.pool import TransportPool
 from shipit.transport import CommandResult, HostUnreachable, TransportStats
 
-DEPLOY_MODULES = {"deploy_lock", "release_event", "release_switch", "release_prune", "release_command"}
+DEPLOY_MODULES = {"deploy_lock", "release_event", "release_switch", "release_prune", "release_command",
+                  "release_slot"}
 
 
 class _Proxy(Module):
@@ -88,6 +89,7 @@ class FakeHost:
     lock: str | None = None
     log: list[str] = field(default_factory=list)
     fail_switch: bool = False
+    fail_prepare: bool = False
     fail_migrate: bool = False
     unreachable: bool = False
     truncate_facts: bool = False
@@ -150,13 +152,23 @@ class FakeHost:
             new = ports[1] if self.live_port == ports[0] else ports[0]
             previous = self.current
             self.slots[new] = release
-            self.active = {new}
+            self.active = {new}  # the old slot is stopped
             self.live_port, self.current = new, release
             self._log(params, release, "live")
             if previous and previous != release:
                 self._log(params, previous, "retired")
             return 0, ""
-        if module == "release_prune":
+        if module == "release_slot":
+            ports = [int(p) for p in params["ports"]]
+            idle = ports[1] if self.live_port == ports[0] else ports[0]
+            if params.get("state", "started") == "stopped":
+                self.active.discard(idle)
+                return 0, ""
+            if self.fail_prepare:
+                self._log(params, params["release"], "failed")
+                return 1, f"shipit: {params['release']} did not answer 200 on /health within 30 s"
+            self.slots[idle] = params["release"]
+            self.active.add(idle)
             return 0, ""
         return 0, ""
 

@@ -73,14 +73,15 @@ def test_workers_sized_against_memory(tmp_path: Path) -> None:
                                          "memory_budget: 50%\n")
     spec = load_app_spec(tmp_path)
     facts = {"web1": {"mem_total": 8 * GiB, "cpus": 4}, "web2": {"mem_total": 2 * GiB, "cpus": 4}}
-    # 50% of 2 GiB = 1 GiB -> two 512 MiB workers on the smallest host; all hosts get the same
-    assert size_workers(spec, facts) == 2
+    # 50% of 2 GiB = 1 GiB for both slots (they run at once during a switch) -> one 512 MiB
+    # worker per slot on the smallest host; all hosts get the same
+    assert size_workers(spec, facts) == 1
     assert size_workers(spec, {"big": {"mem_total": 64 * GiB, "cpus": 2}}) == 5  # capped at 2 x CPUs + 1
     (tmp_path / "shipit.yml").write_text("name: a\ndomains: [a.test]\nweb: {app: a:app, workers: 8, memory_per_worker: 512M}\n"
                                          "memory_budget: 2G\n")
     with pytest.raises(ValidationError) as info:
         size_workers(load_app_spec(tmp_path), facts)
-    assert "8 workers x 512 MiB = 4096 MiB exceeds the memory budget of 2048 MiB" in str(info.value)
+    assert "2 slots x 8 workers x 512 MiB = 8192 MiB exceeds the memory budget of 2048 MiB" in str(info.value)
 
 
 def test_a_host_var_sets_that_hosts_budget(tmp_path: Path) -> None:
@@ -89,8 +90,9 @@ def test_a_host_var_sets_that_hosts_budget(tmp_path: Path) -> None:
     spec = load_app_spec(tmp_path)
     assert size_workers(spec, facts) == 2
     with pytest.raises(ValidationError) as info:
-        size_workers(spec, facts, {"web2": "150M"})
-    assert "web2: 2 workers x 100 MiB = 200 MiB exceeds the memory budget of 150 MiB (150M of 8192 MiB)" in str(info.value)
+        size_workers(spec, facts, {"web2": "350M"})
+    assert ("web2: 2 slots x 2 workers x 100 MiB = 400 MiB exceeds the memory budget of 350 MiB "
+            "(350M of 8192 MiB; both web slots run during a switch)") in str(info.value)
     assert "web1" not in str(info.value)
 
 
@@ -104,9 +106,9 @@ def test_per_worker_memory_measured_from_the_running_release(tmp_path: Path) -> 
     assert measured_worker_memory(status) == 194621440 // 2
     assert measured_worker_memory({"live_port": None, "units": {}}) is None
 
-    (tmp_path / "shipit.yml").write_text("name: a\ndomains: [a.test]\nweb: {app: a:app, workers: auto}\nmemory_budget: 300M\n")
+    (tmp_path / "shipit.yml").write_text("name: a\ndomains: [a.test]\nweb: {app: a:app, workers: auto}\nmemory_budget: 600M\n")
     spec = load_app_spec(tmp_path)
     facts = {"web1": {"mem_total": 8 * GiB, "cpus": 8}}
-    assert size_workers(spec, facts) == 3  # 300 MiB / the 100 MiB default
-    assert size_workers(spec, facts, measured=measured_worker_memory(status)) == 3  # 300 // 92.8
+    assert size_workers(spec, facts) == 3  # 600 MiB / (2 slots x the 100 MiB default)
+    assert size_workers(spec, facts, measured=measured_worker_memory(status)) == 3  # 600 // (2 x 92.8)
     assert size_workers(spec, facts, measured=150 * 2**20) == 2

@@ -281,3 +281,55 @@ def test_a_port_another_app_uses_on_a_host_is_refused_before_anything_changes(fl
     with pytest.raises(ValidationError, match="web2: port 8001 already belongs to the app 'blog'"):
         fleet.deploy()
     assert fleet.serving() == {h: None for h in WEB} and fleet.hosts["web1"].lock is None
+
+
+def test_a_release_that_cannot_start_on_one_host_switches_no_host(fleet: Fleet) -> None:
+    """#12: every host is prepared (new slot started, health-checked) before the first switch;
+    a slot that fails to start anywhere stops the deploy with nothing switched."""
+    first = fleet.deploy()
+    fleet.version = 1
+    fleet.hosts["web3"].fail_prepare = True
+    with pytest.raises(DeployFailed, match="did not start on web3; no host was switched"):
+        fleet.deploy()
+    assert fleet.serving() == {h: first.release for h in WEB}
+    # the slots prepared on web1 and web2 were stopped again: only the live slot runs
+    assert all(f.active == {f.live_port} for f in fleet.hosts.values())
+    assert fleet.hosts["web1"].lock is None
+
+
+def test_the_roll_stopping_at_the_canary_stops_the_other_prepared_slots(fleet: Fleet) -> None:
+    fleet.deploy()
+    fleet.version = 1
+    fleet.hosts["web1"].fail_switch = True
+    with pytest.raises(DeployFailed):
+        fleet.deploy()
+    assert fleet.hosts["web2"].active == {fleet.hosts["web2"].live_port}
+    assert fleet.hosts["web3"].active == {fleet.hosts["web3"].live_port}
+
+
+def test_canary_bake_fails_a_canary_that_crashes_while_watched(tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path)
+    first = fleet.deploy()
+    spec = tmp_path / "app" / "shipit.yml"
+    spec.write_text(spec.read_text() + "canary: {bake: 5}\n")
+    fleet.version = 1
+    restarts = {"n": 0}
+    original = fleet.hosts["web1"].fact
+
+    def status(kind: str, arg: str) -> str:
+        if kind != "app_status":
+            return original(kind, arg)
+        restarts["n"] += 1  # each look sees one more restart: the canary crash-loops
+        port = fleet.hosts["web1"].live_port
+        return (f"app=example\ncurrent={fleet.hosts['web1'].current}\nlive_port={port}\n"
+                f"show example-web@{port}.service ActiveState=active\n"
+                f"show example-web@{port}.service NRestarts={restarts['n']}\n")
+
+    fleet.hosts["web1"].fact = status  # type: ignore[method-assign]
+    deployer, rec = fleet.deployer()
+    slept: list[float] = []
+    deployer._sleep = slept.append
+    with pytest.raises(DeployFailed, match="canary failed on web1"):
+        deployer.deploy(str(tmp_path / "out"))
+    assert slept == [5.0]
+    assert fleet.hosts["web2"].current == first.release and fleet.hosts["web3"].current == first.release
