@@ -1,8 +1,9 @@
 """The narrow transport: run a script, put a file, close. One SSH connection per host per run.
 
 :class:`SSHTransport` wraps a fabric ``Connection`` (which honours ``~/.ssh/config`` and
-gateways) and runs every script as ``sh -s`` (or ``sudo -n -- sh -s`` with become) with the
-script on the remote shell's standard input: nothing a script carries (file contents, secrets)
+gateways) and runs every script with ``sh -s`` (with become, under ``sudo -n -- sh -c`` and a
+small wrapper that relays signals to the script's process group) with the script on the
+remote shell's standard input: nothing a script carries (file contents, secrets)
 ever appears in a process's argv on either side. Host keys are verified against known_hosts;
 an unknown key is rejected unless trust-on-first-use was asked for, and a changed key is
 always refused (fabric alone accepts any key: fabric issues #2071, #1804).

@@ -246,14 +246,18 @@ def test_release_failing_its_health_check_stops_at_the_canary(env: Env, first: d
     result = env.shipit("deploy", "shipit-test", app=broken)
     assert result.returncode != 0
     text = result.stdout + result.stderr
-    assert "canary failed on web1" in text and "Traceback" not in text
+    # every host is prepared (the new slot started and health-checked) before the first
+    # switch: the failing health check is found there, and no host was switched
+    assert "did not start on web1, web2, web3; no host was switched" in text and "Traceback" not in text
+    assert "HTTP 503" in text  # the health check's last answer is in the reason
     for host in WEB:
         assert f"{host}: serving {first['release']}" in text
     assert serving(env) == {h: first["release"] for h in WEB}
     assert env.run_on("web1", "test ! -e /srv/example/.deploy-lock && echo free\n").strip() == "free"
-    # web2 and web3 were never touched by the switch: only web1's log has the failure
-    assert "failed" in env.run_on("web1", "tail -n 1 /srv/example/releases.log\n")
-    assert "failed" not in env.run_on("web2", "tail -n 1 /srv/example/releases.log\n")
+    for host in WEB:  # the release is recorded failed, and only the live slot still runs
+        assert env.run_on(host, "tail -n 1 /srv/example/releases.log\n").rstrip().endswith("\tfailed")
+        units = env.run_on(host, "systemctl list-units 'example-web@*' --state=active --plain --no-legend\n")
+        assert len(units.strip().splitlines()) == 1, units
 
 
 def test_ctrl_c_during_the_roll_releases_the_lock_and_says_where_each_host_stands(env: Env, first: dict[str, Any]) -> None:

@@ -504,7 +504,7 @@ def doubled_playbook(dest: Path) -> Path:
 def sudo_count(lab: LabState, name: str, since: str) -> int:
     """sudo invocations by deploy on ``name`` since ``since`` (an epoch timestamp), from journald."""
     out = host_out(lab, name, f"journalctl -q --no-pager -o cat _COMM=sudo --since @{since} "
-                              "| grep -c 'COMMAND=/usr/bin/sh -s' || true")
+                              "| grep -c 'COMMAND=/usr/bin/sh -c' || true")
     return int(out or 0)
 
 
