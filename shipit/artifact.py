@@ -358,10 +358,20 @@ def _uv_for_target(target: TargetPlatform, store: Path, work: Path, env: Mapping
     """The ``uv`` executable for ``target`` (shipit's own pinned uv version), extracted from
     its wheel into ``store/uv-bin/<wheel sha256>/uv``."""
     want = uv_version()
-    pkgs = _compile([], cwd, target, work, env, "uv", stdin_text=f"uv=={want}\n")
-    chosen, missing = choose_files([p for p in pkgs if p.name == "uv"], target, {})
-    if missing or not chosen:
-        raise BuildError(f"uv {want} has no wheel for {target.describe()}")
+    # uv==X for one platform is one immutable file on the index: remember which, by key, so a
+    # rebuild needs no resolution for it (a bad record only costs a refetch: hashes checked)
+    record = store / "uv-bin" / f"uv-{want}-{target.uv_platform()}-{target.abi}.json"
+    try:
+        known = json.loads(record.read_text())
+        chosen = [LockedFile(str(known["filename"]), str(known["url"]), str(known["sha256"]))]
+    except (OSError, ValueError, KeyError, TypeError):
+        pkgs = _compile([], cwd, target, work, env, "uv", stdin_text=f"uv=={want}\n")
+        chosen, missing = choose_files([p for p in pkgs if p.name == "uv"], target, {})
+        if missing or not chosen:
+            raise BuildError(f"uv {want} has no wheel for {target.describe()}") from None
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"filename": chosen[0].filename, "url": chosen[0].url,
+                                      "sha256": chosen[0].sha256}))
     wheel = fetch(chosen[0], store)
     binary = store / "uv-bin" / chosen[0].sha256 / "uv"
     if not binary.is_file():

@@ -14,6 +14,7 @@ resolve for with ``--python-platform <machine>-manylinux_2_<N>``.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform as _platform
 import re
@@ -104,9 +105,7 @@ class TargetPlatform:
 
     def tags(self) -> list[Tag]:
         """Every wheel tag this target accepts, in an installer's order of preference."""
-        platforms = self.platform_tags()
-        return list(cpython_tags(self.python_tuple, [self.abi, "abi3", "none"], platforms)) + \
-            list(compatible_tags(self.python_tuple, self.abi, platforms))
+        return list(_tags(self))
 
     def key(self) -> str:
         """A file-name-safe key, e.g. ``cp311-x86_64-glibc2.36``."""
@@ -150,6 +149,13 @@ class TargetPlatform:
         return (here.machine == self.machine and
                 self.python == f"{sys.version_info.major}.{sys.version_info.minor}" and
                 here.glibc_minor <= self.glibc_minor)
+
+
+@functools.lru_cache(maxsize=16)
+def _tags(target: TargetPlatform) -> tuple[Tag, ...]:
+    platforms = target.platform_tags()
+    return tuple(cpython_tags(target.python_tuple, [target.abi, "abi3", "none"], platforms)) + \
+        tuple(compatible_tags(target.python_tuple, target.abi, platforms))
 
 
 def from_host_facts(facts: Mapping[str, Any], python: str | None = None,
