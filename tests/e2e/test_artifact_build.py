@@ -139,3 +139,14 @@ def test_requirements_app_ships_its_tree_and_installs_offline_with_the_shipped_u
     out = subprocess.run([str(venv / "bin/python"), "manage.py"], cwd=release, check=True,
                          capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "SELECT 1"
+
+
+def test_uv_lock_app_ships_exactly_the_lock(tmp_path: Path, cache: Path) -> None:
+    app = copy_example(tmp_path / "app")
+    subprocess.run([uv_bin(), "lock", "--quiet"], cwd=app, check=True)
+    locked = {line.split('"')[1]: None for line in (app / "uv.lock").read_text().splitlines()
+              if line.startswith("name = ")}
+    art = build_artifact(app, tmp_path / "out", cache_dir=cache, target=X86)
+    assert art.lock == "uv.lock" and art.locked and art.distribution == "shipit-example-app"
+    assert {r.split("==")[0] for r in art.requirements} <= set(locked)
+    assert "pydantic-core" in {r.split("==")[0] for r in art.requirements}
