@@ -21,3 +21,11 @@ def test_app_venv_and_absent() -> None:
     assert parse_venv((REC / "venv_absent.txt").read_text())["exists"] is False
     assert parse_venv("version=3.11.2\nstamp=abc\n")["requirements_sha256"] == "abc"
     assert normalize("Typing_Extensions") == "typing-extensions"
+
+
+def test_host_facts_give_glibc_for_the_target_platform() -> None:
+    from shipit.facts.host import COMMAND, parse
+    assert "getconf GNU_LIBC_VERSION" in COMMAND
+    assert parse("machine=aarch64\nglibc=2.36\n")["glibc"] == "2.36"
+    assert parse("machine=x86_64\nglibc=\n")["glibc"] == ""          # musl: getconf fails
+    assert parse("machine=x86_64\n")["glibc"] == ""
