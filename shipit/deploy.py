@@ -429,7 +429,7 @@ class Deployer:
                 "user": self.user, "leader": self.target.leader, "action": action,
                 "lock_token": token, "force_unlock": False, "env_name": self.target.env_name,
                 "web_hosts": ",".join(self.target.web), "db_hosts": ",".join(self.target.db),
-                "artifact": "", "distribution": "app", "env_file": "", "release_env": ""}
+                "artifact": "", "app_packages": [], "env_file": "", "release_env": ""}
 
     # ---- lock ------------------------------------------------------------------------------
     def lock_token(self, release: str) -> str:
@@ -541,7 +541,10 @@ class Deployer:
         spec = self.target.spec
         app = app_vars(spec, workers, self.target.secrets, release)
         return {**self._base_extra(app, release, "deploy", self.lock_token(release)),
-                "artifact": artifact.path, "distribution": artifact.distribution or "app",
+                # the app's own wheel, when it has one; a requirements-only app has none (its
+                # code is the release dir) and installs only .shipit/requirements.txt
+                "artifact": artifact.path,
+                "app_packages": [artifact.distribution] if artifact.distribution else [],
                 "env_file": env_file, "release_env": render_release_env(spec, release, workers)}
 
     def _locked(self, plays: Mapping[str, Play], extra: Mapping[str, Any], body: Any) -> DeployOutcome:
