@@ -242,9 +242,19 @@ def render_env_file(target: Target) -> str:
     return envfile.render(values, "managed by shipit: this release's environment")
 
 
-def render_release_env(spec: AppSpec, release: str, workers: int) -> str:
-    """What a release runs (no secrets): ``SHIPIT_*`` lines read by its units."""
+def render_release_env(spec: AppSpec, release: str, workers: int, source_on_path: bool = False) -> str:
+    """What a release runs (no secrets): ``SHIPIT_*`` lines read by its units and its release
+    commands (migrations).
+
+    ``source_on_path``: the app has no wheel of its own (a requirements-only app): its code is
+    the release dir, so ``PYTHONPATH`` names it, for commands that do not add their working
+    directory to the path themselves (console scripts such as ``celery`` or ``alembic``; uvicorn,
+    ``python -m`` and ``python manage.py`` do). Per release, not in the units: a pyproject app
+    keeps importing its installed wheel only.
+    """
     values = {"SHIPIT_RELEASE": release, "SHIPIT_ASGI": spec.asgi, "SHIPIT_WORKERS": str(workers)}
+    if source_on_path:
+        values["PYTHONPATH"] = Layout(spec.name).release(release)
     for p in spec.processes:
         values[Layout.command_variable(p.name)] = p.command
     return envfile.render(values, "managed by shipit: what this release runs (no secrets)")
@@ -573,7 +583,8 @@ class Deployer:
                 # app_packages: the app's own wheel, when it has one; a requirements-only app
                 # has none (its code is the release dir), it installs .shipit/requirements.txt
                 "artifact": artifact_path, "app_packages": list(app_packages),
-                "env_file": env_file, "release_env": render_release_env(spec, release, workers)}
+                "env_file": env_file,
+                "release_env": render_release_env(spec, release, workers, source_on_path=not app_packages)}
 
     def _locked(self, plays: Mapping[str, Play], extra: Mapping[str, Any], body: Any) -> DeployOutcome:
         """Take the lock, run ``body()``, free the lock on every exit path."""

@@ -12,6 +12,7 @@ import pytest
 
 from shipit.deploy import DeployFailed, DeployOutcome, Deployer, load_target
 from shipit.inventory import load_inventory
+from shipit.layout import Layout
 from shipit.platform import TargetPlatform
 from tests.unit.fakefleet import FakeHost, fake_kinds, fake_modules, fake_pool
 
@@ -303,3 +304,14 @@ def test_hosts_of_different_platforms_are_refused_before_the_build(fleet: Fleet)
     with pytest.raises(DeployFailed, match="hosts differ in platform.*nothing was changed"):
         fleet.deploy()
     assert fleet.targets == [] and all(f.lock is None for f in fleet.hosts.values())
+
+
+def test_a_requirements_only_app_installs_no_app_wheel_and_has_its_release_dir_on_the_path(fleet: Fleet) -> None:
+    deployer, _ = fleet.deployer()
+    deployer._artifact_dir = str(fleet.tmp / "out")
+    release = "20261201T100000Z-0123456789ab"
+    source_tree = deployer._deploy_extra("a.tar.gz", [], "", 2, release)
+    assert source_tree["app_packages"] == []
+    assert f'PYTHONPATH="{Layout("example").release(release)}"\n' in source_tree["release_env"]
+    wheel = deployer._deploy_extra("a.tar.gz", ["example"], "", 2, release)
+    assert wheel["app_packages"] == ["example"] and "PYTHONPATH" not in wheel["release_env"]
