@@ -228,7 +228,9 @@ def test_rolling_deploy_and_rollback_under_load_fail_no_request(env: Env, first:
     assert load.failed == [], f"{len(load.failed)} failed requests during the deploy: {load.failed[:5]}"
     assert load.ok > 50 and {first["release"], second["release"]} <= load.releases
     # the roll went batch by batch (serial: 1): one switch per host, in inventory order
-    log = env.run_on("web1", "tail -n 1 /srv/example/releases.log\n")
+    # (a switch logs the new release live, then the previous one retired: the last line is the
+    # retirement, so read the last `live` line)
+    log = env.run_on("web1", "awk -F'\\t' '$5 == \"live\"' /srv/example/releases.log | tail -n 1\n")
     assert second["release"] in log and "\tlive" in log
 
     with Load(env) as load:
