@@ -1,65 +1,156 @@
 """Build a release artifact once, on the runner: the app's source plus wheels for the hosts.
 
-The artifact is a deterministic ``.tar.gz`` (sorted entries, fixed mtimes and owners), so the
-same source and dependencies give the same bytes and the same content hash: that is how a
-re-deploy of an unchanged app is recognised and creates no release. Layout inside::
+What ships follows the app's lock, never the runner's caches: dependencies are resolved by
+uv (``uv export --frozen`` of a ``uv.lock``, or ``uv pip compile`` of a pinned
+``requirements.txt`` or, without a lock, of the pyproject's ranges) for the hosts'
+:class:`~shipit.platform.TargetPlatform` (their machine, glibc and CPython X.Y, not the
+runner's) into a PEP 751 ``pylock.toml``; each package's wheel is then chosen for the target
+by tag (:func:`~shipit.platform.best_wheel`) and fetched by its URL, its sha256 checked
+against the lock. A local content-addressed store (``<cache>/wheels/<sha256>.whl``) makes the
+second fetch free; it is keyed by the hash the lock names, so it speeds builds up but never
+decides what ships. Layouts of apps: see :mod:`shipit.lockfile`.
 
+The artifact is a deterministic ``.tar.gz`` (entries sorted within each part, mtimes fixed at
+1980-01-01, owner 0/root, modes 0644/0755): the same source, lock and target give the same
+bytes and the same content hash, whichever cache built it. Layout inside::
+
+    .shipit/bin/uv                  # uv for the target platform, to build the venv on the host
+    .shipit/wheels/*.whl            # every dependency wheel, for the target platform
     <the app's source files>        # git-tracked + untracked-not-ignored files, as in the work tree
-    .shipit/wheels/*.whl            # the app and every dependency, built for the hosts' Python
+    .shipit/wheels/<app>-*.whl      # the app's own wheel (pyproject apps only)
+    .shipit/requirements.txt        # pinned ``name==version`` lines the host installs (no app)
+    .shipit/artifact.json           # target platform, lock source, locked/resolved, wheels
 
-Hosts need no package index: the release's venv is built from ``.shipit/wheels``.
+It is two gzip members, one after the other (``tar -xzf`` and Python read them as one
+stream): the first holds ``.shipit/bin`` and the dependency wheels and is kept in the cache
+(``<cache>/parts/``), so a code change re-compresses only the second, the app's part.
+
+Hosts need no package index: the release's venv is built offline from ``.shipit/wheels`` with
+``.shipit/bin/uv`` (the ``python`` module's ``uv`` param).
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
 import json
 import os
-import shlex
 import shutil
-import sys
+import subprocess
 import tarfile
 import tempfile
-import tomllib
-from dataclasses import asdict, dataclass
+import urllib.request
+import zipfile
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib.metadata import version as _dist_version
 from pathlib import Path
-
-from invoke.context import Context
+from typing import Any
 
 from shipit.errors import ShipitError
+from shipit.lockfile import (
+    AppLayout,
+    LockedFile,
+    LockedPackage,
+    LockError,
+    detect_layout,
+    normalize,
+    parse_pylock,
+    parse_requirements,
+)
+from shipit.platform import TargetPlatform, best_wheel, check_wheel_tags
 
 _SKIP_DIRS = {".git", ".venv", "venv", "__pycache__", "build", "dist", ".pytest_cache", ".mypy_cache",
               ".shipit", "node_modules"}
 FIXED_MTIME = 315532800  # 1980-01-01, the earliest a wheel's zip can hold
+FORMAT = 2  # of artifact.json and of the layout; part of the reuse key
+DEFAULT_CACHE = "~/.cache/shipit"
+"""Default cache root; ``SHIPIT_CACHE_DIR`` overrides it."""
 
 
 @dataclass(frozen=True)
 class Artifact:
-    """A built artifact: its path, sha256 (hex), a 12-hex content hash, and the app's
-    distribution name (what to install into the venv from the wheels)."""
+    """A built artifact.
+
+    Attributes:
+        path: the ``.tar.gz`` file, ``<out_dir>/<content_hash>.tar.gz``.
+        sha256: hex digest of the file; ``content_hash`` its first 12 hex digits.
+        distribution: the app's distribution name to install from ``.shipit/wheels`` (pyproject
+            apps), or None (a source-tree app: the release dir itself goes on the path).
+        size: bytes.
+        target: the platform the wheels are for.
+        requirements: pinned ``name==version`` of every dependency (sorted), as written to
+            ``.shipit/requirements.txt``.
+        wheels: file names in ``.shipit/wheels`` (sorted; the app's wheel included).
+        lock: where the dependencies came from: ``uv.lock``, the requirements file's name, or
+            ``pyproject.toml`` (resolved at build time).
+        locked: True when every dependency version came from the lock; False when uv resolved
+            (some of) them at build time.
+    """
 
     path: str
     sha256: str
     content_hash: str
-    distribution: str
+    distribution: str | None
     size: int
+    target: TargetPlatform
+    requirements: tuple[str, ...] = ()
+    wheels: tuple[str, ...] = ()
+    lock: str = ""
+    locked: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON form (the reuse index in ``out_dir``)."""
+        return {"path": self.path, "sha256": self.sha256, "content_hash": self.content_hash,
+                "distribution": self.distribution, "size": self.size,
+                "target": self.target.as_dict(), "requirements": list(self.requirements),
+                "wheels": list(self.wheels), "lock": self.lock, "locked": self.locked}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Artifact:
+        """Inverse of :meth:`as_json`. Raises KeyError, TypeError, PlatformError."""
+        return cls(str(data["path"]), str(data["sha256"]), str(data["content_hash"]),
+                   data["distribution"], int(data["size"]), TargetPlatform.from_dict(data["target"]),
+                   tuple(data["requirements"]), tuple(data["wheels"]), str(data["lock"]),
+                   bool(data["locked"]))
 
 
 class BuildError(ShipitError):
-    """Building the artifact failed (pip could not build a wheel, the source is unreadable)."""
+    """Building the artifact failed: uv could not resolve or build, a download failed or did
+    not match its lock hash, a dependency has no wheel for the target, the source is unreadable."""
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """The cache root: ``cache_dir``, else ``$SHIPIT_CACHE_DIR``, else ``~/.cache/shipit``."""
+    return Path(cache_dir or os.environ.get("SHIPIT_CACHE_DIR") or DEFAULT_CACHE).expanduser()
+
+
+def uv_version() -> str:
+    """The version of the ``uv`` distribution shipit depends on (and ships to hosts)."""
+    return _dist_version("uv")
+
+
+@functools.cache
+def uv_bin() -> str:
+    """Path of the runner's ``uv`` executable (from the ``uv`` wheel). Called once in the main
+    thread before the build's threads start (``find_uv_bin`` reads sysconfig, not thread-safe)."""
+    from uv import find_uv_bin
+    return str(find_uv_bin())
 
 
 def source_files(source: Path) -> list[str]:
     """Relative paths of the files to ship: inside git, tracked plus untracked-not-ignored
     files (the work tree as it is); elsewhere, every file except build/VCS/cache directories."""
-    ctx = Context()
-    inside = ctx.run(f"git -C {shlex.quote(str(source))} rev-parse --is-inside-work-tree", hide=True, warn=True, in_stream=False)
-    if inside is not None and inside.ok and inside.stdout.strip() == "true":
-        listing = ctx.run(f"git -C {shlex.quote(str(source))} ls-files -z --cached --others --exclude-standard .",
-                          hide=True, warn=True, in_stream=False)
-        if listing is not None and listing.ok:
+    inside = subprocess.run(["git", "-C", str(source), "rev-parse", "--is-inside-work-tree"],
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+    if inside.returncode == 0 and inside.stdout.strip() == "true":
+        listing = subprocess.run(["git", "-C", str(source), "ls-files", "-z", "--cached", "--others",
+                                  "--exclude-standard", "."], capture_output=True, text=True,
+                                 stdin=subprocess.DEVNULL, check=False)
+        if listing.returncode == 0:
             names = [n for n in listing.stdout.split("\0") if n]
             return sorted(n for n in names if (source / n).is_file()
                           and not set(Path(n).parts) & _SKIP_DIRS)
@@ -72,112 +163,401 @@ def source_files(source: Path) -> list[str]:
     return sorted(files)
 
 
-def distribution_name(source: Path) -> str:
-    """The app's distribution name from ``pyproject.toml`` ``[project].name``.
+def distribution_name(source: Path) -> str | None:
+    """The app's ``[project].name``, or None for a source-tree (requirements-only) app.
 
     Raises:
-        BuildError: no pyproject.toml with a project name.
+        BuildError: neither a ``[project]`` nor a requirements.txt.
     """
     try:
-        data = tomllib.loads((source / "pyproject.toml").read_text(encoding="utf-8"))
-        return str(data["project"]["name"])
-    except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
-        raise BuildError(f"{source}/pyproject.toml: need a [project] name to build the app's "
-                         f"wheel ({type(exc).__name__}: {exc})") from None
+        return detect_layout(source).distribution
+    except LockError as exc:
+        raise BuildError(exc.message) from None
 
 
-def build_wheels(staging: Path, wheels: Path, cache: Path, python_version: str | None) -> None:
-    """``pip wheel`` the staged app and its dependencies into ``wheels``.
+# ---- running uv ---------------------------------------------------------------------------
+def _uv_env(cache: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"UV_CACHE_DIR": str(cache / "uv"), "UV_NO_PROGRESS": "1",
+                "UV_PYTHON_DOWNLOADS": "never", "SOURCE_DATE_EPOCH": str(FIXED_MTIME)})
+    return env
 
-    Dependencies come from ``cache`` when present there (no index query), else from the index,
-    and are kept in ``cache`` for the next build. The runner's Python must match the hosts'
-    X.Y (wheels are built for the runner's interpreter).
+
+def _uv(args: list[str], cwd: Path, env: Mapping[str, str], what: str) -> str:
+    """Run ``uv ARGS`` in ``cwd``; its stdout. Raises BuildError with uv's last lines."""
+    done = subprocess.run([uv_bin(), *args], cwd=cwd, env=dict(env), capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, check=False)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-12:])
+        raise BuildError(f"{what} failed (uv {' '.join(args[:2])}, exit {done.returncode}):\n{tail}")
+    return done.stdout
+
+
+def _compile(inputs: list[str], cwd: Path, target: TargetPlatform, work: Path,
+             env: Mapping[str, str], name: str, stdin_text: str | None = None) -> list[LockedPackage]:
+    """``uv pip compile`` ``inputs`` for ``target`` into ``work/pylock.<name>.toml``, parsed."""
+    out = work / f"pylock.{name}.toml"
+    if stdin_text is not None:
+        spec = work / f"{name}.in"
+        spec.write_text(stdin_text)
+        inputs = [*inputs, str(spec)]
+    args = ["pip", "compile", *inputs, "--python-version", target.python,
+            "--python-platform", target.uv_platform(), "--no-header", "--quiet", "-o", str(out)]
+    _uv(args, cwd, env, f"resolving {name} for {target.describe()}")
+    try:
+        return parse_pylock(out.read_text())
+    except LockError as exc:
+        raise BuildError(exc.message) from None
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What to ship: ``packages`` (from the pylock), ``locked`` (versions all from the lock),
+    ``hashes`` (name -> sha256 digests the lock allows; empty when it gives none) and ``added``
+    (``name==version`` that uv chose rather than the lock: all of them without a lock)."""
+
+    packages: tuple[LockedPackage, ...]
+    locked: bool
+    hashes: Mapping[str, frozenset[str]]
+    added: tuple[str, ...]
+
+
+def resolve(source: Path, layout: AppLayout, target: TargetPlatform, work: Path,
+            env: Mapping[str, str]) -> Resolution:
+    """Resolve the app's dependencies for ``target`` with uv (see the module docstring).
 
     Raises:
-        BuildError: pip failed, or the runner's Python differs from ``python_version``.
+        BuildError: uv failed (``uv.lock`` out of date, no version fits), or the resolution
+            contradicts a pin of the lock.
     """
-    here = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if python_version and python_version != here:
-        raise BuildError(f"the hosts run Python {python_version} but shipit runs on Python {here}: "
-                         "wheels are built for the runner's interpreter; run shipit with "
-                         f"python{python_version}")
-    cache.mkdir(parents=True, exist_ok=True)
-    env = {"SOURCE_DATE_EPOCH": str(FIXED_MTIME), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    pip = f"{shlex.quote(sys.executable)} -m pip wheel --quiet --wheel-dir {shlex.quote(str(wheels))}"
-    ctx = Context()
-    offline = ctx.run(f"{pip} --no-index --find-links {shlex.quote(str(cache))} {shlex.quote(str(staging))}", hide=True, warn=True, env=env, in_stream=False)
-    if offline is None or not offline.ok:
-        shutil.rmtree(wheels, ignore_errors=True)
-        online = ctx.run(f"{pip} --find-links {shlex.quote(str(cache))} {shlex.quote(str(staging))}", hide=True, warn=True, env=env, in_stream=False)
-        if online is None or not online.ok:
-            detail = (online.stderr if online is not None else "").strip().splitlines()[-8:]
-            raise BuildError("building wheels failed:\n" + "\n".join(detail))
-    for wheel in wheels.glob("*.whl"):
-        if not (cache / wheel.name).exists():
-            shutil.copyfile(wheel, cache / wheel.name)
+    if layout.kind == "uv.lock":
+        exported = _uv(["export", "--frozen", "--format", "requirements-txt", "--no-emit-project",
+                        "--no-dev", "--no-header", "--no-annotate", "--no-editable"],
+                       source, env, "exporting uv.lock")
+        reqs = parse_requirements(exported)
+        packages = _compile([], source, target, work, env, "deps", stdin_text=exported)
+    else:
+        reqs = None
+        inputs = []
+        if layout.kind == "requirements":
+            try:
+                reqs = parse_requirements((source / layout.lock).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise BuildError(f"{source / layout.lock}: {exc}") from None
+            except LockError as exc:
+                raise BuildError(f"{source / layout.lock}: {exc.message}") from None
+            inputs.append(str(source / layout.lock))
+        if layout.distribution:
+            inputs.append(str(source / "pyproject.toml"))
+        packages = _compile(inputs, source, target, work, env, "deps")
+    packages = [p for p in packages if p.name != normalize(layout.distribution or "")]
+    if reqs is None or not reqs.locked:
+        every = tuple(f"{p.name}=={p.version}" for p in packages)
+        return Resolution(tuple(packages), False, reqs.hashes if reqs else {}, every)
+    for p in packages:
+        if p.name in reqs.pins and reqs.pins[p.name] != p.version:
+            raise BuildError(f"{layout.lock} pins {p.name}=={reqs.pins[p.name]} but uv resolved "
+                             f"{p.version}: the lock is inconsistent")
+    added = tuple(f"{p.name}=={p.version}" for p in packages if p.name not in reqs.pins)
+    return Resolution(tuple(packages), not added, reqs.hashes, added)
 
 
+# ---- fetching by content hash ----------------------------------------------------------------
+def fetch(file: LockedFile, store: Path) -> Path:
+    """The file ``file`` names, from ``store/<sha256><suffix>`` or else downloaded from its URL
+    (http(s), file:// or a local path) into the store after its sha256 is checked.
+
+    Raises:
+        BuildError: the download failed, or its sha256 is not the one the lock names.
+    """
+    suffix = ".whl" if file.filename.endswith(".whl") else ".sdist"
+    dest = store / f"{file.sha256}{suffix}"
+    if dest.is_file() and _sha256_file(dest) == file.sha256:
+        return dest
+    store.mkdir(parents=True, exist_ok=True)
+    url = file.url if "://" in file.url else Path(file.url).resolve().as_uri()
+    tmp = store / f".{file.sha256}.{os.getpid()}.part"
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response, open(tmp, "wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise BuildError(f"downloading {file.filename} failed: {exc}") from None
+    got = _sha256_file(tmp)
+    if got != file.sha256:
+        tmp.unlink(missing_ok=True)
+        raise BuildError(f"{file.filename}: sha256 {got} is not the {file.sha256} the lock names "
+                         "(a changed or corrupted file on the index or proxy)")
+    os.replace(tmp, dest)
+    return dest
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def choose_files(packages: tuple[LockedPackage, ...] | list[LockedPackage], target: TargetPlatform,
+                 hashes: Mapping[str, frozenset[str]]) -> tuple[list[LockedFile], list[LockedPackage]]:
+    """Pure: the wheel to ship for each package (best tag for ``target``), and the packages
+    with no wheel for it (to build from their sdist, or refuse).
+
+    Raises:
+        BuildError: the chosen file's sha256 is not among the lock's hashes for that package.
+    """
+    chosen, sdist_only = [], []
+    for p in packages:
+        best = best_wheel([w.filename for w in p.wheels], target)
+        if best is None:
+            sdist_only.append(p)
+            continue
+        file = next(w for w in p.wheels if w.filename == best)
+        allowed = hashes.get(p.name)
+        if allowed and file.sha256 not in allowed:
+            raise BuildError(f"{p.name} {p.version}: {file.filename} (sha256 {file.sha256}) is "
+                             "not one of the files the lock pins by hash")
+        chosen.append(file)
+    return chosen, sdist_only
+
+
+def refuse_sdists(sdist_only: list[LockedPackage], target: TargetPlatform) -> str | None:
+    """Pure: why the sdist-only packages cannot ship to ``target`` (None when they can be built
+    here: the runner has the target's platform, see :meth:`TargetPlatform.is_runner`)."""
+    if not sdist_only or target.is_runner():
+        return None
+    names = ", ".join(f"{p.name} {p.version}" for p in sdist_only)
+    return (f"{names}: no wheel for {target.describe()} on the index, only a source "
+            "distribution, and this runner cannot build one for that platform; build the "
+            "artifact on a runner of the hosts' platform, or pick a version with wheels")
+
+
+def _build_sdist(p: LockedPackage, store: Path, target: TargetPlatform, work: Path,
+                 env: Mapping[str, str]) -> Path:
+    """Build ``p``'s wheel from its sdist on this runner (same platform as the target); the
+    result is kept as ``store/built/<sdist sha256>-<target>.whl``."""
+    if p.sdist is None:
+        raise BuildError(f"{p.name} {p.version}: neither a wheel for {target.describe()} nor a "
+                         "source distribution")
+    built = store / "built" / f"{p.sdist.sha256}-{target.key()}"
+    found = sorted(built.glob("*.whl")) if built.is_dir() else []
+    if found:
+        return found[0]
+    sdist = fetch(p.sdist, store)
+    unpack = work / f"sdist-{p.name}"
+    unpack.mkdir(parents=True)
+    local = unpack / p.sdist.filename
+    shutil.copyfile(sdist, local)
+    out = unpack / "out"
+    _uv(["build", "--wheel", "--out-dir", str(out), "--python", f"python{target.python}", str(local)],
+        unpack, env, f"building {p.name} {p.version} from its sdist")
+    wheels = sorted(out.glob("*.whl"))
+    if not wheels:
+        raise BuildError(f"building {p.name} {p.version} from its sdist made no wheel")
+    built.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(wheels[0], built / wheels[0].name)
+    return built / wheels[0].name
+
+
+def _uv_for_target(target: TargetPlatform, store: Path, work: Path, env: Mapping[str, str],
+                   cwd: Path) -> Path:
+    """The ``uv`` executable for ``target`` (shipit's own pinned uv version), extracted from
+    its wheel into ``store/uv-bin/<wheel sha256>/uv``."""
+    want = uv_version()
+    # uv==X for one platform is one immutable file on the index: remember which, by key, so a
+    # rebuild needs no resolution for it (a bad record only costs a refetch: hashes checked)
+    record = store / "uv-bin" / f"uv-{want}-{target.uv_platform()}-{target.abi}.json"
+    try:
+        known = json.loads(record.read_text())
+        chosen = [LockedFile(str(known["filename"]), str(known["url"]), str(known["sha256"]))]
+    except (OSError, ValueError, KeyError, TypeError):
+        pkgs = _compile([], cwd, target, work, env, "uv", stdin_text=f"uv=={want}\n")
+        chosen, missing = choose_files([p for p in pkgs if p.name == "uv"], target, {})
+        if missing or not chosen:
+            raise BuildError(f"uv {want} has no wheel for {target.describe()}") from None
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"filename": chosen[0].filename, "url": chosen[0].url,
+                                      "sha256": chosen[0].sha256}))
+    wheel = fetch(chosen[0], store)
+    binary = store / "uv-bin" / chosen[0].sha256 / "uv"
+    if not binary.is_file():
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(wheel) as zf:
+            member = next((n for n in zf.namelist() if n.endswith(".data/scripts/uv")), None)
+            if member is None:
+                raise BuildError(f"{chosen[0].filename}: no .data/scripts/uv inside")
+            tmp = binary.with_suffix(".part")
+            with zf.open(member) as src, open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            tmp.chmod(0o755)
+            os.replace(tmp, binary)
+    return binary
+
+
+def _app_wheel(staging: Path, out: Path, env: Mapping[str, str]) -> Path:
+    """``uv build --wheel`` the staged app (SOURCE_DATE_EPOCH fixed: same source, same bytes)."""
+    _uv(["build", "--wheel", "--out-dir", str(out), str(staging)], staging, env,
+        "building the app's wheel")
+    wheels = sorted(out.glob("*.whl"))
+    if len(wheels) != 1:
+        raise BuildError(f"building the app's wheel made {len(wheels)} wheels, expected 1")
+    return wheels[0]
+
+
+# ---- the artifact ------------------------------------------------------------------------
 def build_artifact(source: str | Path, out_dir: str | Path, python_version: str | None = None,
-                   cache_dir: str | Path = "~/.cache/shipit/wheels") -> Artifact:
+                   cache_dir: str | Path | None = None, target: TargetPlatform | None = None,
+                   requirements: str = "requirements.txt") -> Artifact:
     """Build the release artifact of the app in ``source`` into ``out_dir``.
 
-    Returns the :class:`Artifact`; the file is ``out_dir/<content_hash>.tar.gz``.
+    Args:
+        source: the app's directory (see :mod:`shipit.lockfile` for the layouts read).
+        out_dir: where ``<content_hash>.tar.gz`` and the reuse index are written.
+        python_version: the hosts' CPython X.Y when ``target`` is not given (default: the
+            runner's platform with this Python).
+        cache_dir: cache root (default :func:`cache_root`): ``wheels/`` (content-addressed
+            downloads), ``parts/`` (compressed dependency parts), ``uv/`` (uv's own cache).
+        target: the hosts' platform (:func:`shipit.platform.target_for_hosts`).
+        requirements: the requirements file's name, relative to ``source``.
+
+    Returns the :class:`Artifact`. An unchanged source (same files, modes, bytes) for the same
+    target returns the artifact built before without resolving again.
 
     Raises:
-        BuildError: see :func:`build_wheels` and :func:`distribution_name`.
+        BuildError: see :func:`resolve`, :func:`fetch`, :func:`choose_files`; a dependency with
+            only an sdist for a target this runner cannot build for; an app wheel that does not
+            run on the target.
     """
     src = Path(source).resolve()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dist = distribution_name(src)
+    cache = cache_root(cache_dir)
+    tgt = target or TargetPlatform.runner(python_version)
+    try:
+        layout = detect_layout(src, requirements)
+    except LockError as exc:
+        raise BuildError(exc.message) from None
     files = source_files(src)
-    # the same source files (names, modes, bytes) and Python give the same artifact: reuse it
-    # instead of running pip again (a no-op deploy is then mostly SSH round trips)
-    source_key = hashlib.sha256()
-    source_key.update(f"{python_version}\n".encode())
+    # the same source files (names, modes, bytes) for the same target give the same artifact:
+    # reuse it instead of resolving again (a no-op deploy is then mostly SSH round trips)
+    source_key = hashlib.sha256(f"{FORMAT}\n{tgt.key()}\n{uv_version()}\n{requirements}\n".encode())
     for rel in files:
         source_key.update(f"{rel}\0{os.access(src / rel, os.X_OK)}\0".encode())
         source_key.update(hashlib.sha256((src / rel).read_bytes()).digest())
     index = out / f"source-{source_key.hexdigest()[:24]}.json"
     try:
-        known = json.loads(index.read_text())
-        if Path(known["path"]).is_file():
-            return Artifact(**known)
-    except (OSError, ValueError, KeyError, TypeError):
+        known = Artifact.from_json(json.loads(index.read_text()))
+        if Path(known.path).is_file():
+            return known
+    except (OSError, ValueError, KeyError, TypeError, ShipitError):
         pass
+    env = _uv_env(cache)
+    uv_bin()
+    store = cache / "wheels"
     with tempfile.TemporaryDirectory(prefix="shipit-build-") as tmp:
-        staging = Path(tmp) / "src"
+        work = Path(tmp)
+        staging = work / "src"
         for rel in files:
-            target = staging / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src / rel, target)
-        wheels = Path(tmp) / "wheels"
-        build_wheels(staging, wheels, Path(cache_dir).expanduser(), python_version)
-        entries = [(rel, src / rel) for rel in files]
-        entries += [(f".shipit/wheels/{w.name}", w) for w in sorted(wheels.glob("*.whl"))]
-        data = _deterministic_tar(entries)
+            dest = staging / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / rel, dest)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            # independent: resolve the dependencies, fetch uv for the target, build the app
+            resolution_f = pool.submit(resolve, src, layout, tgt, work, env)
+            uv_f = pool.submit(_uv_for_target, tgt, store, work, env, src)
+            app_f = pool.submit(_app_wheel, staging, work / "app-wheel", env) \
+                if layout.distribution else None
+            resolution = resolution_f.result()
+            chosen, sdist_only = choose_files(resolution.packages, tgt, resolution.hashes)
+            refusal = refuse_sdists(sdist_only, tgt)
+            if refusal:
+                raise BuildError(refusal)
+            dep_paths = {f.filename: p for f, p in
+                         zip(chosen, pool.map(lambda f: fetch(f, store), chosen), strict=True)}
+            for p in sdist_only:
+                built = _build_sdist(p, store, tgt, work, env)
+                dep_paths[built.name] = built
+            uv_binary = uv_f.result()
+            app_wheel = app_f.result() if app_f else None
+        wheel_names = sorted(dep_paths) + ([app_wheel.name] if app_wheel else [])
+        problems = check_wheel_tags(wheel_names, tgt)
+        if problems:
+            raise BuildError("wheels that would not run on the hosts:\n" + "\n".join(problems))
+        pins = sorted(f"{p.name}=={p.version}" for p in resolution.packages)
+        meta = {
+            "format": FORMAT, "target": tgt.as_dict(), "lock": layout.lock,
+            "locked": resolution.locked,
+            # what uv chose at build time rather than the lock: everything without a lock
+            "resolved_at_build": sorted(resolution.added),
+            "layout": layout.kind, "distribution": layout.distribution,
+            "app_wheel": app_wheel.name if app_wheel else None, "requirements": pins,
+            "uv": uv_version(),
+            "wheels": {name: _sha256_file(path) for name, path in sorted(dep_paths.items())},
+        }
+        deps_entries = [(".shipit/bin/uv", uv_binary)] + \
+            [(f".shipit/wheels/{n}", p) for n, p in sorted(dep_paths.items())]
+        app_entries: list[tuple[str, Path | bytes]] = [(rel, src / rel) for rel in files]
+        if app_wheel:
+            app_entries.append((f".shipit/wheels/{app_wheel.name}", app_wheel))
+        app_entries.append((".shipit/requirements.txt", "".join(f"{p}\n" for p in pins).encode()))
+        app_entries.append((".shipit/artifact.json",
+                            (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()))
+        data = _deps_part(deps_entries, cache / "parts") + _deterministic_tar(app_entries)
     digest = hashlib.sha256(data).hexdigest()
     path = out / f"{digest[:12]}.tar.gz"
     if not path.exists():
         path.write_bytes(data)
-    artifact = Artifact(str(path), digest, digest[:12], dist, len(data))
-    index.write_text(json.dumps(asdict(artifact)))
+    artifact = Artifact(str(path), digest, digest[:12], layout.distribution, len(data), tgt,
+                        tuple(pins), tuple(wheel_names), layout.lock, resolution.locked)
+    index.write_text(json.dumps(artifact.as_json()))
     return artifact
 
 
-def _deterministic_tar(entries: list[tuple[str, Path]]) -> bytes:
+def _tar_entries(entries: list[tuple[str, Path | bytes]], end: bool) -> bytes:
+    """Tar bytes of ``entries`` sorted by name (fixed mtime, owner 0/root, mode 0644 or 0755
+    for executables); with ``end``, closed by the end-of-archive blocks."""
     raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, path in sorted(entries):
-            info = tarfile.TarInfo(name)
-            content = path.read_bytes()
-            info.size = len(content)
-            info.mtime = FIXED_MTIME
-            info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
-            tar.addfile(info, io.BytesIO(content))
+    tar = tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT)
+    for name, item in sorted(entries, key=lambda e: e[0]):
+        info = tarfile.TarInfo(name)
+        content = item if isinstance(item, bytes) else item.read_bytes()
+        info.size = len(content)
+        info.mtime = FIXED_MTIME
+        info.mode = 0o755 if not isinstance(item, bytes) and os.access(item, os.X_OK) else 0o644
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        tar.addfile(info, io.BytesIO(content))
+    if end:
+        tar.close()
+    return raw.getvalue()
+
+
+def _gzip(data: bytes) -> bytes:
     packed = io.BytesIO()
     with gzip.GzipFile(fileobj=packed, mode="wb", mtime=0, compresslevel=6) as gz:
-        gz.write(raw.getvalue())
+        gz.write(data)
     return packed.getvalue()
+
+
+def _deterministic_tar(entries: list[tuple[str, Path | bytes]]) -> bytes:
+    """A gzip member of a complete tar archive of ``entries`` (see :func:`_tar_entries`)."""
+    return _gzip(_tar_entries(entries, end=True))
+
+
+def _deps_part(entries: list[tuple[str, Path]], parts: Path) -> bytes:
+    """The gzip member of the dependency entries (tar entries, no end-of-archive), kept in
+    ``parts/<sha256 of the entries' names and contents>.gz`` to skip compressing again."""
+    key = hashlib.sha256()
+    for name, path in sorted(entries):
+        key.update(f"{name}\0{os.access(path, os.X_OK)}\0{_sha256_file(path)}\n".encode())
+    cached = parts / f"{key.hexdigest()}.gz"
+    if cached.is_file():
+        return cached.read_bytes()
+    data = _gzip(_tar_entries(list(entries), end=False))
+    parts.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(f".{os.getpid()}.part")
+    tmp.write_bytes(data)
+    os.replace(tmp, cached)
+    return data

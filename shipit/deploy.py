@@ -7,10 +7,12 @@ its own and does no batching (the executor does: ``serial``, canary, max-fail, r
 
 Order of a deploy (nothing touches a host before step 4):
   1. load and validate the inventory, the app spec and secrets (:func:`load_target`);
-  2. build the artifact on the runner (deterministic: same app -> same content hash), then
-     load and validate the built-in playbooks with the real variables;
+  2. load and validate the built-in playbooks, with provisional release/artifact values;
   3. one round trip per web host: host facts and release state; size the workers against
-     memory and refuse when they do not fit;
+     memory and refuse when they do not fit; then build the artifact on the runner for the
+     hosts' platform (machine, glibc, Python: :func:`shipit.platform.target_for_hosts`;
+     deterministic: same app and target -> same content hash), refuse it if a wheel does not
+     run there, and load the playbooks again with the real variables;
   4. take the deploy lock on the leader (``lock`` play; freed by ``unlock`` on every exit path,
      Ctrl-C and SIGTERM included);
   5. provision (idempotent), then ``upload`` on every web host (artifact, env file, venv);
@@ -55,6 +57,7 @@ from shipit.inventory import Inventory, leader_of
 from shipit.layout import Layout
 from shipit.modules.base import Module
 from shipit.modules.registry import builtin_modules
+from shipit.platform import PlatformError, TargetPlatform, check_wheel_tags, target_for_hosts
 from shipit.playbook import Play, Playbook, batches, load_playbook
 from shipit.pool import TransportPool
 from shipit.releases import history, rollback_target
@@ -62,8 +65,9 @@ from shipit.templating import Templar, make_environment
 
 DEFAULT_WORKER_MEMORY = 100 * 1024 * 1024  # bytes, when the spec declares none
 SLOTS = 2  # web slots that run at once during a switch (blue/green): the budget fits both
-# Wheels are built by the runner's interpreter, so without `python:` in the spec the hosts get
-# the same X.Y (and the python module says plainly when their distro does not ship it).
+# Only where no host facts are at hand (validation before connecting, rollback): a deploy
+# builds for the hosts' platform, and without `python:` in the spec for the Python their distro
+# ships (shipit.platform.target_for_hosts).
 RUNNER_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
@@ -244,9 +248,19 @@ def render_env_file(target: Target) -> str:
     return envfile.render(values, "managed by shipit: this release's environment")
 
 
-def render_release_env(spec: AppSpec, release: str, workers: int) -> str:
-    """What a release runs (no secrets): ``SHIPIT_*`` lines read by its units."""
+def render_release_env(spec: AppSpec, release: str, workers: int, source_on_path: bool = False) -> str:
+    """What a release runs (no secrets): ``SHIPIT_*`` lines read by its units and its release
+    commands (migrations).
+
+    ``source_on_path``: the app has no wheel of its own (a requirements-only app): its code is
+    the release dir, so ``PYTHONPATH`` names it, for commands that do not add their working
+    directory to the path themselves (console scripts such as ``celery`` or ``alembic``; uvicorn,
+    ``python -m`` and ``python manage.py`` do). Per release, not in the units: a pyproject app
+    keeps importing its installed wheel only.
+    """
     values = {"SHIPIT_RELEASE": release, "SHIPIT_ASGI": spec.asgi, "SHIPIT_WORKERS": str(workers)}
+    if source_on_path:
+        values["PYTHONPATH"] = Layout(spec.name).release(release)
     for p in spec.processes:
         values[Layout.command_variable(p.name)] = p.command
     return envfile.render(values, "managed by shipit: what this release runs (no secrets)")
@@ -332,10 +346,12 @@ def port_clashes(spec: AppSpec, states: Mapping[str, Mapping[str, Any]]) -> None
         raise ValidationError(problems)
 
 
-def app_vars(spec: AppSpec, workers: int, secrets: Mapping[str, str], release: str = "") -> dict[str, Any]:
+def app_vars(spec: AppSpec, workers: int, secrets: Mapping[str, str], release: str = "",
+             python: str | None = None) -> dict[str, Any]:
     """The ``app`` variable the built-in playbooks read (with ``paths``/``units`` of the
-    :class:`~shipit.layout.Layout` for ``release``)."""
-    python = spec.python or RUNNER_PYTHON
+    :class:`~shipit.layout.Layout` for ``release``). ``python``: the X.Y the artifact was
+    built for (the hosts'); default the spec's, else the runner's."""
+    python = python or spec.python or RUNNER_PYTHON
     db = None
     if spec.database:
         secret_name = spec.database.get("password_secret", "")
@@ -459,7 +475,7 @@ class Deployer:
                 "user": self.user, "leader": self.target.leader, "action": action,
                 "lock_token": token, "force_unlock": False, "env_name": self.target.env_name,
                 "web_hosts": ",".join(self.target.web), "db_hosts": ",".join(self.target.db),
-                "artifact": "", "distribution": "app", "env_file": "", "release_env": ""}
+                "artifact": "", "app_packages": [], "env_file": "", "release_env": ""}
 
     # ---- lock ------------------------------------------------------------------------------
     def lock_token(self, release: str) -> str:
@@ -537,15 +553,13 @@ class Deployer:
     def _deploy(self) -> DeployOutcome:
         spec = self.target.spec
         env_file = render_env_file(self.target)
-        started = time.monotonic()
-        self.reporter.phase("build", spec.source)
-        artifact = self.build(spec.source, self._artifact_dir, spec.python or RUNNER_PYTHON)
-        self.reporter.note(f"artifact {artifact.content_hash} ({artifact.size / 2**20:.1f} MiB)")
-        self._timed("build", started)
         workers = 1 if spec.workers == "auto" else int(spec.workers)
         provisional = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{'0' * 12}"
-        first = self._deploy_extra(artifact, env_file, workers, provisional)
-        self._playbook(first)  # validate everything before the first connection
+        # validate everything before the first connection (the artifact is built later, for
+        # the hosts' platform: a placeholder path and the app's wheel stand in for it)
+        first = self._deploy_extra(str(Path(self._artifact_dir) / "provisional.tar.gz"), ["app"],
+                                   env_file, workers, provisional)
+        self._playbook(first)
         self._provision(first)
 
         started = time.monotonic()
@@ -557,23 +571,51 @@ class Deployer:
                                + "; nothing was changed", self._outcome_from(states, "deploy", "", {}))
         live: dict[str, dict[str, Any]] = {h: s for h, s in states.items() if isinstance(s, dict)}
         port_clashes(spec, live)
+        try:
+            target = target_for_hosts({h: s["facts"] for h, s in live.items()}, spec.python)
+        except PlatformError as exc:
+            raise DeployFailed(f"{exc.message}; nothing was changed") from None
         workers = size_workers(spec, {h: s["facts"] for h, s in live.items()}, self.budgets(),
                                self.measure_worker_memory(live))
-        fingerprint = release_fingerprint(artifact.sha256, env_file, app_vars(spec, workers, self.target.secrets))
+        self._timed("facts", started)
+
+        started = time.monotonic()
+        self.reporter.phase("build", f"{spec.source} for {target.describe()}")
+        artifact = self.build(spec.source, self._artifact_dir, target=target)
+        self.reporter.note(f"artifact {artifact.content_hash} ({artifact.size / 2**20:.1f} MiB)")
+        self._timed("build", started)
+        self._refuse_foreign_wheels(artifact, target)
+
+        fingerprint = release_fingerprint(artifact.sha256, env_file,
+                                          app_vars(spec, workers, self.target.secrets, python=target.python))
         release = next((r for s in live.values() for r in s["releases"] if r.endswith("-" + fingerprint)),
                        f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{fingerprint}")
-        extra = self._deploy_extra(artifact, env_file, workers, release)
+        extra = self._deploy_extra(artifact.path, [artifact.distribution] if artifact.distribution else [],
+                                   env_file, workers, release, target.python)
         plays = self._playbook(extra)
         provision = self._provision(extra)
-        self._timed("facts", started)
         return self._locked(plays, extra, lambda: self._deploy_locked(plays, provision, extra, release, live))
 
-    def _deploy_extra(self, artifact: Any, env_file: str, workers: int, release: str) -> dict[str, Any]:
+    @staticmethod
+    def _refuse_foreign_wheels(artifact: Any, target: TargetPlatform) -> None:
+        """Raise DeployFailed (before the lock: nothing changed) when a wheel of ``artifact``
+        does not run on ``target`` (a builder that ignored the target, a stale artifact)."""
+        problems = check_wheel_tags(artifact.wheels, target)
+        if problems:
+            raise DeployFailed(f"artifact {artifact.content_hash} has wheels that would not run on the "
+                               f"hosts ({target.describe()}); nothing was changed:\n  "
+                               + "\n  ".join(problems))
+
+    def _deploy_extra(self, artifact_path: str, app_packages: list[str], env_file: str, workers: int,
+                      release: str, python: str | None = None) -> dict[str, Any]:
         spec = self.target.spec
-        app = app_vars(spec, workers, self.target.secrets, release)
+        app = app_vars(spec, workers, self.target.secrets, release, python)
         return {**self._base_extra(app, release, "deploy", self.lock_token(release)),
-                "artifact": artifact.path, "distribution": artifact.distribution or "app",
-                "env_file": env_file, "release_env": render_release_env(spec, release, workers)}
+                # app_packages: the app's own wheel, when it has one; a requirements-only app
+                # has none (its code is the release dir), it installs .shipit/requirements.txt
+                "artifact": artifact_path, "app_packages": list(app_packages),
+                "env_file": env_file,
+                "release_env": render_release_env(spec, release, workers, source_on_path=not app_packages)}
 
     def _locked(self, plays: Mapping[str, Play], extra: Mapping[str, Any],
                 body: Callable[[], DeployOutcome]) -> DeployOutcome:

@@ -4,7 +4,8 @@ Gathered once per host per run, before any play; modules read it through
 ``PlanContext.host_facts``. Parsed shape (all keys always present)::
 
     {"os_id": "debian", "os_version": "12", "codename": "bookworm", "arch": "amd64",
-     "machine": "x86_64", "hostname": "web1", "cpus": 2,
+     "machine": "x86_64", "glibc": "2.36",   # "" when getconf cannot tell (not glibc)
+     "hostname": "web1", "cpus": 2,
      "mem_total": 25165824000, "mem_available": 2400000000,   # bytes
      "load": [0.1, 0.05, 0.0], "pythons": ["3.11"],           # /usr/bin/python3.X present
      "apt_lists_age": 120,             # seconds since the apt lists were updated, -1 never
@@ -25,6 +26,7 @@ echo "os_version=${VERSION_ID:-}"
 echo "codename=${VERSION_CODENAME:-}"
 printf 'arch='; dpkg --print-architecture 2>/dev/null || echo
 printf 'machine='; uname -m
+printf 'glibc='; getconf GNU_LIBC_VERSION 2>/dev/null | { read -r _ v _; echo "${v:-}"; }
 read -r h < /proc/sys/kernel/hostname; echo "hostname=$h"
 printf 'cpus='; nproc 2>/dev/null || echo 1
 while read -r k v _; do
@@ -66,6 +68,7 @@ def parse(stdout: str) -> dict[str, Any]:
         "codename": raw.get("codename", ""),
         "arch": raw.get("arch", ""),
         "machine": raw.get("machine", ""),
+        "glibc": raw.get("glibc", "") if re.fullmatch(r"[0-9]+\.[0-9]+", raw.get("glibc", "")) else "",
         "hostname": raw.get("hostname", ""),
         "cpus": int(num("cpus", 1)) or 1,
         "mem_total": int(num("mem_total_kb")) * 1024,
@@ -83,4 +86,4 @@ def parse(stdout: str) -> dict[str, Any]:
     }
 
 
-KINDS = [FactKind("host", lambda arg: COMMAND, parse, "OS, CPUs, memory, load, Pythons")]
+KINDS = [FactKind("host", lambda arg: COMMAND, parse, "OS, machine, glibc, CPUs, memory, load, Pythons")]

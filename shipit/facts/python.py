@@ -1,6 +1,7 @@
 """The ``venv`` fact kind: a Python virtual environment, read without running Python.
 
-Arg: the venv's path. Reads ``pyvenv.cfg`` (``version = 3.11.2``), the installed
+Arg: the venv's path. Reads ``pyvenv.cfg`` (``version = 3.11.2`` as ``python -m venv``
+writes it, ``version_info = 3.11.2`` as ``uv venv`` does), the installed
 distributions from ``lib/python3.*/site-packages/*.dist-info`` directory names (as
 ``pip freeze`` would list them) and the ``.shipit-requirements.sha256`` stamp the ``python``
 module writes after installing a requirements file. Parsed shape::
@@ -32,7 +33,7 @@ def venv_command(path: str) -> str:
     """Print ``version=``, ``python=``, ``dist=`` lines and the requirements stamp."""
     return f"""v={q(path)}
 if [ -f "$v/pyvenv.cfg" ]; then
-  echo "version=$(sed -n 's/^version *= *//p' "$v/pyvenv.cfg" | head -n 1)"
+  echo "version=$(sed -n -E 's/^version(_info)? *= *//p' "$v/pyvenv.cfg" | head -n 1)"
   if [ -x "$v/bin/python" ]; then echo python=yes; fi
   for d in "$v"/lib/python3*/site-packages/*.dist-info; do
     if [ -d "$d" ]; then echo "dist=${{d##*/}}"; fi

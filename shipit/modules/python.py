@@ -1,10 +1,18 @@
 """The ``python`` module: a distro Python (apt), optionally a venv with packages from wheels.
 
 Hosts have no package index access, so packages are installed only from a wheel directory
-already on the host (``pip install --no-index --find-links WHEELS_DIR``), e.g. one the
-``upload``/``command`` modules unpacked from the release artifact. Python comes from the
-distro's own packages (``python3.X``, ``python3.X-venv``); a version the distro does not ship
-fails the task with the versions each known codename ships (:data:`DISTRO_PYTHON`).
+already on the host, e.g. the release artifact's ``.shipit/wheels``. Python comes from the
+distro's own packages (``python3.X``, plus ``python3.X-venv`` for the pip path); a version the
+distro does not ship fails the task with the versions each known codename ships
+(:data:`DISTRO_PYTHON`).
+
+Two ways to build the venv:
+
+- with ``uv`` (the path of a uv binary on the host, e.g. the artifact's ``.shipit/bin/uv``):
+  ``uv venv --python /usr/bin/python3.X`` (no ensurepip, no pip in the venv) and
+  ``uv pip install --offline --no-index --find-links WHEELS_DIR --compile-bytecode`` (bytecode
+  compiled as pip would: the app user cannot write ``__pycache__`` in a root-owned venv);
+- without: ``python3.X -m venv`` and the venv's ``pip install --no-index --find-links``.
 
 Idempotence: apt packages via the ``apt`` module's plan; the venv is ok when its
 ``pyvenv.cfg`` has the wanted X.Y (otherwise it is removed and re-created); ``packages`` are
@@ -33,12 +41,30 @@ _APT = AptModule()
 
 
 def _apt_params(params: Mapping[str, Any], version: str) -> dict[str, Any]:
-    return {"name": [f"python{version}", f"python{version}-venv"], "state": "present",
-            "update_cache": True, "cache_valid_time": 3600}
+    # uv creates venvs without the venv module and ensurepip: python3.X-venv only for pip
+    names = [f"python{version}"] if params.get("uv") else [f"python{version}", f"python{version}-venv"]
+    return {"name": names, "state": "present", "update_cache": True, "cache_valid_time": 3600}
 
 
 def _as(owner: str | None, words: str) -> str:
     return f"runuser -u {q(owner)} -- {words}" if owner else words
+
+
+def _create(uv: str | None, version: str, venv: str) -> str:
+    """The command creating ``venv`` with the distro's ``/usr/bin/python{version}``."""
+    if uv:
+        return (f"{q(uv)} venv --no-config --quiet --no-python-downloads "
+                f"--python {q('/usr/bin/python' + version)} -- {q(venv)}")
+    return f"python{version} -m venv -- {q(venv)}"
+
+
+def _install(uv: str | None, venv: str, wheels_dir: str) -> str:
+    """The install command (requirements or packages follow) into ``venv``, offline from
+    ``wheels_dir``."""
+    if uv:
+        return (f"{q(uv)} pip install --no-config --offline --no-index --no-cache --quiet "
+                f"--compile-bytecode --find-links {q(wheels_dir)} --python {q(venv + '/bin/python')}")
+    return f"{q(venv + '/bin/pip')} install --no-index --find-links {q(wheels_dir)}"
 
 
 class PythonModule(Module):
@@ -53,6 +79,8 @@ class PythonModule(Module):
         "packages": Param(list, help='distributions to install, "name" or "name==version"'),
         "requirements": Param(str, help="requirements file on the host"),
         "wheels_dir": Param(str, help="wheel directory on the host (pip --find-links)"),
+        "uv": Param(str, help="uv binary on the host (e.g. RELEASE/.shipit/bin/uv): build the "
+                              "venv with uv instead of venv + pip"),
     }
 
     def check_params(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -68,6 +96,11 @@ class PythonModule(Module):
             errors.append(("venv", "packages/requirements need a venv"))
         if wants_pip and not params.get("wheels_dir"):
             errors.append(("wheels_dir", "hosts have no package index: give a wheel directory"))
+        uv = params.get("uv")
+        if uv is not None and not str(uv).startswith("/"):
+            errors.append(("uv", "expected an absolute path of a uv binary on the host"))
+        if uv and not params.get("venv"):
+            errors.append(("uv", "uv builds a venv: give venv"))
         return errors
 
     def _version(self, params: Mapping[str, Any], codename: str) -> tuple[str | None, str]:
@@ -105,7 +138,7 @@ class PythonModule(Module):
         if apt_plan.failed:
             return apt_plan
         changes = list(apt_plan.changes)
-        venv, owner = params.get("venv"), params.get("owner")
+        venv, owner, uv = params.get("venv"), params.get("owner"), params.get("uv")
         if not venv:
             return Plan(tuple(changes))
         state = facts[FactQuery("venv", venv)]
@@ -115,11 +148,9 @@ class PythonModule(Module):
             why = "create venv " + venv if not state["exists"] else \
                 f"re-create venv {venv} (has Python {state['version']}, want {version})"
             rm = f"rm -rf -- {q(venv)}\n" if state["exists"] else ""
-            changes.append(Change(why, rm + _as(owner, f"python{version} -m venv -- {q(venv)}")
-                                  + " </dev/null"))
+            changes.append(Change(why, rm + _as(owner, _create(uv, version, venv)) + " </dev/null"))
             fresh = True
-        pip = _as(owner, f"{q(venv + '/bin/pip')} install --no-index --find-links "
-                         f"{q(params.get('wheels_dir') or '')}")
+        pip = _as(owner, _install(uv, venv, params.get("wheels_dir") or ""))
         installed = {} if fresh else state["packages"]
         missing = []
         for spec in params.get("packages") or []:
@@ -128,17 +159,25 @@ class PythonModule(Module):
             have_ver = installed.get(normalize(match.group(1)))
             if have_ver is None or (match.group(3) and have_ver != match.group(3)):
                 missing.append(spec)
-        if missing:
-            changes.append(Change("install " + ", ".join(missing),
-                                  f"{pip} -- {' '.join(map(q, missing))} </dev/null"))
         req = params.get("requirements")
+        digest = None
         if req:
             digest = facts[FactQuery("file", req)]["sha256"]
             if digest is None:
                 return Plan(failed=f"requirements file {req} not found on the host")
-            if fresh or state["requirements_sha256"] != digest:
-                stamp = q(f"{venv}/{STAMP}")
+            if not fresh and state["requirements_sha256"] == digest:
+                req = None                      # installed, stamp matches
+        stamp = f"\necho {digest} > {q(f'{venv}/{STAMP}')}"
+        pkgs = " ".join(map(q, missing))
+        if uv and req and missing:
+            # one uv run: one offline resolution, one byte-compilation of the venv
+            changes.append(Change(f"install requirements from {req}, install {', '.join(missing)}",
+                                  f"{pip} -r {q(req)} -- {pkgs} </dev/null{stamp}"))
+        else:
+            if missing:
+                changes.append(Change("install " + ", ".join(missing),
+                                      f"{pip} -- {pkgs} </dev/null"))
+            if req:
                 changes.append(Change(f"install requirements from {req}",
-                                      f"{pip} -r {q(req)} </dev/null\n"
-                                      f"echo {digest} > {stamp}"))
+                                      f"{pip} -r {q(req)} </dev/null{stamp}"))
         return Plan(tuple(changes))

@@ -114,7 +114,7 @@ class FakeHost:
             lines += [f"log={line}" for line in self.log]
             return "\n".join(lines) + "\n"
         if kind == "host":
-            return ("os_id=debian\nos_version=12\ncodename=bookworm\narch=amd64\nmachine=x86_64\n"
+            return ("os_id=debian\nos_version=12\ncodename=bookworm\narch=amd64\nmachine=x86_64\nglibc=2.36\n"
                     f"hostname={self.name}\ncpus=2\nmem_total_kb=4000000\nmem_available_kb=3000000\n"
                     "load=0.1 0.1 0.1\npythons=python3.11\nsystemd=252\n")
         return ""

@@ -12,6 +12,8 @@ import pytest
 
 from shipit.deploy import Deployer, DeployFailed, DeployOutcome, load_target
 from shipit.inventory import load_inventory
+from shipit.layout import Layout
+from shipit.platform import TargetPlatform
 from tests.unit.fakefleet import FakeHost, fake_kinds, fake_modules, fake_pool
 
 WEB = ("web1", "web2", "web3")
@@ -22,8 +24,9 @@ class FakeArtifact:
     path: str
     sha256: str
     content_hash: str
-    distribution: str = "example"
+    distribution: str | None = "example"
     size: int = 1024
+    wheels: tuple[str, ...] = ("example-0.1.0-py3-none-any.whl", "six-1.16.0-py2.py3-none-any.whl")
 
 
 class Recorder:
@@ -64,6 +67,8 @@ class Fleet:
         self.tmp = tmp
         self.hosts = {h: FakeHost(h) for h in WEB}
         self.version = 0
+        self.wheels: tuple[str, ...] | None = None  # what the fake build ships (None: FakeArtifact's)
+        self.targets: list[TargetPlatform] = []  # what each build was asked to build for
 
     def deployer(self, limit: str | None = None, lock_wait: float = 0.0) -> tuple[Deployer, Recorder]:
         inv = load_inventory(self.tmp / "inv.yml")
@@ -73,9 +78,12 @@ class Fleet:
                         build=self.build, modules=fake_modules(), kinds=fake_kinds(),
                         sleep=lambda s: None), rec
 
-    def build(self, source: str, out: str, python: str) -> FakeArtifact:
+    def build(self, source: str, out: str, target: TargetPlatform) -> FakeArtifact:
+        self.targets.append(target)
         sha = f"{self.version:064x}"
-        return FakeArtifact(str(self.tmp / "artifact.tar.gz"), sha, sha[:12])
+        if self.wheels is None:
+            return FakeArtifact(str(self.tmp / "artifact.tar.gz"), sha, sha[:12])
+        return FakeArtifact(str(self.tmp / "artifact.tar.gz"), sha, sha[:12], wheels=self.wheels)
 
     def deploy(self, **kw: Any) -> DeployOutcome:
         deployer, _ = self.deployer(**kw)
@@ -333,3 +341,45 @@ def test_canary_bake_fails_a_canary_that_crashes_while_watched(tmp_path: Path) -
         deployer.deploy(str(tmp_path / "out"))
     assert slept == [5.0]
     assert fleet.hosts["web2"].current == first.release and fleet.hosts["web3"].current == first.release
+
+
+def test_the_artifact_is_built_for_the_hosts_platform_after_reading_them(fleet: Fleet) -> None:
+    deployer, rec = fleet.deployer()
+    deployer.deploy(str(fleet.tmp / "out"))
+    # the fake hosts: bookworm (its python3 is 3.11), x86_64, glibc 2.36
+    assert fleet.targets == [TargetPlatform("3.11", "x86_64", "2.36")]
+    phases = [line.split()[1] for line in rec.lines if line.startswith("phase ")]
+    assert phases.index("facts") < phases.index("build") < phases.index("lock")
+
+
+def test_wheels_that_do_not_run_on_the_hosts_are_refused_before_the_lock(fleet: Fleet) -> None:
+    fleet.wheels = ("example-0.1.0-py3-none-any.whl",
+                    "pydantic_core-2.33.2-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl")
+    deployer, rec = fleet.deployer()
+    with pytest.raises(DeployFailed, match="(?s)would not run on the hosts.*nothing was changed.*pydantic"):
+        deployer.deploy(str(fleet.tmp / "out"))
+    assert not any(line.startswith("phase lock") for line in rec.lines)
+    assert fleet.serving() == {h: None for h in WEB} and all(f.lock is None for f in fleet.hosts.values())
+
+
+def test_hosts_of_different_platforms_are_refused_before_the_build(fleet: Fleet) -> None:
+    real = fleet.hosts["web3"].fact
+
+    def arm(kind: str, arg: str) -> str:
+        return real(kind, arg).replace("machine=x86_64", "machine=aarch64")
+
+    fleet.hosts["web3"].fact = arm  # type: ignore[method-assign]
+    with pytest.raises(DeployFailed, match="hosts differ in platform.*nothing was changed"):
+        fleet.deploy()
+    assert fleet.targets == [] and all(f.lock is None for f in fleet.hosts.values())
+
+
+def test_a_requirements_only_app_installs_no_app_wheel_and_has_its_release_dir_on_the_path(fleet: Fleet) -> None:
+    deployer, _ = fleet.deployer()
+    deployer._artifact_dir = str(fleet.tmp / "out")
+    release = "20261201T100000Z-0123456789ab"
+    source_tree = deployer._deploy_extra("a.tar.gz", [], "", 2, release)
+    assert source_tree["app_packages"] == []
+    assert f'PYTHONPATH="{Layout("example").release(release)}"\n' in source_tree["release_env"]
+    wheel = deployer._deploy_extra("a.tar.gz", ["example"], "", 2, release)
+    assert wheel["app_packages"] == ["example"] and "PYTHONPATH" not in wheel["release_env"]

@@ -63,3 +63,50 @@ def test_requirements_stamp() -> None:
     assert M.check_params({"packages": ["x"]}) == [
         ("venv", "packages/requirements need a venv"),
         ("wheels_dir", "hosts have no package index: give a wheel directory")]
+
+
+UV = "/srv/app/releases/r1/.shipit/bin/uv"
+R1 = {"venv": "/srv/app/releases/r1/venv", "owner": "app", "uv": UV,
+      "requirements": "/srv/app/releases/r1/.shipit/requirements.txt",
+      "packages": ["shipit-example-app"], "wheels_dir": "/srv/app/releases/r1/.shipit/wheels"}
+
+
+def uv_facts(venv: dict[str, object], req_sha: str | None = "cc") -> dict[FactQuery, object]:
+    f = facts(True, venv)
+    f[FactQuery("venv", R1["venv"])] = venv
+    f[FactQuery("file", R1["requirements"])] = {"sha256": req_sha}
+    return f
+
+
+def test_uv_release_venv_is_one_create_and_one_offline_install() -> None:
+    plan = M.plan(R1, uv_facts(NOVENV), CTX)
+    assert [c.reason for c in plan.changes] == [
+        f"create venv {R1['venv']}",
+        f"install requirements from {R1['requirements']}, install shipit-example-app"]
+    create, install = plan.changes[0].script, plan.changes[1].script
+    assert create == (f"runuser -u app -- {UV} venv --no-config --quiet --no-python-downloads "
+                      f"--python /usr/bin/python3.11 -- {R1['venv']} </dev/null")
+    assert install.startswith(f"runuser -u app -- {UV} pip install --no-config --offline --no-index ")
+    assert (f"--find-links {R1['wheels_dir']} --python {R1['venv']}/bin/python "
+            f"-r {R1['requirements']} -- shipit-example-app </dev/null\n") in install
+    assert install.endswith(f"echo cc > {R1['venv']}/.shipit-requirements.sha256")
+    assert "--compile-bytecode" in install and "pip install --no-index" not in install
+
+
+def test_uv_needs_no_venv_package_and_converges() -> None:
+    debs = [q.arg for q in M.facts(dict(R1, version="3.11")) if q.kind == "deb"]
+    assert debs == ["python3.11"]                       # no python3.11-venv with uv
+    assert "python3.11-venv" in [q.arg for q in M.facts(dict(P, version="3.11")) if q.kind == "deb"]
+    done = dict(NOVENV, exists=True, version="3.11.2", python=True, requirements_sha256="cc",
+                packages={"shipit-example-app": "0.1.0", "fastapi": "0.165.0"})
+    assert not M.plan(R1, uv_facts(done), CTX).changed
+    changed = M.plan(R1, uv_facts(done, "dd"), CTX).changes
+    assert [c.reason for c in changed] == [f"install requirements from {R1['requirements']}"]
+
+
+def test_uv_values_are_shell_quoted() -> None:
+    p = dict(R1, uv="/srv/my app/uv", packages=["a"], requirements=None)
+    script = M.plan(p, uv_facts(NOVENV), CTX).changes[0].script
+    assert "'/srv/my app/uv' venv" in script
+    assert M.check_params(dict(R1, uv="bin/uv")) == [
+        ("uv", "expected an absolute path of a uv binary on the host")]
