@@ -147,7 +147,9 @@ class PythonModule(Module):
         if not state["exists"] or not state["python"] or have != version.split("."):
             why = "create venv " + venv if not state["exists"] else \
                 f"re-create venv {venv} (has Python {state['version']}, want {version})"
-            rm = f"rm -rf -- {q(venv)}\n" if state["exists"] else ""
+            # always clear the path first: an interrupted create leaves a directory without
+            # pyvenv.cfg, which the fact reports as absent and which `uv venv` refuses to reuse
+            rm = f"rm -rf -- {q(venv)}\n"
             changes.append(Change(why, rm + _as(owner, _create(uv, version, venv)) + " </dev/null"))
             fresh = True
         pip = _as(owner, _install(uv, venv, params.get("wheels_dir") or ""))

@@ -84,7 +84,8 @@ def test_uv_release_venv_is_one_create_and_one_offline_install() -> None:
         f"create venv {R1['venv']}",
         f"install requirements from {R1['requirements']}, install shipit-example-app"]
     create, install = plan.changes[0].script, plan.changes[1].script
-    assert create == (f"runuser -u app -- {UV} venv --no-config --quiet --no-python-downloads "
+    assert create == (f"rm -rf -- {R1['venv']}\n"  # an interrupted create's leftovers go first
+                      f"runuser -u app -- {UV} venv --no-config --quiet --no-python-downloads "
                       f"--python /usr/bin/python3.11 -- {R1['venv']} </dev/null")
     assert install.startswith(f"runuser -u app -- {UV} pip install --no-config --offline --no-index ")
     assert (f"--find-links {R1['wheels_dir']} --python {R1['venv']}/bin/python "
