@@ -8,6 +8,7 @@ runs as ``set -e`` in its own ``sh`` fed on stdin.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -41,10 +42,20 @@ def gather_local(queries: list[FactQuery]) -> dict[FactQuery, Any]:
     return split_gather_output(out, queries, kinds, "local")
 
 
+def upload_path(remote: str) -> str:
+    """Where SFTP would put ``remote`` for this user: relative paths are in the home."""
+    return remote if os.path.isabs(remote) else os.path.join(os.path.expanduser("~"), remote)
+
+
 def run_script(script: str) -> tuple[int, str]:
-    """Run one change script as the executor does (``set -e``, on stdin); (rc, stderr)."""
+    """Run one change script as the executor does (``set -e``, on stdin); (rc, stderr).
+
+    As this user without sudo: ``SUDO_USER`` is dropped, so uploads are looked for in ``$HOME``
+    (where :func:`upload_path` puts them).
+    """
+    env = {k: v for k, v in os.environ.items() if k != "SUDO_USER"}
     proc = subprocess.run(["sh", "-s"], input="set -e\n(\n" + script + "\n)\n",
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False, env=env)
     return proc.returncode, proc.stderr
 
 
@@ -65,7 +76,7 @@ def run_local(module: Module, params: Mapping[str, Any], ctx: PlanContext,
     if execute:
         for change in plan.changes:
             if change.upload is not None:      # what the executor's SFTP put does
-                shutil.copyfile(change.upload.local, change.upload.remote)
+                shutil.copyfile(change.upload.local, upload_path(change.upload.remote))
             results.append(run_script(change.script))
             if results[-1][0] != 0:
                 break

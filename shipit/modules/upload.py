@@ -1,10 +1,15 @@
 """The ``upload`` module: copy a local file (e.g. a release artifact) to the host, verified.
 
 The local file's SHA-256 is compared with the host's copy (``file`` fact): equal content means
-no transfer. Otherwise the executor sends it by SFTP to a temporary path under /tmp
-(:class:`~shipit.modules.base.Upload`), and the change's script checks its SHA-256
-(``sha256sum -c``), copies it into a temp file next to ``dest``, sets owner/group/mode and
-renames it over ``dest`` (atomic). The /tmp copy is removed on every exit path.
+no transfer. Otherwise the executor sends it by SFTP to a temporary name in the SSH user's
+home (a relative SFTP path lands in the login directory; :class:`~shipit.modules.base.Upload`),
+and the change's script checks it is a regular file of that user's, checks its SHA-256
+(``sha256sum -c``) on the copy it installs, and renames that copy over ``dest`` (atomic),
+after setting owner/group/mode. The uploaded file is removed on every exit path.
+
+Not under /tmp: a fixed name there (it is the artifact's digest, seen by every local user at
+the first try and the same at a retry) let the app user plant a symlink or a file of its own
+for SFTP to write through and for root to read back (#15).
 """
 
 from __future__ import annotations
@@ -21,19 +26,33 @@ def upload_script(remote: str, sha256: str, dest: str, mode: str | None, owner: 
                   group: str | None) -> str:
     """Verify ``remote`` has ``sha256``, then install it at ``dest`` atomically."""
     attrs = _files._attr_lines('"$tmp"', mode, owner, group)
-    return f"""src={q(remote)}
+    return f"""{upload_path_lines(remote)}
 dest={q(dest)}
 tmp=
 trap 'rm -f "$src"; [ -z "$tmp" ] || rm -f "$tmp"' EXIT
-echo "{sha256}  $src" | sha256sum -c --quiet - >/dev/null 2>&1 || {{
-  echo "shipit: uploaded file $src does not match sha256 {sha256}" >&2; exit 1; }}
+[ -f "$src" ] && [ ! -L "$src" ] && [ "$(stat -c %U -- "$src")" = "$up_user" ] || {{
+  echo "shipit: uploaded file $src is not a regular file of $up_user" >&2; exit 1; }}
 dir=$(dirname "$dest")
 [ -d "$dir" ] || {{ echo "shipit: directory $dir does not exist" >&2; exit 1; }}
 tmp=$(mktemp "$dir/.shipit-XXXXXXXX")
 cp -- "$src" "$tmp"
+echo "{sha256}  $tmp" | sha256sum -c --quiet - >/dev/null 2>&1 || {{
+  echo "shipit: uploaded file $src does not match sha256 {sha256}" >&2; exit 1; }}
 {attrs}
 mv -f "$tmp" "$dest"
 tmp=''"""
+
+
+def upload_path_lines(remote: str) -> str:
+    """sh setting ``src`` (the uploaded file) and ``up_user`` (who uploaded it).
+
+    ``remote`` is relative to the SSH user's home (SFTP's login directory): under sudo that
+    user is ``$SUDO_USER``, otherwise the user running the script.
+    """
+    return f"""up_user=${{SUDO_USER:-$(id -un)}}
+up_home=$(getent passwd "$up_user" | cut -d: -f6)
+[ -n "$SUDO_USER" ] || up_home=${{HOME:-$up_home}}
+src="$up_home"/{q(remote)}"""
 
 
 class UploadModule(Module):
@@ -80,6 +99,6 @@ class UploadModule(Module):
         else:
             reason = f"upload {params['src']} to {dest}"
             mode = mode or _files.DEFAULT_FILE_MODE
-        remote = f"/tmp/.shipit-upload-{digest[:32]}"
+        remote = f".shipit-upload-{digest[:32]}"   # in the SSH user's home: see the docstring
         return Plan((Change(reason, upload_script(remote, digest, dest, mode, owner, group),
                             upload=Upload(local, remote, digest)),))
