@@ -77,7 +77,32 @@ until code=$(curl -sS -o /dev/null -w '%{{http_code}}' --max-time 5 {url} 2>/dev
 done"""
 
 
-class ReleaseSlotModule(Module):
+class _SlotsModule(Module):
+    """What the slot modules share: the ``release_state`` fact and the two-ports rule."""
+
+    def check_params(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+        ports = params.get("ports") or []
+        if len(ports) != 2 or not all(isinstance(p, int) for p in ports) or ports[0] == ports[1]:
+            return [("ports", "expected two different port numbers")]
+        return []
+
+    def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
+        return [release_state(params["app"])]
+
+
+def idle_port(live: int | None, ports: list[int]) -> int:
+    """The slot port that is not ``live`` (the first one when nothing is live)."""
+    return ports[1] if live == ports[0] else ports[0]
+
+
+def not_ready(state: Mapping[str, Any], release: str) -> Plan | None:
+    """A failed plan when ``release`` is not ready (venv built) on the host, else None."""
+    if release in state["ready"]:
+        return None
+    return Plan(failed=f"release {release} is not ready on this host (ready: {', '.join(state['ready']) or 'none'})")
+
+
+class ReleaseSlotModule(_SlotsModule):
     """Start a release in a host's idle web slot and wait for its health check, without
     switching anything (``state: started``), or stop an idle slot (``state: stopped``).
 
@@ -100,17 +125,8 @@ class ReleaseSlotModule(Module):
         "action": Param(str, default="deploy", choices=("deploy", "rollback")),
     }
 
-    def check_params(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
-        ports = params.get("ports") or []
-        if len(ports) != 2 or not all(isinstance(p, int) for p in ports) or ports[0] == ports[1]:
-            return [("ports", "expected two different port numbers")]
-        return []
-
     def timeout_of(self, params: Mapping[str, Any]) -> float:
         return float(params["health_timeout"]) + 60.0
-
-    def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
-        return [release_state(params["app"])]
 
     def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any], ctx: PlanContext) -> Plan:
         state = facts[release_state(params["app"])]
@@ -118,7 +134,7 @@ class ReleaseSlotModule(Module):
         release = params["release"]
         ports = [int(p) for p in params["ports"]]
         live = state["live_port"] if state["live_port"] in ports else None
-        idle = ports[1] if live == ports[0] else ports[0]
+        idle = idle_port(live, ports)
         if params["state"] == "stopped":
             if idle in state["active_ports"] and idle != live:
                 unit = q(lay.web_unit(idle))
@@ -126,8 +142,8 @@ class ReleaseSlotModule(Module):
                                             f"systemctl disable --quiet {unit} 2>/dev/null || true\n"
                                             f"systemctl stop {unit}"),))
             return Plan()
-        if release not in state["ready"]:
-            return Plan(failed=f"release {release} is not ready on this host (ready: {', '.join(state['ready']) or 'none'})")
+        if (failed := not_ready(state, release)) is not None:
+            return failed
         if state["current"] == release and live is not None and state["slots"].get(live) == release \
                 and live in state["active_ports"]:
             return Plan()  # it already serves this release
@@ -147,7 +163,7 @@ class ReleaseSlotModule(Module):
         return Plan(changes=(Change(f"start {release} in slot {idle}", script),))
 
 
-class ReleaseSwitchModule(Module):
+class ReleaseSwitchModule(_SlotsModule):
     """Switch a host to a release through a second slot, health-checked, with zero downtime."""
 
     name = "release_switch"
@@ -170,9 +186,8 @@ class ReleaseSwitchModule(Module):
     }
 
     def check_params(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
-        ports = params.get("ports") or []
-        if len(ports) != 2 or not all(isinstance(p, int) for p in ports) or ports[0] == ports[1]:
-            return [("ports", "expected two different port numbers")]
+        if problems := super().check_params(params):
+            return problems
         if not params.get("domains"):
             return [("domains", "expected at least one domain")]
         if str(self._health_host(params)).startswith("*"):
@@ -187,18 +202,14 @@ class ReleaseSwitchModule(Module):
     def _health_host(params: Mapping[str, Any]) -> str:
         return str(params.get("health_host") or params["domains"][0])
 
-    def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
-        return [release_state(params["app"])]
-
     def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any], ctx: PlanContext) -> Plan:
         state = facts[release_state(params["app"])]
         lay = Layout(params["app"])
         release = params["release"]
         ports = [int(p) for p in params["ports"]]
         live = state["live_port"]
-        if release not in state["ready"]:
-            ready = ", ".join(state["ready"]) or "none"
-            return Plan(failed=f"release {release} is not ready on this host (ready: {ready})")
+        if (failed := not_ready(state, release)) is not None:
+            return failed
         if (state["current"] == release and live in ports and state["slots"].get(live) == release
                 and live in state["active_ports"]):
             orphans = [p for p in state["active_ports"] if p != live and p in ports]
@@ -208,7 +219,7 @@ class ReleaseSwitchModule(Module):
             return Plan(changes=(Change(f"stop the idle slot left running ({', '.join(map(str, orphans))})",
                                         f"systemctl disable --quiet {units} 2>/dev/null || true\n"
                                         f"systemctl stop {units}"),))
-        new_port = ports[1] if live == ports[0] else ports[0]
+        new_port = idle_port(live, ports)
         old_port = live if live in ports and live in state["active_ports"] else None
         reason = (f"{params['action']}: {state['current'] or 'nothing'} -> {release} "
                   f"(slot {new_port}{', was ' + str(old_port) if old_port else ''})")
