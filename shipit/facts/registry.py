@@ -9,10 +9,8 @@ A package adds fact kinds by an entry point in the group ``shipit.facts`` naming
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
-
-from shipit.errors import ShipitError
 from shipit.facts import FactKind, accounts, app, files, host, packages, python, status, systemd
+from shipit.plugins import PluginError, loaded
 
 ENTRY_POINT_GROUP = "shipit.facts"
 
@@ -21,7 +19,7 @@ def fact_kinds(plugins: bool = True) -> dict[str, FactKind]:
     """Map of kind name -> :class:`FactKind`: built-in kinds, then the plugins' (``plugins``).
 
     Raises:
-        ShipitError: a plugin fails to load, is not a list of FactKind, or reuses a name.
+        PluginError: a plugin fails to load, is not a list of FactKind, or reuses a name.
     """
     kinds: dict[str, FactKind] = {}
     for group in (host.KINDS, app.KINDS, accounts.KINDS, files.KINDS, packages.KINDS, python.KINDS,
@@ -30,16 +28,11 @@ def fact_kinds(plugins: bool = True) -> dict[str, FactKind]:
             kinds[kind.name] = kind
     if not plugins:
         return kinds
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            loaded = ep.load()
-        except Exception as exc:  # noqa: BLE001 - any import error of a plugin is reported
-            raise ShipitError(f"fact plugin {ep.name} ({ep.value}) failed to load: {exc}", exit_code=3) from None
-        if not isinstance(loaded, (list, tuple)) or not all(isinstance(k, FactKind) for k in loaded):
-            raise ShipitError(f"fact plugin {ep.name} ({ep.value}) is not a list of FactKind", exit_code=3)
-        for kind in loaded:
+    for ep, found in loaded(ENTRY_POINT_GROUP, "fact"):
+        if not isinstance(found, (list, tuple)) or not all(isinstance(k, FactKind) for k in found):
+            raise PluginError(f"fact plugin {ep.name} ({ep.value}) is not a list of FactKind")
+        for kind in found:
             if kind.name in kinds:
-                raise ShipitError(f"fact plugin {ep.name} uses the kind name {kind.name!r}, already taken",
-                                  exit_code=3)
+                raise PluginError(f"fact plugin {ep.name} uses the kind name {kind.name!r}, already taken")
             kinds[kind.name] = kind
     return kinds

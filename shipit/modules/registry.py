@@ -13,9 +13,6 @@ is an error naming the entry point (:class:`PluginError`), not a silent skip.
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
-
-from shipit.errors import ShipitError
 from shipit.modules.apt import AptModule
 from shipit.modules.base import Module
 from shipit.modules.caddy_site import CaddySiteModule
@@ -31,6 +28,7 @@ from shipit.modules.systemd_unit import SystemdUnitModule
 from shipit.modules.template import TemplateModule
 from shipit.modules.upload import UploadModule
 from shipit.modules.user import GroupModule, UserModule
+from shipit.plugins import PluginError, loaded
 
 BUILTIN: tuple[type[Module], ...] = (
     AptModule, FileModule, DirectoryModule, TemplateModule, SystemdUnitModule, ServiceModule,
@@ -39,12 +37,7 @@ BUILTIN: tuple[type[Module], ...] = (
     ReleasePruneModule, ReleaseCommandModule, ReleaseSlotModule,
 )
 ENTRY_POINT_GROUP = "shipit.modules"
-
-
-class PluginError(ShipitError):
-    """A plugin module could not be loaded (exit 3: something on the runner is wrong)."""
-
-    exit_code = 3
+__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "PluginError", "builtin_modules"]
 
 
 def builtin_modules(plugins: bool = True) -> dict[str, Module]:
@@ -57,12 +50,7 @@ def builtin_modules(plugins: bool = True) -> dict[str, Module]:
     modules: dict[str, Module] = {cls.name: cls() for cls in BUILTIN}
     if not plugins:
         return modules
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            cls = ep.load()
-        except Exception as exc:  # noqa: BLE001 - any import error of a plugin is reported
-            raise PluginError(f"module plugin {ep.name} ({ep.value}) failed to load: "
-                              f"{type(exc).__name__}: {exc}") from None
+    for ep, cls in loaded(ENTRY_POINT_GROUP, "module"):
         if not (isinstance(cls, type) and issubclass(cls, Module) and cls.name):
             raise PluginError(f"module plugin {ep.name} ({ep.value}) is not a Module subclass with a name")
         if cls.name in modules:

@@ -59,3 +59,17 @@ def test_a_plugin_reusing_a_builtin_name_is_an_error(plugin_on_path: Path, monke
     monkeypatch.setattr(shipit_hello.HelloModule, "name", "apt")
     with pytest.raises(PluginError, match="already taken"):
         builtin_modules()
+
+
+def test_a_plugin_that_fails_to_import_names_its_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    from shipit import plugins
+    from shipit.facts.registry import fact_kinds
+
+    broken = EntryPoint("broken", "no_such_package_x.facts:KINDS", "shipit.facts")
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [broken] if group == "shipit.facts" else [])
+    with pytest.raises(PluginError, match=r"fact plugin broken \(no_such_package_x.facts:KINDS\) failed to load: "
+                                          "ModuleNotFoundError") as info:
+        fact_kinds()
+    assert info.value.exit_code == 3
