@@ -13,7 +13,3 @@ def q(value: str | int) -> str:
     """Shell-quote one word for POSIX sh (``shlex.quote``); ints are quoted as their digits."""
     return shlex.quote(str(value))
 
-
-def words(values: list[str] | tuple[str, ...]) -> str:
-    """Several words, each quoted with :func:`q`, joined by spaces."""
-    return " ".join(q(v) for v in values)

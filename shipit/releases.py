@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 STATES = ("built", "migrated", "live", "retired", "failed")
 LOG_FIELDS = ("time", "user", "action", "release", "state")
@@ -32,8 +31,12 @@ def log_line(time: str, user: str, action: str, release: str, state: str) -> str
     """
     if state not in STATES:
         raise ValueError(f"unknown release state {state!r}; expected one of {', '.join(STATES)}")
-    fields = (time, user, action, release, state)
-    return "\t".join(f.replace("\t", " ").replace("\n", " ") for f in fields)
+    return "\t".join(clean_field(f) for f in (time, user, action, release, state))
+
+
+def clean_field(value: str) -> str:
+    """A log field as written: tabs and newlines (the line's separators) become spaces."""
+    return value.replace("\t", " ").replace("\n", " ")
 
 
 def parse_log_line(line: str) -> dict[str, str] | None:
@@ -125,8 +128,3 @@ def prune_candidates(releases: Sequence[str], current: str | None, log: Sequence
     never_live = [r for r in candidates if not info.get(r, ReleaseInfo(r)).ever_live]
     served = [r for r in candidates if info.get(r, ReleaseInfo(r)).ever_live]
     return (never_live + served)[:excess]
-
-
-def state_summary(state: Mapping[str, Any]) -> dict[str, ReleaseInfo]:
-    """:func:`history` of a ``release_state`` fact's log (see :mod:`shipit.facts.app`)."""
-    return history(state.get("log", []))

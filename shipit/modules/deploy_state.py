@@ -26,7 +26,7 @@ from shipit.facts.app import release_state
 from shipit.layout import Layout
 from shipit.modules.base import Change, Module, Param, Plan, PlanContext
 from shipit.quoting import q
-from shipit.releases import STATES, history, prune_candidates
+from shipit.releases import STATES, clean_field, history, prune_candidates
 
 _RELEASE_ID = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6,64}$"
 # a state is not recorded again when the release's latest state already is one of these (a
@@ -37,7 +37,7 @@ _ALREADY = {"built": {"built", "migrated", "live", "retired"}, "migrated": {"mig
 
 def log_append(layout: Layout, user: str, action: str, release: str, state: str) -> str:
     """Shell appending one release-log line (see :mod:`shipit.releases`), time taken on the host."""
-    fields = " ".join(q(v.replace("\t", " ").replace("\n", " ")) for v in (user, action, release, state))
+    fields = " ".join(q(clean_field(v)) for v in (user, action, release, state))
     return (f"printf '%s\\t%s\\t%s\\t%s\\t%s\\n' \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" {fields} "
             f">> {q(layout.release_log)}")
 
