@@ -142,3 +142,25 @@ def test_unreachable_host_in_exec_is_reported(fleet: Fleet) -> None:
     assert result.exit_code == 1
     by_host = {r["host"]: r for r in json.loads(result.stdout)["results"]}
     assert by_host["web2"]["rc"] is None and "connection refused" in by_host["web2"]["stderr"]
+
+
+def test_unlock_with_the_leader_unreachable_says_so(fleet: Fleet) -> None:
+    fleet.hosts["web1"].unreachable = True
+    code, _, err = shipit(fleet, "unlock", "prod")
+    assert code == 1 and "cannot reach the leader web1" in err and "Traceback" not in err
+
+
+def test_a_lock_that_cannot_be_freed_is_a_warning_with_the_reason(fleet: Fleet) -> None:
+    """The deploy succeeded; freeing the lock failed (the leader went away): say so, exit 0."""
+    original = fleet.hosts["web1"].apply
+
+    def no_unlock(module: str, params: dict[str, object]) -> tuple[int, str]:
+        if module == "deploy_lock" and params["state"] == "unlocked":
+            return 1, "shipit: rm: cannot remove the lock (read-only file system)"
+        return original(module, params)
+
+    fleet.hosts["web1"].apply = no_unlock  # type: ignore[method-assign]
+    code, out, err = shipit(fleet, "deploy", "prod")
+    text = out + err  # progress and notes go to stdout without --json
+    assert code == 0
+    assert "warning: the deploy lock on web1 could not be freed" in text and "read-only file system" in text
