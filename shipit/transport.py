@@ -237,6 +237,13 @@ _CHUNK = 32 * 1024        # bytes per channel send
 _RECV = 256 * 1024        # bytes per channel recv
 _STALL_POLL = 0.01        # seconds between send attempts while the remote's window is full
 _DRAIN_AFTER_EXIT = 2.0   # seconds without output, after the exit status, before giving up on EOF
+# The longest one select() waits on the channel. paramiko's channel fileno is one pipe shared by
+# stdout and stderr (pipe.OrPipe), and its set/clear are not atomic across the two buffers: when
+# the transport thread feeds stderr while we drain stdout, the wakeup can be lost and the pipe
+# stays clear with data buffered. With both windows then full the remote stops sending and
+# nothing would set it again (a 40 MB stdout+stderr command sat until its 300 s timeout in CI).
+# Polling at least this often bounds a lost wakeup to this delay.
+_WAKE_POLL = 0.1
 
 
 def _send_signal(chan: paramiko.Channel, name: str) -> None:
@@ -471,7 +478,7 @@ class SSHTransport:
                 # EOF on both: the select pipe stays set; wait on the exit status instead
                 chan.status_event.wait(_min(remaining, _DRAIN_AFTER_EXIT))
                 continue
-            wait = _min(remaining, _STALL_POLL if stalled else None)
+            wait = _min(remaining, _STALL_POLL if stalled else _WAKE_POLL)
             if exited_at is not None:
                 wait = _min(wait, _DRAIN_AFTER_EXIT)
             select.select([chan], [], [], wait)
