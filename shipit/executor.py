@@ -35,6 +35,7 @@ import jinja2
 
 from shipit.errors import ShipitError
 from shipit.facts import FactKind, FactQuery, build_gather_script, split_gather_output, unique
+from shipit.facts.host import host as host_fact
 from shipit.inventory import Inventory, leader_of
 from shipit.modules.base import Change, Module, Plan, PlanContext, mask
 from shipit.playbook import Play, Playbook, Task, batches
@@ -42,7 +43,7 @@ from shipit.pool import TransportPool
 from shipit.templating import Templar, make_environment, variables_in
 from shipit.transport import HostUnreachable, Transport
 
-HOST_QUERY = FactQuery("host")
+HOST_QUERY = host_fact()
 GATHER_TIMEOUT = 120.0
 """Seconds a fact-gathering script may run on a host."""
 

@@ -26,6 +26,9 @@ class FactQuery:
 
     ``arg`` is a plain string (a path, a package name, a unit name, a shell command); kinds
     needing structured arguments encode them canonically (e.g. JSON with sorted keys).
+    Built-in facts are asked for through their typed constructors (``files.file(path)``,
+    ``packages.deb(name)``, ``systemd.unit(name)``…, each in the module defining the kind),
+    which call :meth:`FactKind.query`; nothing else spells a kind's name.
     """
 
     kind: str
@@ -47,6 +50,11 @@ class FactKind:
     doc: str = ""
     batch: Callable[[Sequence[str]], str] | None = None
     split: Callable[[str, Sequence[str]], list[str]] | None = None
+
+    def query(self, arg: str = "") -> FactQuery:
+        """The :class:`FactQuery` asking this kind for ``arg`` (what typed constructors return;
+        a plugin's kind is asked for the same way)."""
+        return FactQuery(self.name, arg)
 
 
 def _batchable(arg: str) -> bool:

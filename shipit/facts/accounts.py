@@ -18,7 +18,7 @@ from __future__ import annotations
 from shlex import quote as q
 from typing import Any
 
-from shipit.facts import FactKind
+from shipit.facts import FactKind, FactQuery
 
 
 def user_command(name: str) -> str:
@@ -64,7 +64,16 @@ def parse_group(stdout: str) -> dict[str, Any]:
             "members": [m for m in fields[3].split(",") if m]}
 
 
-KINDS = [
-    FactKind("user", user_command, parse_user, "passwd entry and groups of a user"),
-    FactKind("group", group_command, parse_group, "group entry"),
-]
+USER = FactKind("user", user_command, parse_user, "passwd entry and groups of a user")
+GROUP = FactKind("group", group_command, parse_group, "group entry")
+KINDS = [USER, GROUP]
+
+
+def user(name: str) -> FactQuery:
+    """The ``user`` fact of user ``name``: passwd entry and groups."""
+    return USER.query(name)
+
+
+def group(name: str) -> FactQuery:
+    """The ``group`` fact of group ``name``: gid and members."""
+    return GROUP.query(name)

@@ -83,9 +83,10 @@ def parse(stdout: str) -> dict[str, Any]:
     return state
 
 
+RELEASE_STATE = FactKind("release_state", command, parse, "an app's releases, slots, lock and log")
+KINDS = [RELEASE_STATE]
+
+
 def release_state(app: str) -> FactQuery:
-    """The typed constructor of this fact: ``release_state(app)`` -> a query."""
-    return FactQuery("release_state", app)
-
-
-KINDS = [FactKind("release_state", command, parse, "an app's releases, slots, lock and log")]
+    """The ``release_state`` fact of app ``app`` on a host (shape in the module doc)."""
+    return RELEASE_STATE.query(app)

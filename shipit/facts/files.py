@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from shlex import quote as q
 from typing import Any
 
-from shipit.facts import FactKind
+from shipit.facts import FactKind, FactQuery
 
 CONTENT_CAP = 256 * 1024
 """Largest file (bytes) whose content is fetched for ``--diff``."""
@@ -200,13 +200,38 @@ def parse_check(stdout: str) -> int:
     return int(value) if value.isdigit() else -1
 
 
-KINDS = [
-    FactKind("file", file_command, parse_file, "type, mode, owner, group, size, sha256 of a path",
-             batch=file_batch_command, split=split_file_batch),
-    FactKind("file_content", file_content_command, parse_file_content,
-             "content of a regular file (base64, capped), for --diff"),
-    FactKind("path_exists", path_exists_command, parse_path_exists, "whether a path exists"),
-    FactKind("tree_owner", tree_owner_command, parse_tree_owner,
-             "whether anything under a path has another owner or group"),
-    FactKind("check", check_command, parse_check, "exit status of a shell command"),
-]
+FILE = FactKind("file", file_command, parse_file, "type, mode, owner, group, size, sha256 of a path",
+                batch=file_batch_command, split=split_file_batch)
+FILE_CONTENT = FactKind("file_content", file_content_command, parse_file_content,
+                        "content of a regular file (base64, capped), for --diff")
+PATH_EXISTS = FactKind("path_exists", path_exists_command, parse_path_exists, "whether a path exists")
+TREE_OWNER = FactKind("tree_owner", tree_owner_command, parse_tree_owner,
+                      "whether anything under a path has another owner or group")
+CHECK = FactKind("check", check_command, parse_check, "exit status of a shell command")
+KINDS = [FILE, FILE_CONTENT, PATH_EXISTS, TREE_OWNER, CHECK]
+
+
+def file(path: str) -> FactQuery:
+    """The ``file`` fact of ``path`` (absolute; a final symlink is not followed)."""
+    return FILE.query(path)
+
+
+def file_content(path: str) -> FactQuery:
+    """The ``file_content`` fact of ``path`` (for ``--diff``; capped at :data:`CONTENT_CAP`)."""
+    return FILE_CONTENT.query(path)
+
+
+def path_exists(path: str) -> FactQuery:
+    """The ``path_exists`` fact of ``path`` (a dangling symlink counts as existing)."""
+    return PATH_EXISTS.query(path)
+
+
+def tree_owner(path: str, owner: str | None, group: str | None) -> FactQuery:
+    """The ``tree_owner`` fact: does anything under ``path`` have another owner or group than
+    ``owner``:``group`` (either None: not checked)? The arg is :func:`tree_owner_arg`."""
+    return TREE_OWNER.query(tree_owner_arg(path, owner, group))
+
+
+def check(cmd: str) -> FactQuery:
+    """The ``check`` fact: the exit status of shell command ``cmd`` (run at gathering time)."""
+    return CHECK.query(cmd)

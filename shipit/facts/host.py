@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from shipit.facts import FactKind
+from shipit.facts import FactKind, FactQuery
 
 COMMAND = r"""
 . /etc/os-release 2>/dev/null
@@ -86,4 +86,10 @@ def parse(stdout: str) -> dict[str, Any]:
     }
 
 
-KINDS = [FactKind("host", lambda arg: COMMAND, parse, "OS, machine, glibc, CPUs, memory, load, Pythons")]
+HOST = FactKind("host", lambda arg: COMMAND, parse, "OS, machine, glibc, CPUs, memory, load, Pythons")
+KINDS = [HOST]
+
+
+def host() -> FactQuery:
+    """The ``host`` fact (it takes no arg): what every host is, gathered once per run."""
+    return HOST.query()

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from shlex import quote as q
 from typing import Any
 
-from shipit.facts import FactKind
+from shipit.facts import FactKind, FactQuery
 
 
 def deb_command(name: str) -> str:
@@ -105,10 +105,19 @@ def split_apt_policy_batch(stdout: str, names: Sequence[str]) -> list[str]:
     return ["".join(blocks.get(n, [])) for n in names]
 
 
-KINDS = [
-    FactKind("deb", deb_command, parse_deb, "installed version of a Debian package",
-             batch=deb_batch_command, split=split_deb_batch),
-    FactKind("apt_policy", apt_policy_command, parse_apt_policy,
-             "installed and candidate versions from apt-cache policy",
-             batch=apt_policy_batch_command, split=split_apt_policy_batch),
-]
+DEB = FactKind("deb", deb_command, parse_deb, "installed version of a Debian package",
+               batch=deb_batch_command, split=split_deb_batch)
+APT_POLICY = FactKind("apt_policy", apt_policy_command, parse_apt_policy,
+                      "installed and candidate versions from apt-cache policy",
+                      batch=apt_policy_batch_command, split=split_apt_policy_batch)
+KINDS = [DEB, APT_POLICY]
+
+
+def deb(name: str) -> FactQuery:
+    """The ``deb`` fact of package ``name`` (``name:arch`` allowed): installed or not, version."""
+    return DEB.query(name)
+
+
+def apt_policy(name: str) -> FactQuery:
+    """The ``apt_policy`` fact of package ``name``: installed and candidate versions."""
+    return APT_POLICY.query(name)

@@ -19,7 +19,7 @@ import re
 from shlex import quote as q
 from typing import Any
 
-from shipit.facts import FactKind
+from shipit.facts import FactKind, FactQuery
 
 STAMP = ".shipit-requirements.sha256"
 
@@ -68,5 +68,10 @@ def parse_venv(stdout: str) -> dict[str, Any]:
             "requirements_sha256": stamp}
 
 
-KINDS = [FactKind("venv", venv_command, parse_venv,
-                  "a venv's Python version and installed distributions")]
+VENV = FactKind("venv", venv_command, parse_venv, "a venv's Python version and installed distributions")
+KINDS = [VENV]
+
+
+def venv(path: str) -> FactQuery:
+    """The ``venv`` fact of the virtual environment at ``path``."""
+    return VENV.query(path)

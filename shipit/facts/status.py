@@ -182,9 +182,10 @@ def parse(stdout: str) -> dict[str, Any]:
     return state
 
 
+APP_STATUS = FactKind("app_status", command, parse, "an app's units: state, restarts, workers, CPU and memory")
+KINDS = [APP_STATUS]
+
+
 def app_status(app: str) -> FactQuery:
-    """The typed constructor of this fact: ``app_status(app)`` -> a query."""
-    return FactQuery("app_status", app)
-
-
-KINDS = [FactKind("app_status", command, parse, "an app's units: state, restarts, workers, CPU and memory")]
+    """The ``app_status`` fact of app ``app`` on a host (shape in the module doc)."""
+    return APP_STATUS.query(app)

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from shlex import quote as q
 from typing import Any
 
-from shipit.facts import FactKind
+from shipit.facts import FactKind, FactQuery
 
 PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState", "NRestarts", "MainPID",
               "FragmentPath")
@@ -84,5 +84,11 @@ def is_running(fact: Mapping[str, Any]) -> bool:
         state == "activating" and fact["sub_state"] != "auto-restart")
 
 
-KINDS = [FactKind("unit", unit_command, parse_unit, "state of a systemd unit",
-                  batch=unit_batch_command, split=split_unit_batch)]
+UNIT = FactKind("unit", unit_command, parse_unit, "state of a systemd unit",
+                batch=unit_batch_command, split=split_unit_batch)
+KINDS = [UNIT]
+
+
+def unit(name: str) -> FactQuery:
+    """The ``unit`` fact of systemd unit ``name`` (with its suffix: ``app.service``)."""
+    return UNIT.query(name)

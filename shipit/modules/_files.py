@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from shipit.facts import FactQuery
+from shipit.facts import FactQuery, files
 from shipit.modules.base import Change, PlanContext, mask, q, sha256_hex
 
 HEREDOC = "SHIPIT_EOF"
@@ -61,12 +61,12 @@ def norm_mode(mode: str) -> str:
 
 def file_queries(path: str) -> list[FactQuery]:
     """The fact queries a file-writing task needs for ``path``."""
-    return [FactQuery("file", path)]
+    return [files.file(path)]
 
 
 def content_queries(path: str) -> list[FactQuery]:
     """The extra fact queries for ``--diff`` of ``path`` (its old content)."""
-    return [FactQuery("file_content", path)]
+    return [files.file_content(path)]
 
 
 def attr_drift(fact: Mapping[str, Any], mode: str | None, owner: str | None,
@@ -158,10 +158,10 @@ def plan_file(path: str, content: bytes | None, mode: str | None, owner: str | N
     Reasons: ``create PATH``, ``content differs``, ``mode 0644 -> 0600``, ``owner a -> b``,
     ``replace symlink PATH with a file``.
     """
-    fact = facts[FactQuery("file", path)]
+    fact = facts[files.file(path)]
     secret = secret or (content is not None and any(
         s and s.encode() in content for s in ctx.secrets))
-    old_fact = facts.get(FactQuery("file_content", path))
+    old_fact = facts.get(files.file_content(path))
 
     def diff(old: bytes | None, new: bytes) -> str:
         if secret:

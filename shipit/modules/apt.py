@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from shipit.facts import FactQuery
+from shipit.facts import FactQuery, packages
 from shipit.modules.base import Change, Module, Param, Plan, PlanContext, q
 
 STAMP = "/var/lib/apt/periodic/shipit-update-success-stamp"
@@ -57,9 +57,9 @@ class AptModule(Module):
         return []
 
     def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
-        queries = [FactQuery("deb", n) for n in names(params)]
+        queries = [packages.deb(n) for n in names(params)]
         if params.get("state") == "latest":
-            queries += [FactQuery("apt_policy", n) for n in names(params)]
+            queries += [packages.apt_policy(n) for n in names(params)]
         return queries
 
     def more_facts(self, params: Mapping[str, Any],
@@ -68,15 +68,15 @@ class AptModule(Module):
         converged host, so a no-op never runs ``apt-cache``)."""
         if params.get("state", "present") != "present":
             return []
-        return [FactQuery("apt_policy", n) for n in names(params)
-                if not facts[FactQuery("deb", n)]["installed"]]
+        return [packages.apt_policy(n) for n in names(params)
+                if not facts[packages.deb(n)]["installed"]]
 
     def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any],
              ctx: PlanContext) -> Plan:
         """Fails when a package has no candidate although the apt lists are fresh."""
         pkgs = names(params)
         state = params.get("state", "present")
-        installed = {n: facts[FactQuery("deb", n)] for n in pkgs}
+        installed = {n: facts[packages.deb(n)] for n in pkgs}
         if state == "absent":
             gone = [n for n in pkgs if installed[n]["installed"]]
             if not gone:
@@ -84,7 +84,7 @@ class AptModule(Module):
             reason = "remove " + ", ".join(f"{n} {installed[n]['version']}" for n in gone)
             return Plan((Change(reason, f"{APT_GET} remove -- {' '.join(map(q, gone))} "
                                         "</dev/null"),))
-        policy = {n: facts.get(FactQuery("apt_policy", n), {"installed": None, "candidate": None})
+        policy = {n: facts.get(packages.apt_policy(n), {"installed": None, "candidate": None})
                   for n in pkgs}
         reasons, todo = [], []
         for n in pkgs:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from shipit.facts import FactQuery
+from shipit.facts import FactQuery, files
 from shipit.modules import _files
 from shipit.modules.base import Change, Module, Param, Plan, PlanContext, q
 
@@ -68,8 +68,8 @@ class CaddySiteModule(Module):
         return f"{CADDY_DIR}/sites/{params['name']}.caddy"
 
     def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
-        return [FactQuery("file", self._path(params)), FactQuery("file", MAIN),
-                FactQuery("check", HAS_IMPORT)]
+        return [files.file(self._path(params)), files.file(MAIN),
+                files.check(HAS_IMPORT)]
 
     def diff_facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
         return _files.content_queries(self._path(params))
@@ -78,13 +78,13 @@ class CaddySiteModule(Module):
              ctx: PlanContext) -> Plan:
         path = self._path(params)
         if params.get("state") == "absent":
-            if not facts[FactQuery("file", path)]["exists"]:
+            if not facts[files.file(path)]["exists"]:
                 return Plan()
             return Plan((Change(f"remove {path}", f"rm -f -- {q(path)}\n{RELOAD}"),))
         changes: list[Change] = []
-        if not facts[FactQuery("file", MAIN)]["exists"]:
+        if not facts[files.file(MAIN)]["exists"]:
             return Plan(failed=f"{MAIN} not found: install Caddy first (apt: caddy)")
-        if facts[FactQuery("check", HAS_IMPORT)] != 0:
+        if facts[files.check(HAS_IMPORT)] != 0:
             script = f"""vdir=$(mktemp -d)
 trap 'rm -rf "$vdir"' EXIT
 cp -a {CADDY_DIR}/. "$vdir/"

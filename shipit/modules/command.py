@@ -24,7 +24,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from shipit.facts import FactQuery
+from shipit.facts import FactQuery, files
 from shipit.modules.base import Change, Module, Param, Plan, PlanContext, mask, q
 
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -77,19 +77,19 @@ class CommandModule(Module):
         return self._prefix(params) + self._argv(params, params["unless"], shell=True)
 
     def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
-        queries = [FactQuery("path_exists", params[k]) for k in ("creates", "removes")
+        queries = [files.path_exists(params[k]) for k in ("creates", "removes")
                    if params.get(k)]
         unless = self.unless_command(params)
-        return queries + ([FactQuery("check", unless)] if unless else [])
+        return queries + ([files.check(unless)] if unless else [])
 
     def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any],
              ctx: PlanContext) -> Plan:
-        if params.get("creates") and facts[FactQuery("path_exists", params["creates"])]:
+        if params.get("creates") and facts[files.path_exists(params["creates"])]:
             return Plan(skipped=f"{params['creates']} exists")
-        if params.get("removes") and not facts[FactQuery("path_exists", params["removes"])]:
+        if params.get("removes") and not facts[files.path_exists(params["removes"])]:
             return Plan(skipped=f"{params['removes']} does not exist")
         unless = self.unless_command(params)
-        if unless and facts[FactQuery("check", unless)] == 0:
+        if unless and facts[files.check(unless)] == 0:
             return Plan(skipped=f"unless: {mask(params['unless'], ctx.secrets)} succeeded")
         script = self._prefix(params) + self._argv(params, params["cmd"], self.shell) \
             + " </dev/null"

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from shipit.facts import FactQuery
-from shipit.facts.files import tree_owner_arg
+from shipit.facts import FactQuery, files
 from shipit.modules import _files
 from shipit.modules.base import Change, Module, Param, Plan, PlanContext, q
 
@@ -41,17 +40,16 @@ class DirectoryModule(Module):
             return None
         if params.get("owner") is None and params.get("group") is None:
             return None
-        return FactQuery("tree_owner", tree_owner_arg(params["path"], params.get("owner"),
-                                                      params.get("group")))
+        return files.tree_owner(params["path"], params.get("owner"), params.get("group"))
 
     def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
         tree = self._tree_query(params)
-        return [FactQuery("file", params["path"])] + ([tree] if tree else [])
+        return [files.file(params["path"])] + ([tree] if tree else [])
 
     def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any],
              ctx: PlanContext) -> Plan:
         path = params["path"].rstrip("/") or "/"
-        fact = facts[FactQuery("file", params["path"])]
+        fact = facts[files.file(params["path"])]
         mode, owner, group = params.get("mode"), params.get("owner"), params.get("group")
         if params.get("state") == "absent":
             if not fact["exists"]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from shipit.facts import FactQuery
+from shipit.facts import FactQuery, files
 from shipit.modules import _files
 from shipit.modules.base import Change, Module, Param, Plan, PlanContext, q
 
@@ -47,7 +47,7 @@ class FileModule(Module):
              ctx: PlanContext) -> Plan:
         path = params["path"]
         if params.get("state") == "absent":
-            fact = facts[FactQuery("file", path)]
+            fact = facts[files.file(path)]
             if not fact["exists"]:
                 return Plan()
             if fact["type"] == "directory":

@@ -27,7 +27,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from shipit.facts import FactQuery
+from shipit.facts import FactQuery, files
+from shipit.facts import python as python_facts
 from shipit.facts.python import STAMP, normalize
 from shipit.modules.apt import AptModule
 from shipit.modules.base import Change, Module, Param, Plan, PlanContext, q
@@ -124,9 +125,9 @@ class PythonModule(Module):
         for v in versions:
             queries += _APT.facts(_apt_params(params, v))
         if params.get("venv"):
-            queries.append(FactQuery("venv", params["venv"]))
+            queries.append(python_facts.venv(params["venv"]))
         if params.get("requirements"):
-            queries.append(FactQuery("file", params["requirements"]))
+            queries.append(files.file(params["requirements"]))
         return queries
 
     def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any],
@@ -141,7 +142,7 @@ class PythonModule(Module):
         venv, owner, uv = params.get("venv"), params.get("owner"), params.get("uv")
         if not venv:
             return Plan(tuple(changes))
-        state = facts[FactQuery("venv", venv)]
+        state = facts[python_facts.venv(venv)]
         have = (state["version"] or "").split(".")[:2]
         fresh = False
         if not state["exists"] or not state["python"] or have != version.split("."):
@@ -164,7 +165,7 @@ class PythonModule(Module):
         req = params.get("requirements")
         digest = None
         if req:
-            digest = facts[FactQuery("file", req)]["sha256"]
+            digest = facts[files.file(req)]["sha256"]
             if digest is None:
                 return Plan(failed=f"requirements file {req} not found on the host")
             if not fresh and state["requirements_sha256"] == digest:

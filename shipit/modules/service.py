@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from shipit.facts import FactQuery
+from shipit.facts import FactQuery, systemd
 from shipit.modules import _systemd
 from shipit.modules.base import Module, Param, Plan, PlanContext
 
@@ -37,12 +37,12 @@ class ServiceModule(Module):
         return errors
 
     def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
-        return [FactQuery("unit", _systemd.unit_name(params["name"]))]
+        return [systemd.unit(_systemd.unit_name(params["name"]))]
 
     def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any],
              ctx: PlanContext) -> Plan:
         name = _systemd.unit_name(params["name"])
-        changes, failed = _systemd.plan_unit(name, facts[FactQuery("unit", name)],
+        changes, failed = _systemd.plan_unit(name, facts[systemd.unit(name)],
                                              params.get("enabled"), params.get("state"),
                                              check=ctx.check)
         return Plan(tuple(changes), failed=failed)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from shipit.facts import FactQuery
+from shipit.facts import FactQuery, files, systemd
 from shipit.modules import _files, _systemd
 from shipit.modules.base import Module, Param, Plan, PlanContext, sha256_hex
 
@@ -45,8 +45,8 @@ class SystemdUnitModule(Module):
         return errors
 
     def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
-        return [FactQuery("file", f"{UNIT_DIR}/{params['name']}"),
-                FactQuery("unit", params["name"])]
+        return [files.file(f"{UNIT_DIR}/{params['name']}"),
+                systemd.unit(params["name"])]
 
     def diff_facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
         return _files.content_queries(f"{UNIT_DIR}/{params['name']}")
@@ -62,7 +62,7 @@ class SystemdUnitModule(Module):
         else:
             text = params["content"]
         data = text.encode("utf-8")
-        fact = facts[FactQuery("file", path)]
+        fact = facts[files.file(path)]
         file_changed = not fact["exists"] or fact["sha256"] != sha256_hex(data)
         changes, failed = _files.plan_file(path, data, "0644", "root", "root", facts, ctx)
         if failed:
@@ -71,7 +71,7 @@ class SystemdUnitModule(Module):
             changes = [replace(c, script=c.script + "\nsystemctl daemon-reload")
                        for c in changes]
         unit_changes, failed = _systemd.plan_unit(
-            name, facts[FactQuery("unit", name)], params.get("enabled"), params.get("state"),
+            name, facts[systemd.unit(name)], params.get("enabled"), params.get("state"),
             file_changed=file_changed, check=ctx.check)
         if failed:
             return Plan(failed=failed)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from shipit.facts import FactQuery
+from shipit.facts import FactQuery, files
 from shipit.modules import _files
 from shipit.modules.base import Change, Module, Param, Plan, PlanContext, Upload, q, sha256_hex
 
@@ -84,7 +84,7 @@ class UploadModule(Module):
             digest = sha256_hex(ctx.read_local(local))
         except OSError as exc:
             return Plan(failed=f"cannot read {params['src']}: {exc}")
-        fact = facts[FactQuery("file", dest)]
+        fact = facts[files.file(dest)]
         if fact["type"] == "directory":
             return Plan(failed=f"{dest} is a directory, expected a regular file")
         if fact["type"] == "file" and fact["sha256"] == digest:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from shipit.facts import FactQuery
+from shipit.facts import FactQuery, accounts
 from shipit.modules.base import Change, Module, Param, Plan, PlanContext, q
 
 NAME_RE = re.compile(r"[a-z_][a-z0-9_-]*\$?")
@@ -53,12 +53,12 @@ class UserModule(Module):
         return errors
 
     def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
-        return [FactQuery("user", params["name"]), FactQuery("group", params["name"])]
+        return [accounts.user(params["name"]), accounts.group(params["name"])]
 
     def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any],
              ctx: PlanContext) -> Plan:
         name = params["name"]
-        user = facts[FactQuery("user", name)]
+        user = facts[accounts.user(name)]
         if params.get("state") == "absent":
             if not user["exists"]:
                 return Plan()
@@ -71,7 +71,7 @@ class UserModule(Module):
             args += ["--home-dir", q(home)] if home else []
             args += ["--shell", q(shell)] if shell else []
             args += ["--create-home"] if params.get("create_home", True) else ["--no-create-home"]
-            group_exists = facts[FactQuery("group", name)]["exists"]
+            group_exists = facts[accounts.group(name)]["exists"]
             args += ["--gid", q(name)] if group_exists else ["--user-group"]
             args += ["--groups", q(",".join(groups))] if groups else []
             kind = "system user" if params.get("system") else "user"
@@ -109,12 +109,12 @@ class GroupModule(Module):
         return [("name", msg)] if msg else []
 
     def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
-        return [FactQuery("group", params["name"])]
+        return [accounts.group(params["name"])]
 
     def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any],
              ctx: PlanContext) -> Plan:
         name = params["name"]
-        exists = facts[FactQuery("group", name)]["exists"]
+        exists = facts[accounts.group(name)]["exists"]
         if params.get("state") == "absent":
             return Plan((Change(f"remove group {name}", f"groupdel -- {q(name)}"),)) \
                 if exists else Plan()
