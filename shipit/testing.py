@@ -1,8 +1,19 @@
-"""Test doubles for the transport: a local shell (runs scripts here) and a scripted fake.
+"""shipit's public testing API: transports that need no network, and a module runner.
 
-Used by unit tests only; real runs use :class:`shipit.transport.SSHTransport`. Both honour
-``timeout`` and :meth:`cancel` like the real one: :class:`RemoteTimeout` when a command runs
-too long, :class:`CommandInterrupted` once cancelled (until :meth:`resume`).
+For the tests of shipit itself and of packages that add modules or fact kinds (as
+``fabric.testing`` is for fabric's users); real runs use :class:`shipit.transport.SSHTransport`.
+
+- :class:`FakeTransport` answers each script with a function of it (a recorded output, a
+  :class:`Hang` for a slow command, :func:`killed` for a cut-off one, ``HostUnreachable``);
+- :class:`LocalShellTransport` runs each script with ``sh -s`` on this machine, so the
+  executor's real scripts (gathering, applying, refreshing) run without SSH;
+- :func:`run_local` plans a module against this machine and applies it, as the executor
+  would over SSH: one gather script, then each change as ``set -e`` (a second run of a
+  converged module must plan nothing).
+
+Both transports honour ``timeout`` and ``cancel`` like the real one: :class:`RemoteTimeout`
+when a command runs too long, :class:`CommandInterrupted` once cancelled (until ``resume``).
+Nothing here needs root: scripts run as the current user (``become`` is ignored).
 """
 
 from __future__ import annotations
@@ -12,9 +23,13 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from shipit.facts import FactQuery, build_gather_script, split_gather_output, unique
+from shipit.facts.registry import fact_kinds
+from shipit.modules.base import Module, Plan, PlanContext
 from shipit.transport import CommandInterrupted, CommandResult, NoExitStatus, RemoteTimeout, TransportStats
 
 
@@ -29,7 +44,9 @@ class LocalShellTransport:
 
     Lets unit tests exercise the executor's real scripts (gathering, applying, refreshing)
     without a network. ``scripts`` records every script run. Each command runs in its own
-    process group, killed (SIGKILL) on timeout or :meth:`cancel`.
+    process group, killed (SIGKILL) on timeout or :meth:`cancel`, as this user: ``SUDO_USER``
+    is dropped from its environment (the scripts must not think they run under sudo), and
+    :meth:`put` puts a relative path in ``$HOME``, as SFTP does (:func:`upload_path`).
     """
 
     host: str
@@ -50,7 +67,7 @@ class LocalShellTransport:
             if self._cancelled:
                 raise _interrupted(self.host)
             proc = subprocess.Popen(["sh", "-s"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, start_new_session=True)
+                                    stderr=subprocess.PIPE, start_new_session=True, env=_local_env())
             self._procs.add(proc)
         try:
             try:
@@ -71,11 +88,11 @@ class LocalShellTransport:
         return _decode(proc.returncode, out, err)
 
     def put(self, local: str, remote: str) -> None:
-        """Copy ``local`` to ``remote`` on this machine."""
+        """Copy ``local`` to ``remote`` on this machine (relative: in ``$HOME``, as SFTP does)."""
         if self._cancelled:
             raise _interrupted(self.host)
         self.stats.sftp += 1
-        shutil.copyfile(local, remote)
+        shutil.copyfile(local, upload_path(remote))
 
     def close(self) -> None:
         """Nothing to close."""
@@ -92,6 +109,16 @@ class LocalShellTransport:
         """Accept commands again after :meth:`cancel`."""
         with self._lock:
             self._cancelled = False
+
+
+def _local_env() -> dict[str, str]:
+    """This process's environment without ``SUDO_USER`` (scripts run as this user, no sudo)."""
+    return {k: v for k, v in os.environ.items() if k != "SUDO_USER"}
+
+
+def upload_path(remote: str) -> str:
+    """Where SFTP puts ``remote`` for this user: a relative path is in the home directory."""
+    return remote if os.path.isabs(remote) else os.path.join(os.path.expanduser("~"), remote)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -194,3 +221,69 @@ class FakeTransport:
     def resume(self) -> None:
         """Accept commands again after :meth:`cancel`."""
         self._abort.clear()
+
+
+# ---- running a module on this machine ---------------------------------------------------------
+@dataclass(frozen=True)
+class LocalRun:
+    """Outcome of :func:`run_local`: the plan, and each change script's ``(exit status, output)``
+    (output: its stdout and stderr together), up to the first that failed."""
+
+    plan: Plan
+    results: tuple[tuple[int, str], ...]
+
+    @property
+    def ok(self) -> bool:
+        """Every change script that ran exited 0 (True when none ran)."""
+        return all(rc == 0 for rc, _ in self.results)
+
+
+def gather_local(queries: list[FactQuery], transport: LocalShellTransport | None = None) -> dict[FactQuery, Any]:
+    """Gather ``queries`` on this machine in one ``sh`` run (the executor's gather script) and
+    parse them; every registered kind, plugins' included, can be asked for.
+
+    Raises:
+        ValueError: the script's output was cut short (a query's section is missing).
+    """
+    kinds = fact_kinds()
+    queries = unique(queries)
+    script = "export LC_ALL=C\n" + build_gather_script(queries, kinds, "local")
+    out = (transport or LocalShellTransport("local")).run(script).stdout
+    return split_gather_output(out, queries, kinds, "local")
+
+
+def run_script(script: str, transport: LocalShellTransport | None = None) -> tuple[int, str]:
+    """Run one change script as the executor does (``set -e`` in a subshell, stdin from
+    /dev/null, stdout into stderr) on this machine; returns ``(exit status, output)``."""
+    body = f"export LC_ALL=C\n( set -e\n{script}\n) </dev/null 1>&2\n"
+    result = (transport or LocalShellTransport("local")).run(body)
+    return result.rc, result.stderr
+
+
+def run_local(module: Module, params: Mapping[str, Any], ctx: PlanContext,
+              execute: bool = True) -> LocalRun:
+    """Plan ``module`` with ``params`` against this machine and (``execute``) apply it.
+
+    As the executor does: params get their :class:`~shipit.modules.base.Param` defaults,
+    the facts (with ``diff_facts`` when ``ctx.diff``) are gathered in one run, ``more_facts``
+    in a second only when needed, each change's upload is put (:meth:`LocalShellTransport.put`)
+    and its script run (:func:`run_script`), stopping at the first failure. Unlike the
+    executor: params are not validated or rendered, and nothing runs as root.
+    """
+    transport = LocalShellTransport("local")
+    full = {k: spec.default for k, spec in module.params.items()} | dict(params)
+    queries = module.facts(full) + (module.diff_facts(full) if ctx.diff else [])
+    facts = gather_local(queries, transport)
+    more = [q for q in module.more_facts(full, facts) if q not in facts]
+    if more:  # as the executor: one more round trip, only when needed
+        facts |= gather_local(more, transport)
+    plan = module.plan(full, facts, ctx)
+    results: list[tuple[int, str]] = []
+    if execute:
+        for change in plan.changes:
+            if change.upload is not None:
+                transport.put(change.upload.local, change.upload.remote)
+            results.append(run_script(change.script, transport))
+            if results[-1][0] != 0:
+                break
+    return LocalRun(plan, tuple(results))

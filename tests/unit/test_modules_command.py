@@ -12,7 +12,7 @@ import pytest
 from shipit.facts import FactQuery
 from shipit.modules.base import PlanContext
 from shipit.modules.command import CommandModule, ShellModule
-from shipit.modules.testing import run_local
+from shipit.testing import run_local
 
 CTX = PlanContext(host="web1", host_facts={}, secrets=("tok3n",))
 C, S = CommandModule(), ShellModule()

@@ -11,7 +11,7 @@ from shipit.facts import FactQuery
 from shipit.facts.files import tree_owner_arg
 from shipit.modules.base import PlanContext
 from shipit.modules.directory import DirectoryModule
-from shipit.modules.testing import run_local
+from shipit.testing import run_local
 
 CTX = PlanContext(host="web1", host_facts={})
 M = DirectoryModule()

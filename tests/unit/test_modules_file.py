@@ -10,7 +10,7 @@ import pytest
 from shipit.facts import FactQuery
 from shipit.modules.base import PlanContext, sha256_hex
 from shipit.modules.file import FileModule
-from shipit.modules.testing import run_local
+from shipit.testing import run_local
 
 CTX = PlanContext(host="web1", host_facts={})
 M = FileModule()

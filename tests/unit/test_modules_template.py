@@ -9,7 +9,7 @@ import jinja2
 from shipit.facts import FactQuery
 from shipit.modules.base import PlanContext, sha256_hex
 from shipit.modules.template import TemplateModule
-from shipit.modules.testing import run_local
+from shipit.testing import run_local
 
 M = TemplateModule()
 

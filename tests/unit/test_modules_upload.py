@@ -7,8 +7,8 @@ from pathlib import Path
 
 from shipit.facts import FactQuery
 from shipit.modules.base import PlanContext, sha256_hex
-from shipit.modules.testing import run_local, run_script, upload_path
 from shipit.modules.upload import UploadModule
+from shipit.testing import run_local, run_script, upload_path
 
 M = UploadModule()
 DATA = b"artifact bytes\n"

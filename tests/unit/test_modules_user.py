@@ -9,8 +9,8 @@ import pytest
 
 from shipit.facts import FactQuery
 from shipit.modules.base import PlanContext
-from shipit.modules.testing import run_local
 from shipit.modules.user import GroupModule, UserModule
+from shipit.testing import run_local
 
 CTX = PlanContext(host="web1", host_facts={})
 U, G = UserModule(), GroupModule()

@@ -5,6 +5,7 @@ joins sys.path for the test."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,10 +16,11 @@ import pytest
 from shipit.executor import Executor, RunOptions
 from shipit.facts.registry import fact_kinds
 from shipit.inventory import load_inventory
+from shipit.modules.base import PlanContext
 from shipit.modules.registry import PluginError, builtin_modules
 from shipit.playbook import load_playbook
 from shipit.pool import TransportPool
-from shipit.testing import LocalShellTransport
+from shipit.testing import LocalShellTransport, run_local
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "shipit-hello"
 
@@ -26,8 +28,12 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "shipit-hello"
 @pytest.fixture(scope="module")
 def plugin_on_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     target = tmp_path_factory.mktemp("plugins")
+    source = tmp_path_factory.mktemp("plugin-src") / FIXTURE.name
+    # built from a copy: setuptools writes build/ and *.egg-info beside the sources, and the
+    # checkout may be read-only (the unit layer runs as any user)
+    shutil.copytree(FIXTURE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(FIXTURE)], check=True, capture_output=True)
+                    "--target", str(target), str(source)], check=True, capture_output=True)
     sys.path.insert(0, str(target))
     try:
         yield target
@@ -51,6 +57,18 @@ def test_a_plugin_module_is_found_and_runs_from_a_playbook(plugin_on_path: Path,
     assert greeting.read_text() == "Hello, plugins\n"
     again = Executor(inv, pool, modules, fact_kinds(), options=RunOptions()).run_playbook(book)
     assert again.recap["local"].changed == 0  # idempotent: the second run changes nothing
+
+
+def test_a_plugin_module_is_tested_with_run_local(plugin_on_path: Path, tmp_path: Path) -> None:
+    """The README's "Testing a module" example, on the fixture's module."""
+    import shipit_hello
+
+    hello = shipit_hello.HelloModule()
+    ctx = PlanContext(host="local", host_facts={})
+    first = run_local(hello, {"path": str(tmp_path / "motd")}, ctx)
+    assert first.ok and first.plan.changed
+    assert (tmp_path / "motd").read_text() == "Hello, world\n"
+    assert not run_local(hello, {"path": str(tmp_path / "motd")}, ctx).plan.changed
 
 
 def test_a_plugin_reusing_a_builtin_name_is_an_error(plugin_on_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -120,6 +120,22 @@ def test_local_shell_runs_the_script_on_stdin_and_keeps_both_streams() -> None:
     assert len(big.stdout) == len(big.stderr) == 3000000
 
 
+def test_local_shell_runs_as_this_user_and_puts_like_sftp(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """become is ignored, so a SUDO_USER of the test runner must not reach the scripts; a
+    relative put lands in $HOME, where SFTP puts it."""
+    monkeypatch.setenv("SUDO_USER", "someone-else")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    t = LocalShellTransport("local")
+    assert t.run("echo \"${SUDO_USER-unset}\"", timeout=WAIT).stdout == "unset\n"
+    src = tmp_path / "src"
+    src.write_text("x")
+    t.put(str(src), "up.bin")
+    t.put(str(src), str(tmp_path / "abs.bin"))
+    assert (tmp_path / "up.bin").read_text() == (tmp_path / "abs.bin").read_text() == "x"
+    assert t.stats.sftp == 2
+
+
 def test_local_shell_timeout_kills_the_process_group(tmp_path: Path) -> None:
     t = LocalShellTransport("local")
     flag = tmp_path / "flag"
