@@ -5,7 +5,8 @@ modules (``deploy_lock``, ``release_event``, ``release_switch``, ``release_prune
 ``release_command``) run unchanged; only what reaches a host is faked:
 
 - fact kinds are replaced by ones whose command prints ``__fact KIND ARG`` and whose parser is
-  the real one: :class:`FakeHost` answers each with text in the real command's output format;
+  the real one: :class:`FakeHost` answers each with text in the real command's output format
+  (``release_state``, ``app_status`` and ``host`` from its model; any other kind reads empty);
 - each change script of the deploy's modules is replaced by ``__change MODULE {params}``, and
   :class:`FakeHost` applies its effect on a small model of the host (releases, current, slots,
   lock, log); every other module (provisioning) plans no change.
@@ -26,6 +27,7 @@ from typing import Any
 
 from shipit.facts import FactKind, FactQuery
 from shipit.facts.registry import fact_kinds
+from shipit.layout import Layout
 from shipit.modules.base import Module, Plan, PlanContext
 from shipit.modules.registry import builtin_modules
 from shipit.pool import TransportPool
@@ -112,6 +114,16 @@ class FakeHost:
             if self.lock:
                 lines.append(f"lock={self.lock}")
             lines += [f"log={line}" for line in self.log]
+            return "\n".join(lines) + "\n"
+        if kind == "app_status":  # the real command's line format (tests/unit/recorded/status_*)
+            lay = Layout(arg)
+            lines = [f"app={arg}", f"current={self.current or ''}", f"live_port={self.live_port or ''}"]
+            for port in sorted(self.active):
+                unit = lay.web_unit(port)
+                lines += [f"show {unit} ActiveState=active", f"show {unit} SubState=running",
+                          f"show {unit} NRestarts=0", f"show {unit} MainPID={1000 + port}",
+                          f"mem {unit} {64 * 2**20}"]
+                lines += [f"child {unit} {2000 + port + i} python -c spawn_main" for i in range(2)]
             return "\n".join(lines) + "\n"
         if kind == "host":
             return ("os_id=debian\nos_version=12\ncodename=bookworm\narch=amd64\nmachine=x86_64\nglibc=2.36\n"
