@@ -96,7 +96,9 @@ def _attr_lines(word: str, mode: str | None, owner: str | None, group: str | Non
         spec = (owner or "") + (f":{group}" if group is not None else "")
         lines.append(f"chown {'-R ' if recurse_owner else ''}-- {q(spec)} {word}")
     if mode is not None:
-        lines.append(f"chmod {norm_mode(mode)} {word}")
+        # five digits: GNU chmod keeps a directory's setuid/setgid bits on a 4-digit mode
+        # (chmod 0700 of a 2750 directory leaves 2700: the next run would plan it again)
+        lines.append(f"chmod 0{norm_mode(mode)} {word}")
     return "\n".join(lines)
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 from pathlib import Path
-
-import pytest
 
 from shipit.facts import FactQuery
 from shipit.modules.base import PlanContext, sha256_hex
@@ -34,7 +34,7 @@ def test_fresh_host_creates() -> None:
     p = params(path="/etc/app.conf", content="x=1\n", mode="0640")
     plan = M.plan(p, {FactQuery("file", "/etc/app.conf"): fact(False)}, CTX)
     assert [c.reason for c in plan.changes] == ["create /etc/app.conf"]
-    assert "chmod 0640" in plan.changes[0].script
+    assert "chmod 00640" in plan.changes[0].script
     assert "<<'SHIPIT_EOF'" in plan.changes[0].script and "mv -f" in plan.changes[0].script
 
 
@@ -51,7 +51,7 @@ def test_drift_reasons() -> None:
     plan = M.plan(p, {FactQuery("file", "/etc/a"): fact()}, CTX)
     assert plan.changes[0].reason == "content differs"
     # an existing file keeps its mode/owner when the task does not say
-    assert "chmod 0644" in plan.changes[0].script and "chown -- root:root" in plan.changes[0].script
+    assert "chmod 00644" in plan.changes[0].script and "chown -- root:root" in plan.changes[0].script
 
 
 def test_diff_uses_old_content_and_masks_secrets() -> None:
@@ -101,25 +101,23 @@ def test_check_params() -> None:
     assert M.check_params(params(path="/a", mode="u+x"))[0][0] == "mode"
 
 
-@pytest.mark.skipif(not ROOT, reason="needs root for chown")
-def test_real_run_converges_then_is_idempotent(tmp_path: Path) -> None:
+def test_real_run_as_this_user_converges_then_is_idempotent(tmp_path: Path) -> None:
+    """Owned by whoever runs the tests (another owner: tests/e2e/test_modules_as_root.py)."""
+    me, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
     path = str(tmp_path / "app.conf")
     ctx = PlanContext(host="local", host_facts={}, diff=True)
     content = "a=1\n'quotes' \"and\" $dollars `ticks` SHIPIT_EOF\n"
-    first = run_local(M, {"path": path, "content": content, "mode": "0600",
-                          "owner": "nobody", "group": "nogroup"}, ctx)
+    p = {"path": path, "content": content, "mode": "0600", "owner": me, "group": group}
+    first = run_local(M, p, ctx)
     assert first.plan.changed and first.ok, first.results
     assert Path(path).read_text() == content
     st = os.stat(path)
-    assert oct(st.st_mode & 0o7777) == "0o600" and st.st_uid == 65534
-    second = run_local(M, {"path": path, "content": content, "mode": "0600",
-                           "owner": "nobody", "group": "nogroup"}, ctx)
-    assert not second.plan.changed
+    assert oct(st.st_mode & 0o7777) == "0o600" and st.st_uid == os.getuid()
+    assert not run_local(M, p, ctx).plan.changed
     third = run_local(M, {"path": path, "content": "b\n"}, ctx)
     assert third.plan.changes[0].reason == "content differs" and third.ok
     assert "-a=1" in third.plan.changes[0].diff
-    st = os.stat(path)
-    assert oct(st.st_mode & 0o7777) == "0o600" and st.st_uid == 65534  # attributes kept
+    assert oct(os.stat(path).st_mode & 0o7777) == "0o600"              # attributes kept
     assert [p.name for p in tmp_path.iterdir()] == ["app.conf"]          # no temp left
     gone = run_local(M, {"path": path, "state": "absent"}, ctx)
     assert gone.ok and not Path(path).exists()
