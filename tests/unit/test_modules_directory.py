@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 from pathlib import Path
-
-import pytest
 
 from shipit.facts import FactQuery
 from shipit.facts.files import tree_owner_arg
@@ -67,18 +67,21 @@ def test_absent() -> None:
     assert M.check_params(params(path="/", state="absent"))[0][0] == "path"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for chown")
-def test_real_run(tmp_path: Path) -> None:
+def test_real_run_as_this_user(tmp_path: Path) -> None:
+    """Owned by whoever runs the tests (chown to oneself needs no root; another owner and
+    drift below: tests/e2e/test_modules_as_root.py)."""
+    me, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
     path = str(tmp_path / "a" / "b")
-    p = {"path": path, "owner": "nobody", "group": "nogroup", "mode": "2750", "recurse": True}
+    p = {"path": path, "owner": me, "group": group, "mode": "2750", "recurse": True}
     first = run_local(M, p, CTX)
-    assert first.ok and first.plan.changed
-    assert oct(os.stat(path).st_mode & 0o7777) == "0o2750"
+    assert first.ok and first.plan.changed, first.results
+    assert oct(os.stat(path).st_mode & 0o7777) == "0o2750" and os.stat(path).st_uid == os.getuid()
     assert not run_local(M, p, CTX).plan.changed
-    (Path(path) / "f").write_text("x")          # root-owned file below: drift
-    third = run_local(M, p, CTX)
-    assert third.plan.changed and third.ok
-    assert os.stat(Path(path) / "f").st_uid == 65534
+    (Path(path) / "f").write_text("x")          # ours too: no drift
     assert not run_local(M, p, CTX).plan.changed
+    mode = run_local(M, dict(p, mode="0700"), CTX)
+    assert mode.ok and mode.plan.changed and oct(os.stat(path).st_mode & 0o7777) == "0o700"  # setgid cleared
+    assert not run_local(M, dict(p, mode="0700"), CTX).plan.changed
     gone = run_local(M, {"path": path, "state": "absent"}, CTX)
     assert gone.ok and not Path(path).exists()
+    assert not run_local(M, {"path": path, "state": "absent"}, CTX).plan.changed

@@ -1,16 +1,11 @@
-"""user and group plans, and a real run with a throwaway user (root only)."""
+"""user and group plans (the real run with a throwaway user needs root:
+tests/e2e/test_modules_as_root.py)."""
 
 from __future__ import annotations
-
-import os
-import subprocess
-
-import pytest
 
 from shipit.facts import FactQuery
 from shipit.modules.base import PlanContext
 from shipit.modules.user import GroupModule, UserModule
-from shipit.testing import run_local
 
 CTX = PlanContext(host="web1", host_facts={})
 U, G = UserModule(), GroupModule()
@@ -60,23 +55,3 @@ def test_absent_and_group() -> None:
                       CTX).changed
     assert U.check_params({"name": "Bad Name"})[0][0] == "name"
 
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-def test_real_run() -> None:
-    name = "shipit-test-user"
-    try:
-        g = run_local(G, {"name": name, "system": True}, CTX)
-        assert g.ok and g.plan.changed
-        p = {"name": name, "system": True, "home": "/nonexistent", "shell": "/usr/sbin/nologin",
-             "groups": ["nogroup"], "create_home": False}
-        first = run_local(U, p, CTX)
-        assert first.ok and first.plan.changed, first.results
-        assert not run_local(U, p, CTX).plan.changed
-        drift = run_local(U, dict(p, shell="/bin/sh"), CTX)
-        assert drift.plan.changes[0].reason == "shell /usr/sbin/nologin -> /bin/sh" and drift.ok
-        gone = run_local(U, {"name": name, "state": "absent"}, CTX)
-        assert gone.ok and gone.plan.changed
-        assert not run_local(U, {"name": name, "state": "absent"}, CTX).plan.changed
-    finally:
-        subprocess.run(["userdel", name], capture_output=True, check=False)
-        subprocess.run(["groupdel", name], capture_output=True, check=False)
