@@ -53,7 +53,12 @@ def inventory_path(env: str, explicit: str | None = None) -> Path:
 
 
 def playbook_path(name: str) -> Path:
-    """A playbook file, or the name of a built-in one in ``playbooks/`` (``deploy`` -> deploy.yml)."""
+    """A playbook file, or the name of a built-in one shipped in the package
+    (``shipit/playbooks/``: ``deploy`` -> deploy.yml).
+
+    Raises:
+        ValidationError: neither a file nor a built-in name (the message lists the built-ins).
+    """
     p = Path(name)
     if p.is_file():
         return p

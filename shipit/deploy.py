@@ -148,11 +148,17 @@ class DeployOutcome:
 class DeployReporter(Reporter, Protocol):
     """The executor's reporter plus the deploy's phases and notes (see :mod:`shipit.report`)."""
 
-    def phase(self, name: str, detail: str = "") -> None: ...
+    def phase(self, name: str, detail: str = "") -> None:
+        """A phase starts (names: the keys of :attr:`DeployOutcome.durations`)."""
+        ...
 
-    def phase_done(self, name: str, seconds: float) -> None: ...
+    def phase_done(self, name: str, seconds: float) -> None:
+        """A phase ended after ``seconds`` (cumulative when a phase runs more than once)."""
+        ...
 
-    def note(self, text: str) -> None: ...
+    def note(self, text: str) -> None:
+        """A line for the user (a measurement, a warning), printed as plain text."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -293,7 +299,8 @@ def size_workers(spec: AppSpec, host_facts: Mapping[str, Mapping[str, Any]],
     the leader: :func:`measured_worker_memory`), else 100 MiB.
 
     Raises:
-        ValidationError: workers x memory per worker exceeds a host's budget (numbers given).
+        ValidationError: :data:`SLOTS` x workers x memory per worker exceeds a host's budget
+            (numbers given).
     """
     per_worker = spec.memory_per_worker or measured or DEFAULT_WORKER_MEMORY
     problems: list[Problem] = []

@@ -2,8 +2,9 @@
 
 Per host and play it costs one round trip when nothing changes: all facts the play's tasks
 need are gathered by ONE remote script; each task that changes something runs its changes
-and re-gathers the facts of the remaining tasks in the same remote script. Host facts are
-gathered once per host per run before the first play (and refreshed with every gather).
+and re-gathers the facts of the remaining tasks in the same remote script. Host facts ride
+along with every gather (so they are fresh after each change); they are gathered on their own
+first only when a play's tasks use ``facts`` in their params, ``loop`` or ``when``.
 
 Per-host outcomes are data: whatever goes wrong while working on one host (unreachable,
 a task failing, a timed-out command, output cut short, a bug in a module) is that host's
@@ -166,13 +167,21 @@ AfterBatch = Callable[[int, list[str], list[str]], Mapping[str, str]]
 
 
 class Reporter(Protocol):
-    """Receives progress; the only thing that prints (see :mod:`shipit.report`)."""
+    """Receives the executor's progress (the executor prints nothing itself; the console
+    implementation is :class:`shipit.report.ConsoleReporter`). ``task_done`` and
+    ``host_unreachable`` are called from the worker threads, several at once."""
 
-    def play_start(self, play: Play, hosts: Sequence[str]) -> None: ...
+    def play_start(self, play: Play, hosts: Sequence[str]) -> None:
+        """A play starts on ``hosts`` (after ``--limit``), in the calling thread."""
+        ...
 
-    def task_done(self, result: TaskResult) -> None: ...
+    def task_done(self, result: TaskResult) -> None:
+        """A task finished on one host (any status)."""
+        ...
 
-    def host_unreachable(self, host: str, message: str) -> None: ...
+    def host_unreachable(self, host: str, message: str) -> None:
+        """``host`` could not be reached; ``message`` says why."""
+        ...
 
 
 class NullReporter:

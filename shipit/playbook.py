@@ -110,8 +110,9 @@ class Playbook:
 def batches(hosts: list[str], serial: tuple[int | str, ...]) -> list[list[str]]:
     """Split ``hosts`` into batches per ``serial`` (as Ansible's ``serial``).
 
-    ``[1, "50%"]`` over 5 hosts gives ``[[h1], [h2, h3, h4], [h5]]`` style batches: each size
-    in turn, the last repeating; percentages are of all hosts, rounded down, at least 1.
+    Each size in turn, the last repeating; percentages are of all hosts, rounded down, at
+    least 1: ``[1, "50%"]`` over 5 hosts gives ``[[h1], [h2, h3], [h4, h5]]``; an empty
+    ``serial`` gives one batch of every host (none for no hosts).
     """
     if not serial:
         return [list(hosts)] if hosts else []

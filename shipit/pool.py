@@ -26,6 +26,8 @@ class TransportPool:
         self._lock = threading.Lock()
 
     def get(self, host: str) -> Transport:
+        """The transport of ``host``, made by the factory on first use (thread-safe). The
+        factory's errors propagate; connecting itself happens on the transport's first run."""
         with self._lock:
             if host not in self._transports:
                 self._transports[host] = self._factory(host)
@@ -37,6 +39,7 @@ class TransportPool:
             return dict(self._transports)
 
     def close(self) -> None:
+        """Close every transport made; a failing close is ignored (never masks the outcome)."""
         for transport in self.opened().values():
             try:
                 transport.close()

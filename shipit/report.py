@@ -1,4 +1,9 @@
-"""The only printer: live progress lines while running, a recap table at the end, or JSON.
+"""How runs and deploys are printed: live progress lines, a recap table at the end, or JSON.
+
+The executor and the Deployer print nothing themselves; they tell a reporter (here:
+:class:`ConsoleReporter`), and the CLI prints the outcome (:func:`outcome_table`,
+:func:`result_json`). Commands that only read (``exec``, ``facts``, ``status``, ``releases``,
+``modules``) print their own tables or documents in :mod:`shipit.cli`.
 
 ``--json`` prints ONE JSON object on stdout at the end (and nothing else on stdout)::
 

@@ -30,7 +30,8 @@ class Param:
     Attributes:
         type: accepted Python type(s) after YAML parsing, e.g. ``str`` or ``(str, list)``.
         required: the task must give it.
-        default: value when absent (never a mutable object shared between tasks).
+        default: value when absent; the same object is given to every task that omits the
+            param, so modules never mutate params.
         choices: allowed values, when the set is closed (e.g. ``("present", "absent")``).
         help: one line for ``shipit modules`` and error messages ("expected …").
         secret: the value is never printed (masked in diffs, recap and errors).
