@@ -1,13 +1,14 @@
 """The app spec: what ``shipit deploy`` ships, read from ``shipit.yml`` in the app's directory
 and overridden key by key by the inventory's ``app:`` section (e.g. domains per environment).
 
-Shape (every key but ``name`` and ``web.app`` optional)::
+Shape (every key but ``name``, ``web.app`` and ``domains`` optional)::
 
-    name: example                     # /srv/<name>, the app user, unit names
+    name: example                     # /srv/<name>, the app user, unit names ([a-z][a-z0-9-]*, <= 31)
+    source: .                         # the app's source dir, relative to the file setting it
     python: "3.11"                    # distro Python on the hosts (default: the distro's)
     web:
       app: example_app.main:app       # the ASGI app (uvicorn)
-      workers: 2                      # a number, or "auto" (see shipit.sizing)
+      workers: 2                      # 1-64, or "auto" (see shipit.deploy.size_workers)
       memory_per_worker: 150M         # what one worker holds (for auto and the budget check)
       port: 8000                      # first of the two local ports (blue/green: 8000, 8001)
     processes:                        # background processes, each a systemd unit per instance

@@ -1,10 +1,12 @@
-"""The ``release_switch`` module: put a host on a release with zero downtime, or leave it be.
+"""The ``release_slot`` and ``release_switch`` modules: start a release in a host's idle web
+slot, then put the host on it with zero downtime (or leave it be).
 
 Each host keeps two web slots, one local port each (blue/green): the slot symlink (see
 :class:`shipit.layout.Layout`) points to a release, and the unit ``<app>-web@<port>.service``
 runs whatever its slot points to. Switching to a release, in one remote script:
 
-1. point the idle slot at the release and (re)start its unit;
+1. point the idle slot at the release and (re)start its unit, unless ``release_slot``
+   already started the release there (the deploy prepares every host that way first);
 2. wait until ``GET <health path>`` on that port answers 200 (within ``health_timeout``
    seconds; a unit that fails, hits its start limit or exits on its own fails the switch
    at once; the last status seen is in the failure message);
