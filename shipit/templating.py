@@ -35,10 +35,12 @@ report those as :class:`shipit.errors.Problem` s with file:line before any conne
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import jinja2
@@ -170,6 +172,39 @@ def _parse(env: jinja2.Environment, value: str, expression: bool) -> jinja2.node
     return env.parse("{{ " + value + " }}" if expression else value)
 
 
+@dataclass(frozen=True)
+class _Analysis:
+    """What a template's text shows without variables: a syntax error (message, line), or
+    the ``_private`` names it reaches for and its undeclared variables."""
+
+    syntax_error: tuple[str, int] | None
+    unsafe: tuple[str, ...] = ()
+    undeclared: frozenset[str] = frozenset()
+
+
+def _analyse(env: jinja2.Environment, value: str, expression: bool) -> _Analysis:
+    """Parse ``value`` once and read what :func:`variables_in` and :func:`template_problems`
+    need. Memoized for environments of :func:`make_environment` (all configured alike): the
+    same templates are checked again at every load of a playbook (a deploy loads its built-in
+    playbooks twice, and a unit test run hundreds of times), and parsing is most of the cost."""
+    if type(env) is _Sandbox:
+        return _analyse_cached(value, expression)
+    return _analyse_with(env, value, expression)
+
+
+def _analyse_with(env: jinja2.Environment, value: str, expression: bool) -> _Analysis:
+    try:
+        tree = _parse(env, value, expression)
+    except jinja2.TemplateSyntaxError as exc:
+        return _Analysis((exc.message or str(exc), exc.lineno))
+    return _Analysis(None, tuple(_unsafe_names(tree)), frozenset(jinja2.meta.find_undeclared_variables(tree)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _analyse_cached(value: str, expression: bool) -> _Analysis:
+    return _analyse_with(make_environment(), value, expression)
+
+
 def variables_in(env: jinja2.Environment, value: Any, expression: bool = False) -> set[str]:
     """Undeclared top-level variable names used by templates inside ``value``.
 
@@ -181,7 +216,10 @@ def variables_in(env: jinja2.Environment, value: Any, expression: bool = False) 
     names: set[str] = set()
     if isinstance(value, str):
         if expression or "{{" in value or "{%" in value:
-            names |= jinja2.meta.find_undeclared_variables(_parse(env, value, expression))
+            found = _analyse(env, value, expression)
+            if found.syntax_error is not None:
+                raise jinja2.TemplateSyntaxError(*found.syntax_error)
+            names |= found.undeclared
     elif isinstance(value, Mapping):
         for v in value.values():
             names |= variables_in(env, v, expression)
@@ -228,15 +266,13 @@ def template_problems(env: jinja2.Environment, value: Any, expression: bool = Fa
         return problems
     if not isinstance(value, str) or not (expression or "{{" in value or "{%" in value):
         return problems
-    try:
-        tree = _parse(env, value, expression)
-    except jinja2.TemplateSyntaxError as exc:
-        return [f"template syntax error: {exc.message}"]
-    unsafe = _unsafe_names(tree)
-    if unsafe:
-        return [f"template refused: access to {', '.join(sorted(set(unsafe)))} is not allowed in "
+    found = _analyse(env, value, expression)
+    if found.syntax_error is not None:
+        return [f"template syntax error: {found.syntax_error[0]}"]
+    if found.unsafe:
+        return [f"template refused: access to {', '.join(sorted(set(found.unsafe)))} is not allowed in "
                 "templates (the sandbox only lets templates read variables, not Python internals)"]
-    if expression and not jinja2.meta.find_undeclared_variables(tree):
+    if expression and not found.undeclared:
         try:
             Templar(env, {}).truth(value)
         except jinja2.TemplateError as exc:

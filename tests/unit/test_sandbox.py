@@ -225,3 +225,24 @@ def test_env_value_escape_is_refused_when_rendering(tmp_path: Path, marker: Path
     with pytest.raises(ValidationError, match="env.X: cannot render"):
         render_env_file(target)
     assert not marker.exists()
+
+
+def test_template_analysis_is_memoized_and_says_the_same_every_time() -> None:
+    """Loading a playbook parses each template once per process (the deploy loads its
+    playbooks twice); a cached answer is the uncached one, errors included."""
+    from shipit.templating import _analyse_cached, variables_in
+
+    env = make_environment()
+    plain = jinja2.Environment()  # not shipit's sandbox: never cached
+    text = "{{ app.paths.root }}/{{ item | default('x') }}{{ x.__class__ }}"
+    hits = _analyse_cached.cache_info().hits
+    for e in (env, env, make_environment(), plain):
+        assert variables_in(e, text) == {"app", "item", "x"}
+        assert template_problems(e, text) == [
+            "template refused: access to __class__ is not allowed in templates (the sandbox only "
+            "lets templates read variables, not Python internals)"]
+        with pytest.raises(jinja2.TemplateSyntaxError):
+            variables_in(e, "{{ broken")
+        assert template_problems(e, "x > ", expression=True)[0].startswith("template syntax error:")
+        assert template_problems(e, "(1 / 0) > 0", expression=True)[0].startswith("this condition always fails")
+    assert _analyse_cached.cache_info().hits > hits
