@@ -277,8 +277,9 @@ class Executor:
 
         Args:
             play: the play; its ``serial`` makes the batches (the first is the canary) and
-                its ``max_fail_percentage`` (None: any failure in a batch is tolerated, as in
-                Ansible without it) decides when the play stops.
+                its ``max_fail_percentage`` decides when the play stops (None: failed hosts
+                drop out and the play goes on, even when a whole batch failed, where Ansible
+                would stop; ``any_errors_fatal`` still stops it).
             hosts: the hosts to run on (still narrowed by ``--limit``).
             batch_plan: explicit batches instead of ``serial`` (hosts outside ``hosts`` or
                 the limit are dropped; empty batches skipped).
