@@ -108,7 +108,8 @@ def run_guarded(fn: Callable[[], int], as_json: bool = False) -> None:
     ``as_json`` a failing ShipitError also prints one JSON document on stdout:
     ``{"error": message, "problems": [{"file", "line", "key", "message"}, ...]}`` (problems
     empty unless it is a ValidationError). Exits with the command's code, the error's
-    ``exit_code`` (2 for invalid input), or 130 when interrupted.
+    ``exit_code`` (2 for invalid input), or when interrupted 130 (Ctrl-C), 143 (SIGTERM) or
+    129 (SIGHUP): the :class:`Terminated` code.
     """
     err = Console(stderr=True, highlight=False)
 
