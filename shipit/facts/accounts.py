@@ -15,10 +15,10 @@
 
 from __future__ import annotations
 
-from shlex import quote as q
 from typing import Any
 
 from shipit.facts import FactKind, FactQuery
+from shipit.quoting import q
 
 
 def user_command(name: str) -> str:

@@ -36,10 +36,10 @@ import binascii
 import json
 import re
 from collections.abc import Sequence
-from shlex import quote as q
 from typing import Any
 
 from shipit.facts import FactKind, FactQuery
+from shipit.quoting import q
 
 CONTENT_CAP = 256 * 1024
 """Largest file (bytes) whose content is fetched for ``--diff``."""

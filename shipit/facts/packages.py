@@ -19,10 +19,10 @@ the ``apt_policy`` queries (an architecture-qualified name gets its own call, as
 from __future__ import annotations
 
 from collections.abc import Sequence
-from shlex import quote as q
 from typing import Any
 
 from shipit.facts import FactKind, FactQuery
+from shipit.quoting import q
 
 
 def deb_command(name: str) -> str:

@@ -16,10 +16,10 @@ module writes after installing a requirements file. Parsed shape::
 from __future__ import annotations
 
 import re
-from shlex import quote as q
 from typing import Any
 
 from shipit.facts import FactKind, FactQuery
+from shipit.quoting import q
 
 STAMP = ".shipit-requirements.sha256"
 

@@ -16,10 +16,10 @@ Arg: a unit name with its suffix (``app.service``). Parsed shape (all keys prese
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from shlex import quote as q
 from typing import Any
 
 from shipit.facts import FactKind, FactQuery
+from shipit.quoting import q
 
 PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState", "NRestarts", "MainPID",
               "FragmentPath")
