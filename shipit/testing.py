@@ -268,7 +268,8 @@ def run_local(module: Module, params: Mapping[str, Any], ctx: PlanContext,
     the facts (with ``diff_facts`` when ``ctx.diff``) are gathered in one run, ``more_facts``
     in a second only when needed, each change's upload is put (:meth:`LocalShellTransport.put`)
     and its script run (:func:`run_script`), stopping at the first failure. Unlike the
-    executor: params are not validated or rendered, and nothing runs as root.
+    executor: params are not validated or rendered, and nothing goes through sudo (the
+    scripts run as the current user, so changes of ownership need a root test runner).
     """
     transport = LocalShellTransport("local")
     full = {k: spec.default for k, spec in module.params.items()} | dict(params)
