@@ -23,7 +23,15 @@ bytes and the same content hash, whichever cache built it. Layout inside::
 
 It is two gzip members, one after the other (``tar -xzf`` and Python read them as one
 stream): the first holds ``.shipit/bin`` and the dependency wheels and is kept in the cache
-(``<cache>/parts/``), so a code change re-compresses only the second, the app's part.
+(``<cache>/parts/``), so a code change re-compresses only the second, the app's part. Each
+member is also written on its own as a content-addressed :class:`Part`
+(``<out_dir>/parts/<sha256>.gz``): hosts keep a store of parts and are sent only the ones
+they lack (the ``release_artifact`` module), so a code change uploads the app's part alone.
+
+Incremental: the resolution (``uv export`` / ``uv pip compile`` and the choice of wheels) is
+kept in ``<cache>/resolutions/``, keyed by the lock inputs (``pyproject.toml``, ``uv.lock``,
+the requirements file), the target and uv's version; a change of code alone then costs the
+app's wheel build and one small gzip member, never a resolution against the index.
 
 Hosts need no package index: the release's venv is built offline from ``.shipit/wheels`` with
 ``.shipit/bin/uv`` (the ``python`` module's ``uv`` param).
@@ -72,6 +80,29 @@ DEFAULT_CACHE = "~/.cache/shipit"
 
 
 @dataclass(frozen=True)
+class Part:
+    """One gzip member of an artifact, stored on its own by content (``<out_dir>/parts/``).
+
+    Attributes:
+        kind: ``"deps"`` (uv and the dependency wheels: tar entries without the end-of-archive
+            blocks, so that it concatenates with the next member) or ``"app"`` (the app's
+            source, wheel and metadata: a complete tar archive).
+        path: the local file, ``<out_dir>/parts/<sha256>.gz``.
+        sha256: hex digest of the file's bytes (its name on the hosts' store).
+        size: bytes.
+    """
+
+    kind: str
+    path: str
+    sha256: str
+    size: int
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON form (in the artifact's reuse index; the ``parts`` template variable)."""
+        return {"kind": self.kind, "path": self.path, "sha256": self.sha256, "size": self.size}
+
+
+@dataclass(frozen=True)
 class Artifact:
     """A built artifact.
 
@@ -89,6 +120,8 @@ class Artifact:
             ``pyproject.toml`` (resolved at build time).
         locked: True when every dependency version came from the lock; False when uv resolved
             (some of) them at build time.
+        parts: the gzip members the file is the concatenation of, in order (deps, then app):
+            see :class:`Part`.
     """
 
     path: str
@@ -101,21 +134,25 @@ class Artifact:
     wheels: tuple[str, ...] = ()
     lock: str = ""
     locked: bool = False
+    parts: tuple[Part, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """JSON form (the reuse index in ``out_dir``)."""
         return {"path": self.path, "sha256": self.sha256, "content_hash": self.content_hash,
                 "distribution": self.distribution, "size": self.size,
                 "target": self.target.as_dict(), "requirements": list(self.requirements),
-                "wheels": list(self.wheels), "lock": self.lock, "locked": self.locked}
+                "wheels": list(self.wheels), "lock": self.lock, "locked": self.locked,
+                "parts": [p.as_json() for p in self.parts]}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Artifact:
         """Inverse of :meth:`as_json`. Raises KeyError, TypeError, PlatformError."""
+        parts = tuple(Part(str(p["kind"]), str(p["path"]), str(p["sha256"]), int(p["size"]))
+                      for p in data["parts"])
         return cls(str(data["path"]), str(data["sha256"]), str(data["content_hash"]),
                    data["distribution"], int(data["size"]), TargetPlatform.from_dict(data["target"]),
                    tuple(data["requirements"]), tuple(data["wheels"]), str(data["lock"]),
-                   bool(data["locked"]))
+                   bool(data["locked"]), parts)
 
 
 class BuildError(ShipitError):
@@ -260,6 +297,64 @@ def resolve(source: Path, layout: AppLayout, target: TargetPlatform, work: Path,
                              f"{p.version}: the lock is inconsistent")
     added = tuple(f"{p.name}=={p.version}" for p in packages if p.name not in reqs.pins)
     return Resolution(tuple(packages), not added, reqs.hashes, added)
+
+
+def _resolution_key(source: Path, layout: AppLayout, target: TargetPlatform, requirements: str) -> str:
+    """What a resolution depends on: the lock inputs' bytes, the target and uv's version."""
+    key = hashlib.sha256(f"{FORMAT}\n{target.key()}\n{uv_version()}\n{layout.kind}\n{layout.lock}\n"
+                         f"{layout.distribution}\n".encode())
+    for name in sorted({"pyproject.toml", "uv.lock", requirements, layout.lock}):
+        path = source / name
+        key.update(f"{name}\0".encode())
+        key.update(hashlib.sha256(path.read_bytes()).digest() if path.is_file() else b"-")
+    return key.hexdigest()
+
+
+def _file_json(f: LockedFile) -> dict[str, str]:
+    return {"filename": f.filename, "url": f.url, "sha256": f.sha256}
+
+
+def _file_from(d: Mapping[str, str]) -> LockedFile:
+    return LockedFile(str(d["filename"]), str(d["url"]), str(d["sha256"]))
+
+
+def resolution_json(r: Resolution) -> dict[str, Any]:
+    """JSON form of a :class:`Resolution` (the cache of :func:`resolve_cached`)."""
+    return {"packages": [{"name": p.name, "version": p.version,
+                          "wheels": [_file_json(w) for w in p.wheels],
+                          "sdist": _file_json(p.sdist) if p.sdist else None} for p in r.packages],
+            "locked": r.locked, "hashes": {k: sorted(v) for k, v in r.hashes.items()},
+            "added": list(r.added)}
+
+
+def resolution_from(data: Mapping[str, Any]) -> Resolution:
+    """Inverse of :func:`resolution_json`. Raises KeyError, TypeError."""
+    packages = tuple(LockedPackage(str(p["name"]), str(p["version"]),
+                                   tuple(_file_from(w) for w in p["wheels"]),
+                                   _file_from(p["sdist"]) if p["sdist"] else None)
+                     for p in data["packages"])
+    return Resolution(packages, bool(data["locked"]),
+                      {str(k): frozenset(v) for k, v in data["hashes"].items()},
+                      tuple(str(a) for a in data["added"]))
+
+
+def resolve_cached(source: Path, layout: AppLayout, target: TargetPlatform, work: Path,
+                   env: Mapping[str, str], cache: Path, requirements: str) -> Resolution:
+    """:func:`resolve`, kept in ``cache/resolutions/<key>.json`` (see :func:`_resolution_key`):
+    unchanged lock inputs for the same target resolve once. A resolution uv made without a
+    lock (``locked`` False) is kept as well: it is what that pyproject resolved to, and a
+    change of the pyproject is a new key. Raises what :func:`resolve` raises."""
+    record = cache / "resolutions" / f"{_resolution_key(source, layout, target, requirements)}.json"
+    try:
+        return resolution_from(json.loads(record.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    resolution = resolve(source, layout, target, work, env)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_suffix(f".{os.getpid()}.part")
+    tmp.write_text(json.dumps(resolution_json(resolution)))
+    os.replace(tmp, record)
+    return resolution
 
 
 # ---- fetching by content hash ----------------------------------------------------------------
@@ -449,7 +544,8 @@ def build_artifact(source: str | Path, out_dir: str | Path, python_version: str 
     index = out / f"source-{source_key.hexdigest()[:24]}.json"
     try:
         known = Artifact.from_json(json.loads(index.read_text()))
-        if Path(known.path).is_file():
+        if Path(known.path).is_file() and all(Path(p.path).is_file() for p in known.parts) \
+                and known.parts:
             return known
     except (OSError, ValueError, KeyError, TypeError, ShipitError):
         pass
@@ -465,7 +561,7 @@ def build_artifact(source: str | Path, out_dir: str | Path, python_version: str 
             shutil.copy2(src / rel, dest)
         with ThreadPoolExecutor(max_workers=4) as pool:
             # independent: resolve the dependencies, fetch uv for the target, build the app
-            resolution_f = pool.submit(resolve, src, layout, tgt, work, env)
+            resolution_f = pool.submit(resolve_cached, src, layout, tgt, work, env, cache, requirements)
             uv_f = pool.submit(_uv_for_target, tgt, store, work, env, src)
             app_f = pool.submit(_app_wheel, staging, work / "app-wheel", env) \
                 if layout.distribution else None
@@ -504,15 +600,32 @@ def build_artifact(source: str | Path, out_dir: str | Path, python_version: str 
         app_entries.append((".shipit/requirements.txt", "".join(f"{p}\n" for p in pins).encode()))
         app_entries.append((".shipit/artifact.json",
                             (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()))
-        data = _deps_part(deps_entries, cache / "parts") + _deterministic_tar(app_entries)
+        members = [("deps", _deps_part(deps_entries, cache / "parts")),
+                   ("app", _deterministic_tar(app_entries))]
+    data = b"".join(m for _, m in members)
     digest = hashlib.sha256(data).hexdigest()
     path = out / f"{digest[:12]}.tar.gz"
     if not path.exists():
-        path.write_bytes(data)
+        _write_atomic(path, data)
+    parts = []
+    for kind, member in members:
+        sha = hashlib.sha256(member).hexdigest()
+        part_path = out / "parts" / f"{sha}.gz"
+        if not part_path.is_file():
+            part_path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(part_path, member)
+        parts.append(Part(kind, str(part_path), sha, len(member)))
     artifact = Artifact(str(path), digest, digest[:12], layout.distribution, len(data), tgt,
-                        tuple(pins), tuple(wheel_names), layout.lock, resolution.locked)
+                        tuple(pins), tuple(wheel_names), layout.lock, resolution.locked, tuple(parts))
     index.write_text(json.dumps(artifact.as_json()))
     return artifact
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary name beside ``path``, then rename it over ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _tar_entries(entries: list[tuple[str, Path | bytes]], end: bool) -> bytes:

@@ -121,7 +121,10 @@ class DeployOutcome:
         changed: tasks that changed something (migrations, which run every time, excluded).
         migrations: "ran", "not run: <why>", or "none" (the app declares no migrate).
         durations: seconds per phase ("build", "facts", "lock", "provision", "upload",
-            "migrate", "switch", "prune").
+            "migrate", "prepare", "switch", "prune"), in the order they ran; "switch" does not
+            include "prepare".
+        uploaded: per web host, bytes sent to it by SFTP in this run (artifact parts it
+            lacked; 0 when it had them all).
         ok: everything got through.
         message: why it stopped ("" when ok).
     """
@@ -134,6 +137,7 @@ class DeployOutcome:
     durations: Mapping[str, float] = field(default_factory=dict)
     ok: bool = True
     message: str = ""
+    uploaded: Mapping[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (``--json``)."""
@@ -141,6 +145,7 @@ class DeployOutcome:
                 "serving": {h: o.serving for h, o in self.hosts.items()},
                 "message": self.message, "changed": self.changed, "migrations": self.migrations,
                 "durations": {k: round(v, 3) for k, v in self.durations.items()},
+                "uploaded_bytes": dict(self.uploaded),
                 "hosts": {h: {"serving": o.serving, "result": o.result, "reachable": o.reachable,
                               "message": o.message} for h, o in self.hosts.items()}}
 
@@ -384,6 +389,14 @@ def app_vars(spec: AppSpec, workers: int, secrets: Mapping[str, str], release: s
     }
 
 
+def artifact_parts(artifact: Any) -> list[dict[str, Any]]:
+    """The ``artifact_parts`` variable: ``[{kind, path, sha256, size}]`` of ``artifact.parts``
+    (:class:`shipit.artifact.Part`); an artifact without parts (another builder) is one
+    ``app`` part, the whole file."""
+    parts = [p.as_json() for p in getattr(artifact, "parts", ())]
+    return parts or [{"kind": "app", "path": artifact.path, "sha256": artifact.sha256, "size": artifact.size}]
+
+
 def release_fingerprint(artifact_sha256: str, env_file: str, app: Mapping[str, Any]) -> str:
     """12 hex digits naming a release: code (the artifact), config (env file) and every input
     of the spec that changes a host (domains, TLS, health, ports, processes, workers...)."""
@@ -438,8 +451,10 @@ class Deployer:
     def _provision(self, extra: Mapping[str, Any]) -> Playbook:
         return load_playbook(builtin_playbook("provision"), self.modules, self.target.inventory, extra)
 
-    def _timed(self, phase: str, started: float) -> None:
-        self._durations[phase] = self._durations.get(phase, 0.0) + time.monotonic() - started
+    def _timed(self, phase: str, started: float, minus: float = 0.0) -> None:
+        """Add the seconds since ``started`` to ``phase``, less ``minus`` (seconds of a phase
+        that ran inside it and is reported on its own: ``prepare`` within the roll)."""
+        self._durations[phase] = self._durations.get(phase, 0.0) + time.monotonic() - started - minus
         self.reporter.phase_done(phase, self._durations[phase])
 
     def states(self, hosts: Sequence[str] | None = None) -> dict[str, dict[str, Any] | str]:
@@ -482,7 +497,10 @@ class Deployer:
                 "user": self.user, "leader": self.target.leader, "action": action,
                 "lock_token": token, "force_unlock": False, "env_name": self.target.env_name,
                 "web_hosts": ",".join(self.target.web), "db_hosts": ",".join(self.target.db),
-                "artifact": "", "app_packages": [], "env_file": "", "release_env": ""}
+                "artifact": "", "app_packages": [], "env_file": "", "release_env": "",
+                # the upload play's variables, unused outside a deploy (a placeholder part)
+                "artifact_parts": [{"kind": "app", "path": "", "sha256": "0" * 64, "size": 0}],
+                "host_clone_venv": {h: "" for h in self.target.web}}
 
     # ---- lock ------------------------------------------------------------------------------
     def lock_token(self, release: str) -> str:
@@ -598,7 +616,9 @@ class Deployer:
         release = next((r for s in live.values() for r in s["releases"] if r.endswith("-" + fingerprint)),
                        f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{fingerprint}")
         extra = self._deploy_extra(artifact.path, [artifact.distribution] if artifact.distribution else [],
-                                   env_file, workers, release, target.python)
+                                   env_file, workers, release, target.python, parts=artifact_parts(artifact),
+                                   clone={h: Layout(spec.name).venv(s["current"]) if s["current"] else ""
+                                          for h, s in live.items()})
         plays = self._playbook(extra)
         provision = self._provision(extra)
         return self._locked(plays, extra, lambda: self._deploy_locked(plays, provision, extra, release, live))
@@ -614,13 +634,19 @@ class Deployer:
                                + "\n  ".join(problems))
 
     def _deploy_extra(self, artifact_path: str, app_packages: list[str], env_file: str, workers: int,
-                      release: str, python: str | None = None) -> dict[str, Any]:
+                      release: str, python: str | None = None, *, parts: list[dict[str, Any]] | None = None,
+                      clone: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The variables of a deploy's plays. ``parts``: the artifact's (default: the whole file
+        as one part, unknown digest); ``clone``: host -> the venv a new one may clone."""
         spec = self.target.spec
         app = app_vars(spec, workers, self.target.secrets, release, python)
         return {**self._base_extra(app, release, "deploy", self.lock_token(release)),
                 # app_packages: the app's own wheel, when it has one; a requirements-only app
                 # has none (its code is the release dir), it installs .shipit/requirements.txt
                 "artifact": artifact_path, "app_packages": list(app_packages),
+                "artifact_parts": parts or [{"kind": "app", "path": artifact_path, "sha256": "0" * 64,
+                                             "size": 0}],
+                "host_clone_venv": {h: (clone or {}).get(h, "") for h in self.target.web},
                 "env_file": env_file,
                 "release_env": render_release_env(spec, release, workers, source_on_path=not app_packages)}
 
@@ -680,10 +706,10 @@ class Deployer:
 
         migrations = self._migrate(executor, plays, release, extra)
 
-        started = time.monotonic()
+        started, prepared = time.monotonic(), self._durations.get("prepare", 0.0)
         switched = self._roll(plays, extra, release, before, executor)
         changed += switched.changed()
-        self._timed("switch", started)
+        self._timed("switch", started, minus=self._durations.get("prepare", 0.0) - prepared)
         if switched.stopped:
             raise self._failed(self._roll_stopped(switched, before, extra), switched, release, extra,
                                mark_failed=False, migrations=migrations)
@@ -874,7 +900,10 @@ class Deployer:
                 result = "not switched"
             hosts[host] = HostOutcome(host, serving, result)
         ok = all(o.serving == targets.get(h, release) for h, o in hosts.items()) and bool(release)
-        return DeployOutcome(action, release, hosts, durations=dict(self._durations), ok=ok)
+        opened = self.pool.opened()
+        uploaded = {h: opened[h].stats.sftp_bytes if h in opened else 0 for h in self.target.web}
+        return DeployOutcome(action, release, hosts, durations=dict(self._durations), ok=ok,
+                             uploaded=uploaded)
 
     # ---- rollback --------------------------------------------------------------------------
     def rollback(self, to: str | None = None, force: bool = False) -> DeployOutcome:
@@ -924,9 +953,9 @@ class Deployer:
 
         def body() -> DeployOutcome:
             executor = self._executor(extra)
-            started = time.monotonic()
+            started, prepared = time.monotonic(), self._durations.get("prepare", 0.0)
             switched = self._roll(plays, extra, release, live, executor)
-            self._timed("switch", started)
+            self._timed("switch", started, minus=self._durations.get("prepare", 0.0) - prepared)
             outcome = self._outcome_from(self.states(), "rollback", release, extra, switched)
             if not switched.ok:
                 message = f"the rollback stopped: {self._roll_stopped(switched, live, extra)}"

@@ -93,11 +93,13 @@ class HostRecap:
     message: str = ""
     execs: int = 0
     sftp: int = 0
+    sftp_bytes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "changed": self.changed, "failed": self.failed,
                 "skipped": self.skipped, "unreachable": self.unreachable,
-                "message": self.message, "ssh_execs": self.execs, "sftp_transfers": self.sftp}
+                "message": self.message, "ssh_execs": self.execs, "sftp_transfers": self.sftp,
+                "sftp_bytes": self.sftp_bytes}
 
 
 @dataclass
@@ -429,6 +431,7 @@ class Executor:
             recap = self.result.recap.setdefault(host, HostRecap())
             recap.execs = transport.stats.execs
             recap.sftp = transport.stats.sftp
+            recap.sftp_bytes = transport.stats.sftp_bytes
 
     # ---- one host ---------------------------------------------------------------------------
     def _run_host(self, play: Play, host: str, play_hosts: list[str], stop: _StopFlag) -> bool:
@@ -729,6 +732,8 @@ class Executor:
         for change in changes:
             if change.upload is not None:
                 transport.put(change.upload.local, change.upload.remote)
+                # counted here, once for every transport: the bytes a deploy sent each host
+                transport.stats.sftp_bytes += Path(change.upload.local).stat().st_size
         body = "\n".join(c.script for c in changes)
         marker = f"@@shipit:{self.nonce}:rc:"
         script = (f"export LC_ALL=C\n( set -e\n{body}\n) </dev/null 1>&2\n__shipit_rc=$?\n"

@@ -6,7 +6,10 @@ a :class:`Layout`. The shape on a host, for an app named ``example``::
 
     /srv/example/                       root (root:root 0755)
       releases/<id>/                    one release: code, venv/, .shipit/ (root-owned)
-      releases/<id>.tar.gz              the uploaded artifact of that release
+      releases/<id>.tar.gz              the uploaded artifact of that release (before parts)
+      parts/<sha256>.gz                 the artifact parts store (content-addressed; pruned
+                                        with the releases that use them)
+      parts/<sha256>.d/                 a deps part unpacked once; releases hard-link it
       env/<id>.env                      the release's environment (root:root 0600; systemd
                                         reads it before dropping privileges, the app user
                                         can neither read nor replace it)
@@ -48,6 +51,19 @@ class Layout:
     @property
     def releases(self) -> str:
         return f"{self.root}/releases"
+
+    @property
+    def parts(self) -> str:
+        """The content-addressed store of artifact parts (root:root 0755)."""
+        return f"{self.root}/parts"
+
+    def part(self, sha256: str) -> str:
+        """``/srv/<app>/parts/<sha256>.gz``: one stored part, named by its bytes' digest."""
+        return f"{self.parts}/{sha256}.gz"
+
+    def part_dir(self, sha256: str) -> str:
+        """``/srv/<app>/parts/<sha256>.d``: a deps part unpacked (releases hard-link its files)."""
+        return f"{self.parts}/{sha256}.d"
 
     @property
     def env_dir(self) -> str:
@@ -112,6 +128,10 @@ class Layout:
     def meta(self, release_id: str) -> str:
         """The release's own metadata dir (``.shipit/``: release.env, markers, wheels)."""
         return f"{self.release(release_id)}/.shipit"
+
+    def release_parts(self, release_id: str) -> str:
+        """The sha256 of each part the release was unpacked from, one a line (written last)."""
+        return f"{self.meta(release_id)}/parts"
 
     def release_env(self, release_id: str) -> str:
         """What the release runs (no secrets): ``SHIPIT_*`` lines read by its units."""
@@ -178,7 +198,7 @@ class Layout:
             "root": self.root, "releases": self.releases, "env_dir": self.env_dir,
             "shared": self.shared, "current": self.current, "slots": self.slots,
             "release_log": self.release_log, "caddy_site": self.caddy_site,
-            "ports_file": self.ports_file,
+            "ports_file": self.ports_file, "parts": self.parts,
             "caddy_sites": CADDY_SITES, "slot_template": self.slot("%i"),
         }
         if release_id:

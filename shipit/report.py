@@ -115,8 +115,7 @@ def outcome_table(outcome: Any) -> Table:
     """A table of a :class:`shipit.deploy.DeployOutcome`: per web host, what it serves and how
     it got there, then a line of phase durations (``build 0.9 s · upload 0.3 s · …``)."""
     table = Table(title=f"{outcome.action}: {outcome.release or '-'}", title_justify="left",
-                  caption=" · ".join(f"{k} {v:.1f} s" for k, v in outcome.durations.items()) or None,
-                  caption_justify="left")
+                  caption=phases_line(outcome) or None, caption_justify="left")
     for col in ("host", "serving", "result", "why"):
         table.add_column(col)
     for host, o in outcome.hosts.items():
@@ -124,6 +123,23 @@ def outcome_table(outcome: Any) -> Table:
         table.add_row(host, o.serving or ("unknown" if not o.reachable else "nothing"),
                       Text(o.result, style=style), Text(o.message))
     return table
+
+
+def phases_line(outcome: Any) -> str:
+    """``build 0.9 s · upload 0.3 s · prepare 2.1 s · switch 1.4 s · sent 16.6 KiB/host``: each
+    phase of a :class:`shipit.deploy.DeployOutcome` in the order it ran, then the most bytes
+    sent to one host ("" when nothing ran)."""
+    items = [f"{k} {v:.1f} s" for k, v in outcome.durations.items()]
+    sent = max(getattr(outcome, "uploaded", {}).values(), default=None)
+    if sent is not None and items:
+        items.append(f"sent {_bytes(sent)}/host")
+    return " · ".join(items)
+
+
+def _bytes(n: int) -> str:
+    if n >= 2**20:
+        return f"{n / 2**20:.1f} MiB"
+    return f"{n / 1024:.1f} KiB" if n >= 1024 else f"{n} B"
 
 
 def _styled(n: int, style: str) -> Text:

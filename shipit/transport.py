@@ -54,11 +54,13 @@ class CommandResult:
 
 @dataclass
 class TransportStats:
-    """Round trips one transport made: SSH exec requests, SFTP transfers, connections opened."""
+    """Round trips one transport made: SSH exec requests, SFTP transfers, connections opened;
+    and ``sftp_bytes``, the bytes of the files sent by SFTP (counted by the executor)."""
 
     execs: int = 0
     sftp: int = 0
     connects: int = 0
+    sftp_bytes: int = 0
 
 
 class Transport(Protocol):

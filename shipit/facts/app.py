@@ -7,6 +7,9 @@
      "slots": {8000: "<release id>", 8001: "<release id>"},
      "releases": ["<id>", ...],                          # sorted oldest first
      "ready": ["<id>", ...],                             # releases whose venv is built
+     "unpacked": ["<id>", ...],                          # releases fully unpacked
+     "uses": {"<id>": ["<sha256>", ...]},                # the parts each was unpacked from
+     "parts": {"<sha256>": 16930},                       # the parts store: digest -> bytes
      "active_ports": [8001],                             # web slots whose unit is active
      "lock": "who=… when=… release=…" | None,            # the deploy lock's info, if held
      "log": [{"time", "user", "action", "release", "state"}],   # last 500 log lines
@@ -17,6 +20,7 @@ The log's states are explained in :mod:`shipit.releases`.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from shipit.facts import FactKind, FactQuery
@@ -25,6 +29,7 @@ from shipit.quoting import q
 from shipit.releases import parse_log_line
 
 LOG_LINES = 500
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
 def command(app: str) -> str:
@@ -36,7 +41,11 @@ echo "current=$(readlink {q(lay.current)} 2>/dev/null | sed 's|.*/||')"
 echo "live_port=$(cat {q(lay.live_port_file)} 2>/dev/null)"
 for s in {q(lay.slots)}/*; do [ -L "$s" ] && echo "slot=${{s##*/}} $(readlink "$s" | sed 's|.*/||')"; done
 for d in {q(lay.releases)}/*/; do [ -d "$d" ] || continue; d=${{d%/}}; id=${{d##*/}}
-  echo "release=$id"; [ -e "$d/.shipit/ready" ] && echo "ready=$id"; done
+  echo "release=$id"; [ -e "$d/.shipit/ready" ] && echo "ready=$id"
+  [ -e "$d/.shipit/unpacked" ] && echo "unpacked=$id"
+  [ -f "$d/.shipit/parts" ] && echo "uses=$id $(tr '\\n' ' ' < "$d/.shipit/parts")"; done
+for f in {q(lay.parts)}/*.gz; do [ -f "$f" ] || continue; n=${{f##*/}}
+  echo "part=${{n%.gz}} $(stat -c %s -- "$f")"; done
 for s in {q(lay.slots)}/*; do [ -L "$s" ] || continue; p=${{s##*/}}
   systemctl is-active --quiet {q(lay.web_unit_prefix)}"$p.service" && echo "active_port=$p"; done
 [ -f {q(lay.lock_info)} ] && echo "lock=$(cat {q(lay.lock_info)})"
@@ -49,7 +58,8 @@ for f in {lay.all_ports_files}; do [ -f "$f" ] || continue; d=${{f%/.ports}}
 def parse(stdout: str) -> dict[str, Any]:
     """Parse :func:`command`'s output into the documented shape."""
     state: dict[str, Any] = {"current": None, "live_port": None, "slots": {}, "releases": [],
-                             "ready": [], "active_ports": [], "lock": None, "log": [], "app_ports": {}}
+                             "ready": [], "active_ports": [], "lock": None, "log": [], "app_ports": {},
+                             "unpacked": [], "uses": {}, "parts": {}}
     for line in stdout.splitlines():
         key, sep, value = line.partition("=")
         if not sep:
@@ -72,6 +82,15 @@ def parse(stdout: str) -> dict[str, Any]:
             state["releases"].append(value)
         elif key == "ready":
             state["ready"].append(value)
+        elif key == "unpacked":
+            state["unpacked"].append(value)
+        elif key == "uses":
+            release, _, shas = value.partition(" ")
+            state["uses"][release] = [s for s in shas.split() if SHA256_RE.fullmatch(s)]
+        elif key == "part":
+            sha, _, size = value.partition(" ")
+            if SHA256_RE.fullmatch(sha) and size.isdigit():   # never a temp name: see release_artifact
+                state["parts"][sha] = int(size)
         elif key == "active_port" and value.isdigit():
             state["active_ports"].append(int(value))
         elif key == "lock":

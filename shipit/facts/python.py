@@ -8,9 +8,10 @@ module writes after installing a requirements file. Parsed shape::
 
     {"exists": True, "version": "3.11.2", "python": True,   # bin/python is executable
      "packages": {"fastapi": "0.110.0", "typing-extensions": "4.9.0"},  # PEP 503 names
-     "requirements_sha256": "ab12…" | None}
+     "requirements_sha256": "ab12…" | None,
+     "relocatable": True}                                   # uv venv --relocatable made it
     {"exists": False, "version": None, "python": False, "packages": {},
-     "requirements_sha256": None}
+     "requirements_sha256": None, "relocatable": False}
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def venv_command(path: str) -> str:
 if [ -f "$v/pyvenv.cfg" ]; then
   echo "version=$(sed -n -E 's/^version(_info)? *= *//p' "$v/pyvenv.cfg" | head -n 1)"
   if [ -x "$v/bin/python" ]; then echo python=yes; fi
+  if grep -q '^relocatable *= *true' "$v/pyvenv.cfg"; then echo relocatable=yes; fi
   for d in "$v"/lib/python3*/site-packages/*.dist-info; do
     if [ -d "$d" ]; then echo "dist=${{d##*/}}"; fi
   done
@@ -46,7 +48,7 @@ fi"""
 
 def parse_venv(stdout: str) -> dict[str, Any]:
     """Parse :func:`venv_command` output into the documented shape."""
-    version, python, stamp = None, False, None
+    version, python, stamp, relocatable = None, False, None, False
     packages: dict[str, str] = {}
     seen = False
     for line in stdout.splitlines():
@@ -56,6 +58,8 @@ def parse_venv(stdout: str) -> dict[str, Any]:
             seen, version = bool(value), value or None
         elif key == "python":
             python = True
+        elif key == "relocatable":
+            relocatable = True
         elif key == "stamp":
             stamp = value or None
         elif key == "dist" and value.endswith(".dist-info"):
@@ -63,9 +67,9 @@ def parse_venv(stdout: str) -> dict[str, Any]:
             packages[normalize(name)] = ver
     if not seen:
         return {"exists": False, "version": None, "python": False, "packages": {},
-                "requirements_sha256": None}
+                "requirements_sha256": None, "relocatable": False}
     return {"exists": True, "version": version, "python": python, "packages": packages,
-            "requirements_sha256": stamp}
+            "requirements_sha256": stamp, "relocatable": relocatable}
 
 
 VENV = FactKind("venv", venv_command, parse_venv, "a venv's Python version and installed distributions")

@@ -13,7 +13,9 @@ other task (see ``shipit/playbooks/deploy.yml``). Paths come from :class:`shipit
   "built" again), nothing changes; ``failed`` is never recorded for the release a host serves.
 - ``release_prune``: deletes old releases down to ``keep`` with
   :func:`shipit.releases.prune_candidates` (never ``current``, the rollback target, a slot's
-  release; failed ones first). No temporary files.
+  release; failed ones first), then the stored artifact parts no remaining release was
+  unpacked from (:func:`shipit.modules.release_artifact.parts_to_prune`) and the store's
+  temporaries. No temporary files of its own.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from shipit.facts import FactQuery
 from shipit.facts.app import release_state
 from shipit.layout import Layout
 from shipit.modules.base import Change, Module, Param, Plan, PlanContext
+from shipit.modules.release_artifact import parts_to_prune
 from shipit.quoting import q
 from shipit.releases import STATES, clean_field, history, prune_candidates
 
@@ -156,9 +159,18 @@ class ReleasePruneModule(Module):
         state = facts[release_state(params["app"])]
         doomed = prune_candidates(state["releases"], state["current"], state["log"], params["keep"],
                                   protected=list(state["slots"].values()))
-        if not doomed:
-            return Plan()
         lay = Layout(params["app"])
+        kept = [r for r in state["releases"] if r not in doomed]
+        unused = parts_to_prune(state["parts"], state["uses"], kept)
+        if not doomed and not unused:
+            return Plan()
         paths = [p for r in doomed for p in (lay.release(r), lay.tarball(r), lay.env_file(r))]
-        script = "rm -rf -- " + " ".join(q(p) for p in paths)
-        return Plan(changes=(Change(f"prune {', '.join(doomed)}", script),))
+        paths += [p for sha in unused for p in (lay.part(sha), lay.part_dir(sha))]
+        # the store's temporaries (an interrupted upload or unpack): never trusted, removed here,
+        # under the deploy lock (no upload is in flight)
+        script = "rm -rf -- " + " ".join(q(p) for p in paths) + \
+            f"\nrm -rf -- {q(lay.parts)}/.shipit-*"
+        what = [f"prune {', '.join(doomed)}"] if doomed else []
+        if unused:
+            what.append(f"{len(unused)} unused part{'s' if len(unused) > 1 else ''}")
+        return Plan(changes=(Change(", ".join(what), script),))

@@ -14,6 +14,15 @@ Two ways to build the venv:
   compiled as pip would: the app user cannot write ``__pycache__`` in a root-owned venv);
 - without: ``python3.X -m venv`` and the venv's ``pip install --no-index --find-links``.
 
+Cloning (``clone_from``, with ``uv``): a new venv whose requirements file has the sha256 the
+venv ``clone_from`` was installed from (its stamp), same Python X.Y, made relocatable
+(``uv venv --relocatable``: its scripts find their interpreter from their own path), is a
+hard-link copy of it (``cp -al``: no decompression, no byte-compilation of the dependencies)
+in which only ``packages`` are reinstalled (``--reinstall-package``: uv unlinks the old
+files and writes new ones, it never writes into a linked file; the stamp is replaced, not
+rewritten). A code-only release then builds its venv in well under a second; the previous
+release's venv is left as it was. New venvs are made relocatable so the next one can clone.
+
 Idempotence: apt packages via the ``apt`` module's plan; the venv is ok when its
 ``pyvenv.cfg`` has the wanted X.Y (otherwise it is removed and re-created); ``packages`` are
 compared with the venv's ``*.dist-info`` names (``name`` or ``name==version``);
@@ -54,7 +63,7 @@ def _as(owner: str | None, words: str) -> str:
 def _create(uv: str | None, version: str, venv: str) -> str:
     """The command creating ``venv`` with the distro's ``/usr/bin/python{version}``."""
     if uv:
-        return (f"{q(uv)} venv --no-config --quiet --no-python-downloads "
+        return (f"{q(uv)} venv --no-config --quiet --no-python-downloads --relocatable "
                 f"--python {q('/usr/bin/python' + version)} -- {q(venv)}")
     return f"python{version} -m venv -- {q(venv)}"
 
@@ -82,6 +91,8 @@ class PythonModule(Module):
         "wheels_dir": Param(str, help="wheel directory on the host (pip --find-links)"),
         "uv": Param(str, help="uv binary on the host (e.g. RELEASE/.shipit/bin/uv): build the "
                               "venv with uv instead of venv + pip"),
+        "clone_from": Param(str, help="a venv (e.g. the live release's) to hard-link when it was "
+                                      "installed from the same requirements (uv only; \"\": none)"),
     }
 
     def check_params(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -102,6 +113,11 @@ class PythonModule(Module):
             errors.append(("uv", "expected an absolute path of a uv binary on the host"))
         if uv and not params.get("venv"):
             errors.append(("uv", "uv builds a venv: give venv"))
+        clone = params.get("clone_from")
+        if clone and not str(clone).startswith("/"):
+            errors.append(("clone_from", "expected the absolute path of a venv on the host, or \"\""))
+        if clone and not uv:
+            errors.append(("clone_from", "cloning needs uv (give uv)"))
         return errors
 
     def _version(self, params: Mapping[str, Any], codename: str) -> tuple[str | None, str]:
@@ -128,6 +144,8 @@ class PythonModule(Module):
             queries.append(python_facts.venv(params["venv"]))
         if params.get("requirements"):
             queries.append(files.file(params["requirements"]))
+        if params.get("clone_from") and params.get("venv") and params["clone_from"] != params["venv"]:
+            queries.append(python_facts.venv(params["clone_from"]))
         return queries
 
     def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any],
@@ -145,6 +163,8 @@ class PythonModule(Module):
         state = facts[python_facts.venv(venv)]
         have = (state["version"] or "").split(".")[:2]
         fresh = False
+        if (clone := self._clone(params, facts, state, version)) is not None:
+            return Plan((*changes, clone))
         if not state["exists"] or not state["python"] or have != version.split("."):
             why = "create venv " + venv if not state["exists"] else \
                 f"re-create venv {venv} (has Python {state['version']}, want {version})"
@@ -184,3 +204,33 @@ class PythonModule(Module):
                 changes.append(Change(f"install requirements from {req}",
                                       f"{pip} -r {q(req)} </dev/null{stamp}"))
         return Plan(tuple(changes))
+
+    @staticmethod
+    def _clone(params: Mapping[str, Any], facts: Mapping[FactQuery, Any], state: Mapping[str, Any],
+               version: str) -> Change | None:
+        """The change cloning ``clone_from`` into the (absent) venv, or None when it cannot
+        (see the module docstring: same requirements stamp, same X.Y, relocatable)."""
+        venv, source, uv = params.get("venv"), params.get("clone_from"), params.get("uv")
+        req = params.get("requirements")
+        if not (source and uv and req and venv and source != venv) or (state["exists"] and state["python"]):
+            return None
+        other = facts[python_facts.venv(source)]
+        digest = facts[files.file(req)]["sha256"]
+        same_python = (other["version"] or "").split(".")[:2] == version.split(".")
+        if not (other["exists"] and other["python"] and other["relocatable"] and same_python
+                and digest and other["requirements_sha256"] == digest):
+            return None
+        owner = params.get("owner")
+        stamp = q(f"{venv}/{STAMP}")
+        script = (f"rm -rf -- {q(venv)}\n"
+                  f"{_as(owner, f'cp -al -- {q(source)} {q(venv)}')}\n"
+                  f"rm -f -- {stamp}\n")
+        packages = [str(p) for p in params.get("packages") or []]
+        if packages:
+            names = [m.group(1) for p in packages if (m := REQ_RE.fullmatch(p))]
+            reinstall = " ".join(f"--reinstall-package {q(n)}" for n in names)
+            script += (f"{_as(owner, _install(uv, venv, params.get('wheels_dir') or ''))} {reinstall} "
+                       f"-- {' '.join(map(q, packages))} </dev/null\n")
+        script += f"echo {digest} > {stamp}"
+        what = f" and reinstall {', '.join(packages)}" if packages else ""
+        return Change(f"clone venv {source} (same requirements){what}", script)

@@ -22,6 +22,7 @@ from shipit.modules.directory import DirectoryModule
 from shipit.modules.file import FileModule
 from shipit.modules.python import PythonModule
 from shipit.modules.release import ReleaseSlotModule, ReleaseSwitchModule
+from shipit.modules.release_artifact import ReleaseArtifactModule
 from shipit.modules.release_command import ReleaseCommandModule
 from shipit.modules.service import ServiceModule
 from shipit.modules.systemd_unit import SystemdUnitModule
@@ -34,7 +35,7 @@ BUILTIN: tuple[type[Module], ...] = (
     AptModule, FileModule, DirectoryModule, TemplateModule, SystemdUnitModule, ServiceModule,
     UserModule, GroupModule, CommandModule, ShellModule, UploadModule, PythonModule,
     CaddySiteModule, ReleaseSwitchModule, DeployLockModule, ReleaseEventModule,
-    ReleasePruneModule, ReleaseCommandModule, ReleaseSlotModule,
+    ReleasePruneModule, ReleaseCommandModule, ReleaseSlotModule, ReleaseArtifactModule,
 )
 ENTRY_POINT_GROUP = "shipit.modules"
 __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "PluginError", "builtin_modules"]

@@ -34,7 +34,7 @@ from shipit.pool import TransportPool
 from shipit.transport import CommandResult, HostUnreachable, TransportStats
 
 DEPLOY_MODULES = {"deploy_lock", "release_event", "release_switch", "release_prune", "release_command",
-                  "release_slot"}
+                  "release_slot", "release_artifact"}
 
 
 class _Proxy(Module):
@@ -90,6 +90,9 @@ class FakeHost:
     active: set[int] = field(default_factory=set)
     lock: str | None = None
     log: list[str] = field(default_factory=list)
+    parts: dict[str, int] = field(default_factory=dict)  # the parts store: sha256 -> bytes
+    uses: dict[str, list[str]] = field(default_factory=dict)  # release -> parts it was unpacked from
+    uploads: list[str] = field(default_factory=list)  # sha256 of each part uploaded, in order
     fail_switch: bool = False
     fail_prepare: bool = False
     fail_migrate: bool = False
@@ -110,6 +113,9 @@ class FakeHost:
                 lines.append(f"release={r}")
                 if ready:
                     lines.append(f"ready={r}")
+                if r in self.uses:
+                    lines += [f"unpacked={r}", f"uses={r} {' '.join(self.uses[r])}"]
+            lines += [f"part={sha} {size}" for sha, size in sorted(self.parts.items())]
             lines += [f"active_port={p}" for p in sorted(self.active)]
             if self.lock:
                 lines.append(f"lock={self.lock}")
@@ -136,7 +142,17 @@ class FakeHost:
                                    str(params.get("action", "deploy")), release, state]))
 
     # ---- changes ------------------------------------------------------------------------
-    def apply(self, module: str, params: Mapping[str, Any]) -> tuple[int, str]:
+    def apply(self, module: str, params: Mapping[str, Any], reason: str = "") -> tuple[int, str]:
+        if module == "release_artifact":
+            parts = params["parts"]
+            if reason.startswith("upload "):
+                part = next(p for p in parts if p["sha256"][:12] in reason)
+                self.parts[part["sha256"]] = int(part["size"])
+                self.uploads.append(part["sha256"])
+            else:
+                self.releases.setdefault(params["release"], False)
+                self.uses[params["release"]] = [p["sha256"] for p in parts]
+            return 0, ""
         if module == "deploy_lock":
             if params["state"] == "locked":
                 if self.lock:
@@ -187,6 +203,9 @@ class FakeHost:
     def prune(self, doomed: list[str]) -> None:
         for r in doomed:
             self.releases.pop(r, None)
+            self.uses.pop(r, None)
+        needed = {sha for shas in self.uses.values() for sha in shas}
+        self.parts = {sha: n for sha, n in self.parts.items() if sha in needed}
 
 
 class FakeFleetTransport:
@@ -223,7 +242,7 @@ class FakeFleetTransport:
             params = doc["params"]
             if module == "release_prune":
                 fake.prune(doc["reason"].removeprefix("prune ").split(", "))
-            rc, text = fake.apply(module, params)
+            rc, text = fake.apply(module, params, doc["reason"])
             if text:
                 err.append(text)
             if rc:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from shipit.artifact import Part
 from shipit.deploy import Deployer, DeployFailed, DeployOutcome, load_target
 from shipit.inventory import load_inventory
 from shipit.layout import Layout
@@ -27,6 +29,7 @@ class FakeArtifact:
     distribution: str | None = "example"
     size: int = 1024
     wheels: tuple[str, ...] = ("example-0.1.0-py3-none-any.whl", "six-1.16.0-py2.py3-none-any.whl")
+    parts: tuple[Part, ...] = ()
 
 
 class Recorder:
@@ -69,6 +72,7 @@ class Fleet:
         self.version = 0
         self.wheels: tuple[str, ...] | None = None  # what the fake build ships (None: FakeArtifact's)
         self.targets: list[TargetPlatform] = []  # what each build was asked to build for
+        self.deps = b"deps v1" * 1000  # the dependency part's bytes (same until a test changes it)
 
     def deployer(self, limit: str | None = None, lock_wait: float = 0.0) -> tuple[Deployer, Recorder]:
         inv = load_inventory(self.tmp / "inv.yml")
@@ -81,9 +85,18 @@ class Fleet:
     def build(self, source: str, out: str, target: TargetPlatform) -> FakeArtifact:
         self.targets.append(target)
         sha = f"{self.version:064x}"
+        parts = tuple(self._part(kind, data) for kind, data in
+                      (("deps", self.deps), ("app", f"app v{self.version}".encode())))
         if self.wheels is None:
-            return FakeArtifact(str(self.tmp / "artifact.tar.gz"), sha, sha[:12])
-        return FakeArtifact(str(self.tmp / "artifact.tar.gz"), sha, sha[:12], wheels=self.wheels)
+            return FakeArtifact(str(self.tmp / "artifact.tar.gz"), sha, sha[:12], parts=parts)
+        return FakeArtifact(str(self.tmp / "artifact.tar.gz"), sha, sha[:12], wheels=self.wheels, parts=parts)
+
+    def _part(self, kind: str, data: bytes) -> Part:
+        digest = hashlib.sha256(data).hexdigest()
+        path = self.tmp / "parts" / f"{digest}.gz"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(data)
+        return Part(kind, str(path), digest, len(data))
 
     def deploy(self, **kw: Any) -> DeployOutcome:
         deployer, _ = self.deployer(**kw)
@@ -383,3 +396,44 @@ def test_a_requirements_only_app_installs_no_app_wheel_and_has_its_release_dir_o
     assert f'PYTHONPATH="{Layout("example").release(release)}"\n' in source_tree["release_env"]
     wheel = deployer._deploy_extra("a.tar.gz", ["example"], "", 2, release)
     assert wheel["app_packages"] == ["example"] and "PYTHONPATH" not in wheel["release_env"]
+
+
+# ---- content-addressed upload (#12 item 2) --------------------------------------------------
+def test_a_code_change_uploads_only_the_app_part_and_counts_the_bytes(fleet: Fleet) -> None:
+    first = fleet.deploy()
+    deps = hashlib.sha256(fleet.deps).hexdigest()
+    assert all(f.uploads[0] == deps and len(f.uploads) == 2 for f in fleet.hosts.values())
+    assert first.uploaded == {h: len(fleet.deps) + len(b"app v0") for h in WEB}
+    fleet.version = 1
+    second = fleet.deploy()
+    assert second.ok and second.release != first.release
+    app = hashlib.sha256(b"app v1").hexdigest()
+    assert all(f.uploads[2:] == [app] for f in fleet.hosts.values())   # the deps part stays
+    assert second.uploaded == {h: len(b"app v1") for h in WEB}
+    assert second.as_dict()["uploaded_bytes"] == {h: 6 for h in WEB}
+
+
+def test_an_idempotent_redeploy_uploads_nothing(fleet: Fleet) -> None:
+    fleet.deploy()
+    again = fleet.deploy()
+    assert again.changed == 0 and again.uploaded == {h: 0 for h in WEB}
+
+
+def test_prune_keeps_the_parts_of_kept_releases_and_drops_the_others(fleet: Fleet) -> None:
+    for v in range(5):              # keep_releases: 3
+        fleet.version = v
+        if v == 3:
+            fleet.deps = b"deps v2" * 1000
+        assert fleet.deploy().ok
+    host = fleet.hosts["web1"]
+    needed = {sha for r in host.releases for sha in host.uses[r]}
+    assert len(host.releases) == 3 and set(host.parts) == needed
+    assert hashlib.sha256(b"deps v1" * 1000).hexdigest() in host.parts   # the oldest kept uses it
+    assert hashlib.sha256(b"app v0").hexdigest() not in host.parts
+    assert fleet.deployer()[0].rollback().ok
+
+
+def test_the_outcome_has_prepare_and_switch_apart(fleet: Fleet) -> None:
+    outcome = fleet.deploy()
+    assert {"build", "upload", "prepare", "switch"} <= set(outcome.durations)
+    assert list(outcome.durations).index("prepare") < list(outcome.durations).index("switch")

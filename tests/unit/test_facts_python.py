@@ -12,7 +12,8 @@ REC = Path(__file__).parent / "recorded"
 def test_fresh_venv() -> None:
     assert parse_venv((REC / "venv_fresh.txt").read_text()) == {
         "exists": True, "version": "3.11.7", "python": True,
-        "packages": {"pip": "23.2.1", "setuptools": "65.5.0"}, "requirements_sha256": None}
+        "packages": {"pip": "23.2.1", "setuptools": "65.5.0"}, "requirements_sha256": None,
+        "relocatable": False}
 
 
 def test_app_venv_and_absent() -> None:
