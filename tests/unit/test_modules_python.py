@@ -9,7 +9,7 @@ from shipit.modules.python import PythonModule
 M = PythonModule()
 CTX = PlanContext(host="web1", host_facts={"codename": "bookworm", "apt_lists_age": 60})
 NOVENV = {"exists": False, "version": None, "python": False, "packages": {},
-          "requirements_sha256": None}
+          "requirements_sha256": None, "relocatable": False}
 P = {"venv": "/srv/app/venv", "owner": "app", "packages": ["fastapi==0.110.0", "uvicorn"],
      "wheels_dir": "/srv/app/wheels"}
 
@@ -85,7 +85,7 @@ def test_uv_release_venv_is_one_create_and_one_offline_install() -> None:
         f"install requirements from {R1['requirements']}, install shipit-example-app"]
     create, install = plan.changes[0].script, plan.changes[1].script
     assert create == (f"rm -rf -- {R1['venv']}\n"  # an interrupted create's leftovers go first
-                      f"runuser -u app -- {UV} venv --no-config --quiet --no-python-downloads "
+                      f"runuser -u app -- {UV} venv --no-config --quiet --no-python-downloads --relocatable "
                       f"--python /usr/bin/python3.11 -- {R1['venv']} </dev/null")
     assert install.startswith(f"runuser -u app -- {UV} pip install --no-config --offline --no-index ")
     assert (f"--find-links {R1['wheels_dir']} --python {R1['venv']}/bin/python "
@@ -111,3 +111,50 @@ def test_uv_values_are_shell_quoted() -> None:
     assert "'/srv/my app/uv' venv" in script
     assert M.check_params(dict(R1, uv="bin/uv")) == [
         ("uv", "expected an absolute path of a uv binary on the host")]
+
+
+# ---- cloning the live release's venv (#12 item 3) -------------------------------------------
+LIVE = "/srv/app/releases/r0/venv"
+LIVE_VENV = dict(NOVENV, exists=True, version="3.11.2", python=True, requirements_sha256="cc",
+                 relocatable=True, packages={"shipit-example-app": "0.1.0", "fastapi": "0.165.0"})
+
+
+def clone_facts(live: dict[str, object], req_sha: str = "cc") -> dict[FactQuery, object]:
+    f = uv_facts(NOVENV, req_sha)
+    f[FactQuery("venv", LIVE)] = live
+    return f
+
+
+def test_a_release_with_the_live_ones_requirements_clones_its_venv() -> None:
+    p = dict(R1, clone_from=LIVE)
+    assert FactQuery("venv", LIVE) in M.facts(p)
+    plan = M.plan(p, clone_facts(LIVE_VENV), CTX)
+    assert [c.reason for c in plan.changes] == [
+        f"clone venv {LIVE} (same requirements) and reinstall shipit-example-app"]
+    script = plan.changes[0].script
+    assert f"runuser -u app -- cp -al -- {LIVE} {R1['venv']}" in script
+    # the stamp is a new file (never written through the hard link), the app reinstalled
+    assert f"rm -f -- {R1['venv']}/.shipit-requirements.sha256\n" in script
+    assert "--reinstall-package shipit-example-app -- shipit-example-app" in script
+    assert script.endswith(f"echo cc > {R1['venv']}/.shipit-requirements.sha256")
+
+
+def test_no_clone_when_the_lock_python_or_relocatability_differ() -> None:
+    p = dict(R1, clone_from=LIVE)
+    for live, sha in ((LIVE_VENV, "dd"), (dict(LIVE_VENV, relocatable=False), "cc"),
+                      (dict(LIVE_VENV, version="3.9.2"), "cc"), (NOVENV, "cc")):
+        reasons = [c.reason for c in M.plan(p, clone_facts(live, sha), CTX).changes]
+        assert reasons[0] == f"create venv {R1['venv']}", (live, sha)
+    assert not M.plan(dict(p, clone_from=""), uv_facts(NOVENV), CTX).changes[0].reason.startswith("clone")
+
+
+def test_an_existing_venv_is_never_replaced_by_a_clone() -> None:
+    done = dict(LIVE_VENV)
+    f = clone_facts(LIVE_VENV)
+    f[FactQuery("venv", R1["venv"])] = done
+    assert not M.plan(dict(R1, clone_from=LIVE), f, CTX).changed
+
+
+def test_clone_from_needs_uv_and_an_absolute_path() -> None:
+    assert ("clone_from", "cloning needs uv (give uv)") in M.check_params(dict(P, clone_from=LIVE))
+    assert M.check_params(dict(R1, clone_from="venv"))[0][0] == "clone_from"
