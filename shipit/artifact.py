@@ -30,8 +30,11 @@ they lack (the ``release_artifact`` module), so a code change uploads the app's 
 
 Incremental: the resolution (``uv export`` / ``uv pip compile`` and the choice of wheels) is
 kept in ``<cache>/resolutions/``, keyed by the lock inputs (``pyproject.toml``, ``uv.lock``,
-the requirements file), the target and uv's version; a change of code alone then costs the
-app's wheel build and one small gzip member, never a resolution against the index.
+the requirements file), the target and uv's version; the deps part is kept by the lock's
+digests of its wheels (no wheel read or hashed again); and the app's wheel, when only files
+the backend copies verbatim into it changed, is the previous one patched
+(:func:`app_wheel_incremental`), byte for byte what a full build gives. A one-line code
+change then builds in about a second, with no resolution and no build backend.
 
 Hosts need no package index: the release's venv is built offline from ``.shipit/wheels`` with
 ``.shipit/bin/uv`` (the ``python`` module's ``uv`` param).
@@ -39,6 +42,7 @@ Hosts need no package index: the release's venv is built offline from ``.shipit/
 
 from __future__ import annotations
 
+import base64
 import functools
 import gzip
 import hashlib
@@ -49,6 +53,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import tomllib
 import urllib.request
 import zipfile
 from collections.abc import Mapping
@@ -475,9 +480,9 @@ def _uv_for_target(target: TargetPlatform, store: Path, work: Path, env: Mapping
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({"filename": chosen[0].filename, "url": chosen[0].url,
                                       "sha256": chosen[0].sha256}))
-    wheel = fetch(chosen[0], store)
     binary = store / "uv-bin" / chosen[0].sha256 / "uv"
     if not binary.is_file():
+        wheel = fetch(chosen[0], store)
         binary.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(wheel) as zf:
             member = next((n for n in zf.namelist() if n.endswith(".data/scripts/uv")), None)
@@ -499,6 +504,120 @@ def _app_wheel(staging: Path, out: Path, env: Mapping[str, str]) -> Path:
     if len(wheels) != 1:
         raise BuildError(f"building the app's wheel made {len(wheels)} wheels, expected 1")
     return wheels[0]
+
+
+# ---- the app's wheel, incrementally ---------------------------------------------------------
+_PURE_TAGS = ("-py3-none-any.whl", "-py2.py3-none-any.whl")
+
+
+def _record_hash(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def canonical_wheel(members: list[tuple[str, bytes, int]], dest: Path) -> None:
+    """Write a wheel of ``members`` (name, bytes, unix mode; any RECORD among them is
+    replaced) to ``dest`` in one canonical form: names sorted with the ``.dist-info`` files
+    last and RECORD regenerated last, fixed 1980 timestamps, deflate. Whatever built the
+    members (the backend, or :func:`patched_wheel`), equal members give equal bytes."""
+    body = [m for m in members if not m[0].endswith(".dist-info/RECORD")]
+    dist_info = next((m[0].split("/")[0] for m in members if m[0].split("/")[0].endswith(".dist-info")), None)
+    if dist_info is None:
+        raise BuildError(f"{dest.name}: no .dist-info directory in the app's wheel")
+    body.sort(key=lambda m: (m[0].startswith(dist_info + "/"), m[0]))
+    record = "".join(f"{n},{_record_hash(d)},{len(d)}\n" for n, d, _ in body) + f"{dist_info}/RECORD,,\n"
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data, mode in [*body, (f"{dist_info}/RECORD", record.encode(), 0o644)]:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = ((mode or 0o644) & 0xFFFF) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data)
+    os.replace(tmp, dest)
+
+
+def _members(wheel: Path) -> list[tuple[str, bytes, int]]:
+    with zipfile.ZipFile(wheel) as zf:
+        return [(i.filename, zf.read(i), (i.external_attr >> 16) & 0o777) for i in zf.infolist()
+                if not i.is_dir()]
+
+
+def verbatim_map(members: list[tuple[str, bytes, int]], sources: Mapping[str, bytes]) -> dict[str, str]:
+    """Pure: wheel member -> the one source file (relative path) it is a byte-for-byte copy
+    of, the member's path being a suffix of the source's (``example_app/main.py`` <-
+    ``src/example_app/main.py``). Members with no such file, or more than one, are left out."""
+    out: dict[str, str] = {}
+    for name, data, _ in members:
+        if ".dist-info/" in name or ".data/" in name:
+            continue
+        found = [rel for rel, content in sources.items()
+                 if (rel == name or rel.endswith("/" + name)) and content == data]
+        if len(found) == 1:
+            out[name] = found[0]
+    return out
+
+
+def patched_wheel(members: list[tuple[str, bytes, int]], mapping: Mapping[str, str],
+                  sources: Mapping[str, bytes]) -> list[tuple[str, bytes, int]]:
+    """Pure: ``members`` with each mapped member's bytes replaced by its source's now."""
+    return [(n, sources[mapping[n]] if n in mapping else d, mode) for n, d, mode in members]
+
+
+def _incremental_ok(src: Path) -> bool:
+    """Patching a previous wheel is sound only when the backend copies sources verbatim:
+    no ``setup.py`` (arbitrary code), and a version that is static in ``pyproject.toml``."""
+    if (src / "setup.py").exists():
+        return False
+    try:
+        project = tomllib.loads((src / "pyproject.toml").read_text(encoding="utf-8")).get("project", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    return "version" not in (project.get("dynamic") or [])
+
+
+def app_wheel_incremental(src: Path, files: list[str], staging: Path, out: Path,
+                          env: Mapping[str, str], cache: Path) -> tuple[Path, bool]:
+    """The app's wheel for the staged source: ``(path, patched)``.
+
+    A full build (:func:`_app_wheel`) is written in :func:`canonical_wheel` form and kept in
+    ``cache/app-wheels/<key>`` with which member copies which source file and the digest of
+    every other source file (the key: the source dir and its file names and modes). When
+    only files copied verbatim into that wheel changed since, and the app passes
+    :func:`_incremental_ok` with a pure-Python wheel, the kept wheel is patched instead of
+    built (milliseconds, no build backend): the same bytes a full build then gives, since
+    both are canonical. Any other change (a new or removed file, ``pyproject.toml``, a
+    README that goes into the metadata) builds in full. Raises what :func:`_app_wheel` raises.
+    """
+    names = hashlib.sha256(f"{FORMAT}\n{src}\n".encode())
+    for rel in files:
+        names.update(f"{rel}\0{os.access(src / rel, os.X_OK)}\n".encode())
+    base = cache / "app-wheels" / names.hexdigest()[:32]
+    sources = {rel: (src / rel).read_bytes() for rel in files}
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        record = json.loads((base / "record.json").read_text())
+        kept = base / str(record["wheel"])
+        mapping = {str(k): str(v) for k, v in record["mapped"].items()}
+        unchanged = all(hashlib.sha256(sources[rel]).hexdigest() == digest
+                        for rel, digest in record["inputs"].items())
+        if unchanged and kept.is_file() and set(record["inputs"]) | set(mapping.values()) == set(files):
+            dest = out / kept.name
+            canonical_wheel(patched_wheel(_members(kept), mapping, sources), dest)
+            return dest, True
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
+        pass
+    built = _app_wheel(staging, out / "backend", env)
+    members = _members(built)
+    dest = out / built.name
+    canonical_wheel(members, dest)
+    if built.name.endswith(_PURE_TAGS) and _incremental_ok(src):
+        mapping = verbatim_map(members, sources)
+        inputs = {rel: hashlib.sha256(sources[rel]).hexdigest() for rel in files
+                  if rel not in set(mapping.values())}
+        base.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(dest, base / dest.name)
+        (base / "record.json").write_text(json.dumps({"wheel": dest.name, "mapped": mapping,
+                                                      "inputs": inputs}))
+    return dest, False
 
 
 # ---- the artifact ------------------------------------------------------------------------
@@ -563,21 +682,34 @@ def build_artifact(source: str | Path, out_dir: str | Path, python_version: str 
             # independent: resolve the dependencies, fetch uv for the target, build the app
             resolution_f = pool.submit(resolve_cached, src, layout, tgt, work, env, cache, requirements)
             uv_f = pool.submit(_uv_for_target, tgt, store, work, env, src)
-            app_f = pool.submit(_app_wheel, staging, work / "app-wheel", env) \
-                if layout.distribution else None
+            app_f = pool.submit(app_wheel_incremental, src, files, staging, work / "app-wheel", env,
+                                cache) if layout.distribution else None
             resolution = resolution_f.result()
             chosen, sdist_only = choose_files(resolution.packages, tgt, resolution.hashes)
             refusal = refuse_sdists(sdist_only, tgt)
             if refusal:
                 raise BuildError(refusal)
-            dep_paths = {f.filename: p for f, p in
-                         zip(chosen, pool.map(lambda f: fetch(f, store), chosen), strict=True)}
+            built_paths = {}
             for p in sdist_only:
                 built = _build_sdist(p, store, tgt, work, env)
-                dep_paths[built.name] = built
+                built_paths[built.name] = built
             uv_binary = uv_f.result()
-            app_wheel = app_f.result() if app_f else None
-        wheel_names = sorted(dep_paths) + ([app_wheel.name] if app_wheel else [])
+            # every wheel's digest is the lock's (fetch checks it): the deps part's key needs
+            # no file read, and a kept part needs no wheel fetched or hashed again
+            digests = {f.filename: f.sha256 for f in chosen}
+            digests.update({n: _sha256_file(p) for n, p in built_paths.items()})
+            deps_cached = cache / "parts" / f"{_deps_key(uv_binary, digests)}.gz"
+            if deps_cached.is_file():
+                deps_data = deps_cached.read_bytes()
+            else:
+                dep_paths = {f.filename: p for f, p in
+                             zip(chosen, pool.map(lambda f: fetch(f, store), chosen), strict=True)}
+                dep_paths.update(built_paths)
+                deps_entries = [(".shipit/bin/uv", uv_binary)] + \
+                    [(f".shipit/wheels/{n}", p) for n, p in sorted(dep_paths.items())]
+                deps_data = _deps_part(deps_entries, deps_cached)
+            app_wheel = app_f.result()[0] if app_f else None
+        wheel_names = sorted(digests) + ([app_wheel.name] if app_wheel else [])
         problems = check_wheel_tags(wheel_names, tgt)
         if problems:
             raise BuildError("wheels that would not run on the hosts:\n" + "\n".join(problems))
@@ -590,17 +722,15 @@ def build_artifact(source: str | Path, out_dir: str | Path, python_version: str 
             "layout": layout.kind, "distribution": layout.distribution,
             "app_wheel": app_wheel.name if app_wheel else None, "requirements": pins,
             "uv": uv_version(),
-            "wheels": {name: _sha256_file(path) for name, path in sorted(dep_paths.items())},
+            "wheels": dict(sorted(digests.items())),
         }
-        deps_entries = [(".shipit/bin/uv", uv_binary)] + \
-            [(f".shipit/wheels/{n}", p) for n, p in sorted(dep_paths.items())]
         app_entries: list[tuple[str, Path | bytes]] = [(rel, src / rel) for rel in files]
         if app_wheel:
             app_entries.append((f".shipit/wheels/{app_wheel.name}", app_wheel))
         app_entries.append((".shipit/requirements.txt", "".join(f"{p}\n" for p in pins).encode()))
         app_entries.append((".shipit/artifact.json",
                             (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()))
-        members = [("deps", _deps_part(deps_entries, cache / "parts")),
+        members = [("deps", deps_data),
                    ("app", _deterministic_tar(app_entries))]
     data = b"".join(m for _, m in members)
     digest = hashlib.sha256(data).hexdigest()
@@ -659,18 +789,19 @@ def _deterministic_tar(entries: list[tuple[str, Path | bytes]]) -> bytes:
     return _gzip(_tar_entries(entries, end=True))
 
 
-def _deps_part(entries: list[tuple[str, Path]], parts: Path) -> bytes:
-    """The gzip member of the dependency entries (tar entries, no end-of-archive), kept in
-    ``parts/<sha256 of the entries' names and contents>.gz`` to skip compressing again."""
-    key = hashlib.sha256()
-    for name, path in sorted(entries):
-        key.update(f"{name}\0{os.access(path, os.X_OK)}\0{_sha256_file(path)}\n".encode())
-    cached = parts / f"{key.hexdigest()}.gz"
-    if cached.is_file():
-        return cached.read_bytes()
+def _deps_key(uv_binary: Path, digests: Mapping[str, str]) -> str:
+    """The key of a deps part: the uv wheel's digest (``uv-bin/<sha256>/uv``) and each
+    dependency wheel's name and digest; the same dependencies give the same key."""
+    key = hashlib.sha256(f"{FORMAT}\nuv {uv_binary.parent.name}\n".encode())
+    for name, digest in sorted(digests.items()):
+        key.update(f"{name}\0{digest}\n".encode())
+    return key.hexdigest()
+
+
+def _deps_part(entries: list[tuple[str, Path]], cached: Path) -> bytes:
+    """The gzip member of the dependency entries (tar entries, no end-of-archive), kept as
+    ``cached`` (``<cache>/parts/<key>.gz``, see :func:`_deps_key`) to skip compressing again."""
     data = _gzip(_tar_entries(list(entries), end=False))
-    parts.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(f".{os.getpid()}.part")
-    tmp.write_bytes(data)
-    os.replace(tmp, cached)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(cached, data)
     return data

@@ -230,10 +230,16 @@ def check_wheel_tags(wheel_filenames: Iterable[str], target: TargetPlatform) -> 
     return problems
 
 
+@functools.lru_cache(maxsize=16)
+def _rank(target: TargetPlatform) -> dict[Tag, int]:
+    """Tag -> its rank for ``target`` (computed once per target: hundreds of tags)."""
+    return {tag: i for i, tag in enumerate(target.tags())}
+
+
 def best_wheel(wheel_filenames: Iterable[str], target: TargetPlatform) -> str | None:
     """The file an installer would pick for ``target`` among one release's wheels (the one
     whose best tag ranks highest in :meth:`TargetPlatform.tags`), or None if none runs."""
-    rank = {tag: i for i, tag in enumerate(target.tags())}
+    rank = _rank(target)
     best: tuple[int, str] | None = None
     for filename in wheel_filenames:
         try:

@@ -55,3 +55,42 @@ def test_a_code_change_reuses_the_resolution_a_lock_change_does_not(tmp_path: Pa
 def test_a_part_as_json() -> None:
     assert Part("app", "/o/parts/x.gz", "ab" * 32, 10).as_json() == {
         "kind": "app", "path": "/o/parts/x.gz", "sha256": "ab" * 32, "size": 10}
+
+
+def _wheel(tmp: Path, main: bytes, name: str = "w.whl") -> Path:
+    import zipfile
+    path = tmp / name
+    with zipfile.ZipFile(path, "w") as zf:             # a backend's order, its own timestamps
+        zf.writestr("app-0.1.dist-info/METADATA", "Name: app\n")
+        zf.writestr("app/main.py", main)
+        zf.writestr("app/__init__.py", "")
+        zf.writestr("app-0.1.dist-info/RECORD", "stale\n")
+    return path
+
+
+def test_a_patched_wheel_is_byte_for_byte_the_canonical_full_build(tmp_path: Path) -> None:
+    from shipit.artifact import _members, canonical_wheel, patched_wheel, verbatim_map
+    sources = {"src/app/main.py": b"v = 1\n", "src/app/__init__.py": b"", "README.md": b"# app\n",
+               "tests/app/main.py": b"other\n"}
+    built = _members(_wheel(tmp_path, b"v = 1\n"))
+    mapping = verbatim_map(built, sources)
+    assert mapping == {"app/main.py": "src/app/main.py", "app/__init__.py": "src/app/__init__.py"}
+    changed = {**sources, "src/app/main.py": b"v = 2\n"}
+    canonical_wheel(patched_wheel(built, mapping, changed), tmp_path / "patched.whl")
+    canonical_wheel(_members(_wheel(tmp_path, b"v = 2\n", "full.whl")), tmp_path / "full.whl")
+    assert (tmp_path / "patched.whl").read_bytes() == (tmp_path / "full.whl").read_bytes()
+    names = [n for n, _, _ in _members(tmp_path / "full.whl")]
+    assert names[-1] == "app-0.1.dist-info/RECORD" and names[0].startswith("app/")
+    record = dict(m[:2] for m in _members(tmp_path / "full.whl"))["app-0.1.dist-info/RECORD"].decode()
+    assert "app/main.py,sha256=" in record and "stale" not in record
+
+
+def test_incremental_builds_only_for_static_versions_without_setup_py(tmp_path: Path) -> None:
+    from shipit.artifact import _incremental_ok
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "a"\nversion = "1"\n')
+    assert _incremental_ok(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "a"\ndynamic = ["version"]\n')
+    assert not _incremental_ok(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "a"\nversion = "1"\n')
+    (tmp_path / "setup.py").write_text("")
+    assert not _incremental_ok(tmp_path)
