@@ -32,7 +32,10 @@ def env(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Env:
 
 def app_version(env: Env, n: int, keep: int = 2) -> Path:
     """The example app with a one-line code change ``n`` and ``keep_releases: keep``."""
-    dest = copy_app(env.work / f"app-{n}", main_suffix=f"\n# change {n}\n")
+    dest = env.work / f"app-{n}"
+    if dest.exists():                      # the same app again: the same release
+        return dest
+    copy_app(dest, main_suffix=f"\n# change {n}\n")
     spec = dest / "shipit.yml"
     spec.write_text(re.sub(r"keep_releases: \d+", f"keep_releases: {keep}", spec.read_text()))
     return dest
