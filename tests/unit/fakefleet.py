@@ -142,17 +142,19 @@ class FakeHost:
                                    str(params.get("action", "deploy")), release, state]))
 
     # ---- changes ------------------------------------------------------------------------
-    def apply(self, module: str, params: Mapping[str, Any], reason: str = "") -> tuple[int, str]:
-        if module == "release_artifact":
-            parts = params["parts"]
-            if reason.startswith("upload "):
-                part = next(p for p in parts if p["sha256"][:12] in reason)
-                self.parts[part["sha256"]] = int(part["size"])
-                self.uploads.append(part["sha256"])
-            else:
-                self.releases.setdefault(params["release"], False)
-                self.uses[params["release"]] = [p["sha256"] for p in parts]
-            return 0, ""
+    def apply_artifact(self, params: Mapping[str, Any], reason: str) -> tuple[int, str]:
+        """A ``release_artifact`` change: a part stored (``upload …``) or the release unpacked."""
+        parts = params["parts"]
+        if reason.startswith("upload "):
+            part = next(p for p in parts if p["sha256"][:12] in reason)
+            self.parts[part["sha256"]] = int(part["size"])
+            self.uploads.append(part["sha256"])
+        else:
+            self.releases.setdefault(params["release"], False)
+            self.uses[params["release"]] = [p["sha256"] for p in parts]
+        return 0, ""
+
+    def apply(self, module: str, params: Mapping[str, Any]) -> tuple[int, str]:
         if module == "deploy_lock":
             if params["state"] == "locked":
                 if self.lock:
@@ -242,7 +244,8 @@ class FakeFleetTransport:
             params = doc["params"]
             if module == "release_prune":
                 fake.prune(doc["reason"].removeprefix("prune ").split(", "))
-            rc, text = fake.apply(module, params, doc["reason"])
+            rc, text = fake.apply_artifact(params, doc["reason"]) if module == "release_artifact" \
+                else fake.apply(module, params)
             if text:
                 err.append(text)
             if rc:
