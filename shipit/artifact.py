@@ -580,14 +580,14 @@ def app_wheel_incremental(src: Path, files: list[str], staging: Path, out: Path,
 
     A full build (:func:`_app_wheel`) is written in :func:`canonical_wheel` form and kept in
     ``cache/app-wheels/<key>`` with which member copies which source file and the digest of
-    every other source file (the key: the source dir and its file names and modes). When
+    every other source file (the key: the source's file names and modes, wherever it is). When
     only files copied verbatim into that wheel changed since, and the app passes
     :func:`_incremental_ok` with a pure-Python wheel, the kept wheel is patched instead of
     built (milliseconds, no build backend): the same bytes a full build then gives, since
     both are canonical. Any other change (a new or removed file, ``pyproject.toml``, a
     README that goes into the metadata) builds in full. Raises what :func:`_app_wheel` raises.
     """
-    names = hashlib.sha256(f"{FORMAT}\n{src}\n".encode())
+    names = hashlib.sha256(f"{FORMAT}\n".encode())     # not the dir: a fresh checkout reuses it
     for rel in files:
         names.update(f"{rel}\0{os.access(src / rel, os.X_OK)}\n".encode())
     base = cache / "app-wheels" / names.hexdigest()[:32]
