@@ -67,9 +67,12 @@ def run(tree: Path | None, state: LabState, env_name: str, home: Path, work: Pat
 
 
 def copy_app(dest: Path, suffix: str) -> Path:
-    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".venv"))
+    """``dest``: the example app with ``suffix`` appended to its main module, changed in place
+    when ``dest`` exists (as a user edits a work tree: the same directory every time)."""
+    if not dest.exists():
+        shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".venv"))
     main = dest / "src" / "example_app" / "main.py"
-    main.write_text(main.read_text() + suffix)
+    main.write_text((EXAMPLE / "src" / "example_app" / "main.py").read_text() + suffix)
     return dest
 
 
@@ -88,7 +91,7 @@ def bench(n: int, base: str, rounds: int, rows: list[dict[str, Any]]) -> None:
         lab.down()
         try:
             state = lab.up(hosts=n, db=True)
-            first = run(None, state, name, home, work, "deploy", copy_app(Path(tmp, "app-0"), "\n# r0\n"))
+            first = run(None, state, name, home, work, "deploy", copy_app(Path(tmp, "app"), "\n# r0\n"))
             r0 = first["release"]
             print(f"[{n} hosts] first deploy {first['wall']:.1f} s ({r0})", flush=True)
             k = 0
@@ -98,7 +101,7 @@ def bench(n: int, base: str, rounds: int, rows: list[dict[str, Any]]) -> None:
                     versions.reverse()
                 for label, tree in versions:
                     k += 1
-                    app = copy_app(Path(tmp, f"app-{k}"), f"\n# change {k}\n")
+                    app = copy_app(Path(tmp, "app"), f"\n# change {k}\n")
                     for step, command in (("change", "deploy"), ("rollback", "rollback")):
                         load = load1()
                         doc = run(tree, state, name, home, work, command, app)
