@@ -8,7 +8,8 @@ The executor and the Deployer print nothing themselves; they tell a reporter (he
 ``--json`` prints ONE JSON object on stdout at the end (and nothing else on stdout)::
 
     {"recap": {HOST: {"ok": N, "changed": N, "failed": N, "skipped": N, "unreachable": BOOL,
-                      "message": "why unreachable, or empty", "ssh_execs": N, "sftp_transfers": N}},
+                      "message": "why unreachable, or empty", "ssh_execs": N, "sftp_transfers": N,
+                      "sftp_bytes": N}},
      "tasks": [{"host", "play", "task", "module", "status", "reasons", "diff", "message",
                 "duration"}],                       # duration in seconds
      "duration": SECONDS, "failed": BOOL, "stopped": "why the run stopped, or empty"}

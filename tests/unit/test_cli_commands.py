@@ -31,7 +31,8 @@ from tests.unit.fakefleet import fake_kinds, fake_modules, fake_pool
 from tests.unit.test_deployer import WEB, Fleet
 
 RUN_KEYS = {"recap", "tasks", "duration", "failed", "stopped", "check"}
-RECAP_KEYS = {"ok", "changed", "failed", "skipped", "unreachable", "message", "ssh_execs", "sftp_transfers"}
+RECAP_KEYS = {"ok", "changed", "failed", "skipped", "unreachable", "message", "ssh_execs", "sftp_transfers",
+              "sftp_bytes"}
 
 
 def invoke(*args: str) -> Result:
