@@ -1,20 +1,29 @@
 """The app spec: what ``shipit deploy`` ships, read from ``shipit.yml`` in the app's directory
 and overridden key by key by the inventory's ``app:`` section (e.g. domains per environment).
 
-Shape (every key but ``name``, ``web.app`` and ``domains`` optional)::
+Shape (every key but ``name``, the web app and ``domains`` optional)::
 
     name: example                     # /srv/<name>, the app user, unit names ([a-z][a-z0-9-]*, <= 31)
     source: .                         # the app's source dir, relative to the file setting it
     python: "3.11"                    # distro Python on the hosts (default: the distro's)
     web:
-      app: example_app.main:app       # the ASGI app (uvicorn)
+      asgi: example_app.main:app      # the ASGI app (uvicorn); or wsgi: mysite.wsgi:application
+                                      # (gunicorn); app: is the old spelling of asgi:
+      server: uvicorn                 # asgi: uvicorn | gunicorn (uvicorn-worker); wsgi: gunicorn
+      threads: 4                      # gunicorn threads per worker (WSGI only; default 1: sync)
       workers: 2                      # 1-64, or "auto" (see shipit.deploy.size_workers)
       memory_per_worker: 150M         # what one worker holds (for auto and the budget check)
       port: 8000                      # first of the two local ports (blue/green: 8000, 8001)
     processes:                        # background processes, each a systemd unit per instance
       - {name: heartbeat, command: "python -m example_app.worker", instances: 1}
     migrate: alembic upgrade head     # run once, on the leader, before any host switches
-    migrate_timeout: 600              # seconds the migration may take (1-86400)
+    migrate_timeout: 600              # seconds the migration (and each release step) may take
+    build: ["python manage.py collectstatic --noinput"]   # on the runner, in a copy of the
+                                      # source with the dependencies installed; output ships
+    release: ["python manage.py clearsessions"]   # once per release on the leader, after
+                                      # migrate, before any switch (as migrate runs)
+    static: {url: /static/, dir: staticfiles}   # served by Caddy from the release
+    shared_dirs: [media]              # shared/<dir>, linked into every release (app user's)
     health: {path: /health, timeout: 30}   # seconds for the new release to answer 200 (1-3600)
     domains: [example.test]           # at least one: hostnames (lowercased), *.wildcards, IPv4
     tls: internal                     # Caddy's own CA; or {acme_email: ops@example.com}
@@ -47,6 +56,7 @@ import jinja2
 import jinja2.nodes
 from dotenv import dotenv_values
 
+from shipit import webserver
 from shipit.errors import Problem, ValidationError
 from shipit.layout import Layout
 from shipit.templating import make_environment, template_problems, variables_in
@@ -76,7 +86,10 @@ class AppSpec:
 
     name: str
     source: str
-    asgi: str
+    app_ref: str
+    interface: str = "asgi"
+    server: str = "uvicorn"
+    threads: int | None = None
     python: str | None = None
     workers: int | str = 2
     memory_per_worker: int | None = None
@@ -98,6 +111,11 @@ class AppSpec:
     canary_bake: float = 0.0
     memory_budget: str = "80%"
     migrate_timeout: float = 600.0
+    build: tuple[str, ...] = ()
+    release: tuple[str, ...] = ()
+    static_url: str | None = None
+    static_dir: str | None = None
+    shared_dirs: tuple[str, ...] = ()
     file: str = ""
     origins: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
@@ -142,7 +160,7 @@ class _Checker:
 
 _TOP = {"name", "python", "web", "processes", "migrate", "migrate_timeout", "health", "domains", "tls",
         "env", "secrets", "secrets_file", "database", "keep_releases", "serial", "max_fail",
-        "memory_budget", "source", "canary"}
+        "memory_budget", "source", "canary", "build", "release", "static", "shared_dirs"}
 
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _HOSTNAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
@@ -293,7 +311,7 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
     python, f, ct = get("python")
     if python is not None and not (isinstance(python, str) and re.fullmatch(r"3\.\d+", python)):
         c.add(f, ct, "python", "python", 'expected "3.X" as a quoted string, e.g. "3.11"')
-    asgi, workers, mem, port = _check_web(c, *get("web"))
+    web_spec = _check_web(c, *get("web"))
     processes = _check_processes(c, *get("processes", []))
     migrate, f, ct = get("migrate")
     if migrate is not None:
@@ -305,6 +323,16 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
     if problem:
         c.add(f, ct, "migrate_timeout", "migrate_timeout", problem)
         migrate_timeout = 600
+    build = _check_commands(c, *get("build", []), key="build",
+                            example="python manage.py collectstatic --noinput")
+    release_steps = _check_commands(c, *get("release", []), key="release",
+                                    example="python manage.py clearsessions")
+    static_url, static_dir = _check_static(c, *get("static"))
+    shared_dirs = _check_shared_dirs(c, *get("shared_dirs", []))
+    if static_dir and static_dir.split("/")[0] in shared_dirs:
+        f, line = origins.get("static", (str(spec_path), 0))
+        c.problems.append(Problem(f, line, "static.dir", f"{static_dir!r} is under a shared dir: static files "
+                                  "come from the release (build:), shared dirs hold data that outlives it"))
     health_path, health_timeout = _check_health(c, *get("health", {}))
     domains = _check_domains(c, *get("domains"))
     tls, f, ct = get("tls", "internal")
@@ -370,8 +398,9 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
             c.add(f, ct, "memory_budget", "memory_budget", "expected a percentage of host memory ('80%') or a size ('2G')")
     if c.problems:
         raise ValidationError(sorted(c.problems, key=lambda p: (p.file, p.line)))
-    return AppSpec(name=name, source=source_dir, asgi=asgi, python=python, workers=workers,
-                   memory_per_worker=mem, port=port, processes=tuple(processes), migrate=migrate,
+    return AppSpec(name=name, source=source_dir, app_ref=web_spec.app_ref, interface=web_spec.interface,
+                   server=web_spec.server, threads=web_spec.threads, python=python, workers=web_spec.workers,
+                   memory_per_worker=web_spec.memory_per_worker, port=web_spec.port, processes=tuple(processes), migrate=migrate,
                    health_path=health_path, health_timeout=float(health_timeout), domains=tuple(domains),
                    tls_internal=acme_email is None, acme_email=acme_email,
                    env=env[0], secrets=tuple(secrets),
@@ -379,26 +408,70 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
                    keep_releases=keep, serial=tuple(serial_items), max_fail=float(max_fail),
                    canary_bake=float(bake),
                    memory_budget=str(budget), migrate_timeout=float(migrate_timeout),
+                   build=tuple(build), release=tuple(release_steps), static_url=static_url,
+                   static_dir=static_dir, shared_dirs=tuple(shared_dirs),
                    file=str(spec_path), origins=origins)
 
 
-def _check_web(c: _Checker, web: Any, wf: str, wct: Any) -> tuple[str, int | str, int | None, int]:
-    asgi: Any = ""
-    workers: Any = 2
-    mem: int | None = None
-    port: Any = 8000
+@dataclass(frozen=True)
+class Web:
+    """The validated ``web:`` section: the app reference and how it is served."""
+
+    app_ref: str = ""
+    interface: str = "asgi"
+    server: str = "uvicorn"
+    workers: int | str = 2
+    threads: int | None = None
+    memory_per_worker: int | None = None
+    port: int = 8000
+
+
+_WEB_KEYS = ("asgi", "wsgi", "app", "server", "workers", "threads", "memory_per_worker", "port")
+_WEB_FORMS = ("expected a mapping with the app, as {asgi: module:app} (uvicorn), {wsgi: module:application} "
+              "(gunicorn) or {app: module:app} (ASGI, as before); e.g. web: {wsgi: mysite.wsgi:application}")
+
+
+def _check_web(c: _Checker, web: Any, wf: str, wct: Any) -> Web:
     if not isinstance(web, dict):
-        c.add(wf, wct, "web", "web", "expected a mapping with app: (the ASGI app, e.g. main:app)")
-        return asgi, workers, mem, port
+        c.add(wf, wct, "web", "web", _WEB_FORMS)
+        return Web()
     for key in web:
-        if key not in ("app", "workers", "memory_per_worker", "port"):
-            c.add(wf, web, key, f"web.{key}", "unknown key; expected app, workers, memory_per_worker, port")
-    asgi = web.get("app", "")
-    if not isinstance(asgi, str) or not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", asgi):
-        c.add(wf, web, "app", "web.app", "expected module:attribute of the ASGI app, e.g. example_app.main:app")
+        if key not in _WEB_KEYS:
+            c.add(wf, web, key, f"web.{key}", f"unknown key; expected {', '.join(_WEB_KEYS)}")
+    given = [k for k in ("asgi", "wsgi", "app") if k in web]
+    interface = "wsgi" if given == ["wsgi"] else "asgi"
+    ref: Any = ""
+    if len(given) != 1:
+        at = given[1] if len(given) > 1 else None
+        if at:
+            c.add(wf, web, at, f"web.{at}", f"give one of asgi:, wsgi: or app:, not {' and '.join(given)}")
+        else:
+            c.add(wf, wct, "web", "web", _WEB_FORMS)
+    else:
+        ref = web[given[0]]
+        if not isinstance(ref, str) or not webserver.APP_REF.match(ref):
+            example = "mysite.wsgi:application" if interface == "wsgi" else "example_app.main:app"
+            c.add(wf, web, given[0], f"web.{given[0]}",
+                  f"expected module:attribute of the {interface.upper()} app, e.g. {example}; got {ref!r}")
+            ref = ""
+    server: Any = web.get("server", webserver.SERVERS[interface][0])
+    if server not in webserver.SERVERS[interface]:
+        c.add(wf, web, "server", "web.server", f"expected {' or '.join(webserver.SERVERS[interface])} to serve "
+              f"a {interface.upper()} app, got {server!r}")
+        server = webserver.SERVERS[interface][0]
+    threads: Any = web.get("threads")
+    if threads is not None:
+        if interface != "wsgi" or server != "gunicorn":
+            c.add(wf, web, "threads", "web.threads", "threads: is for WSGI apps served by gunicorn (its gthread "
+                  "worker); remove it for an ASGI app")
+            threads = None
+        elif isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 64:
+            c.add(wf, web, "threads", "web.threads", f"expected a number of threads per worker (1-64), got {threads!r}")
+            threads = None
     workers = web.get("workers", 2)
     if not (workers == "auto" or (isinstance(workers, int) and not isinstance(workers, bool) and 1 <= workers <= 64)):
         c.add(wf, web, "workers", "web.workers", "expected a number of worker processes (1-64) or 'auto'")
+    mem: int | None = None
     if web.get("memory_per_worker") is not None:
         try:
             value = web["memory_per_worker"]
@@ -410,7 +483,79 @@ def _check_web(c: _Checker, web: Any, wf: str, wct: Any) -> tuple[str, int | str
     port = web.get("port", 8000)
     if not isinstance(port, int) or isinstance(port, bool) or not 1024 <= port <= 65000:
         c.add(wf, web, "port", "web.port", "expected a local port number from 1024 to 65000")
-    return asgi, workers, mem, port
+    return Web(str(ref), interface, str(server), workers, threads, mem, port)
+
+
+_REL_DIR = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$")
+_RESERVED_DIRS = {".shipit", "venv", ".git"}
+_STATIC_URL = re.compile(r"^/(?:[A-Za-z0-9_.~-]+/)+$")
+
+
+def relative_dir_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be a directory of the release (relative, no ``..``, no dot-first
+    names, not ``.shipit``/``venv``), or None. Letters, digits, ``_ . -`` and ``/`` only: it is
+    written into the Caddy site and into shell commands."""
+    if not isinstance(value, str) or not _REL_DIR.match(value) or ".." in value.split("/"):
+        return ("expected a directory relative to the app's source, of letters, digits, _ . - and /, "
+                f"e.g. staticfiles or var/media; got {value!r}")
+    if value.split("/")[0] in _RESERVED_DIRS:
+        return f"{value!r} is shipit's own (.shipit, venv) or the VCS's"
+    return None
+
+
+def _check_commands(c: _Checker, raw: Any, f: str, ct: Any, key: str, example: str) -> list[str]:
+    if isinstance(raw, str):
+        raw_list: list[Any] = [raw]
+        where_list: Any = None
+    elif isinstance(raw, list):
+        raw_list, where_list = raw, raw
+    else:
+        c.add(f, ct, key, key, f"expected a list of one-line commands, e.g. [{example}]")
+        return []
+    out: list[str] = []
+    for i, command in enumerate(raw_list):
+        problem = command_problem(command, f"a one-line command (e.g. {example})")
+        if problem:
+            c.add(f, where_list if where_list is not None else ct, i if where_list is not None else key,
+                  f"{key}[{i}]", problem)
+        else:
+            out.append(command)
+    return out
+
+
+def _check_static(c: _Checker, static: Any, f: str, ct: Any) -> tuple[str | None, str | None]:
+    if static is None:
+        return None, None
+    if not isinstance(static, dict) or set(static) - {"url", "dir"} or "dir" not in static:
+        c.add(f, ct, "static", "static", "expected {url: /static/, dir: staticfiles} (dir relative to the source)")
+        return None, None
+    url = static.get("url", "/static/")
+    ok = True
+    if not isinstance(url, str) or not _STATIC_URL.match(url):
+        c.add(f, static, "url", "static.url", f"expected a URL path prefix that starts and ends with /, "
+              f"e.g. /static/ (letters, digits, _ . ~ -); got {url!r}")
+        ok = False
+    problem = relative_dir_problem(static.get("dir"))
+    if problem:
+        c.add(f, static, "dir", "static.dir", problem)
+        ok = False
+    return (str(url), str(static["dir"]).rstrip("/")) if ok else (None, None)
+
+
+def _check_shared_dirs(c: _Checker, raw: Any, f: str, ct: Any) -> list[str]:
+    if not isinstance(raw, list):
+        c.add(f, ct, "shared_dirs", "shared_dirs", "expected a list of directories, e.g. [media]")
+        return []
+    out: list[str] = []
+    for i, d in enumerate(raw):
+        problem = relative_dir_problem(d)
+        if problem:
+            c.add(f, raw, i, f"shared_dirs[{i}]", problem)
+        elif d in out or any(d.startswith(o + "/") or o.startswith(d + "/") for o in out):
+            c.add(f, raw, i, f"shared_dirs[{i}]", f"{d!r} is listed twice or inside another shared dir")
+        else:
+            out.append(d)
+    return out
 
 
 def _check_processes(c: _Checker, raw: Any, f: str, ct: Any) -> list[Process]:

@@ -51,12 +51,13 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import tomllib
 import urllib.request
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version as _dist_version
@@ -618,12 +619,88 @@ def app_wheel_incremental(src: Path, files: list[str], staging: Path, out: Path,
         (base / "record.json").write_text(json.dumps({"wheel": dest.name, "mapped": mapping,
                                                       "inputs": inputs}))
     return dest, False
+# ---- build steps ---------------------------------------------------------------------------
+BUILD_STEP_TIMEOUT = 1800.0
+"""Seconds one ``build:`` command may run on the runner before it is stopped."""
+
+
+def _build_venv(staging: Path, work: Path, pins: list[str], target: TargetPlatform,
+                distribution: str | None, env: Mapping[str, str]) -> Path:
+    """A venv on the runner (outside ``staging``) with the app's pinned dependencies installed
+    from the index (for the RUNNER's platform: the build steps run here), and a pyproject app
+    itself (``--no-deps``); its ``bin`` directory."""
+    venv = work / "build-venv"
+    try:
+        _uv(["venv", "--quiet", "--python", target.python, str(venv)], work, env, "creating the build venv")
+    except BuildError:  # the runner lacks the hosts' X.Y: the build steps run on its own Python
+        _uv(["venv", "--quiet", "--python", sys.executable, str(venv)], work, env, "creating the build venv")
+    python = str(venv / "bin" / "python")
+    if pins:
+        reqs = work / "build-requirements.txt"
+        reqs.write_text("".join(f"{p}\n" for p in pins))
+        _uv(["pip", "install", "--quiet", "--python", python, "-r", str(reqs)], work, env,
+            "installing the dependencies for the build steps")
+    if distribution:
+        _uv(["pip", "install", "--quiet", "--python", python, "--no-deps", str(staging)], work, env,
+            "installing the app for the build steps")
+        for leftover in ("build",):  # setuptools builds in the tree: not part of the source
+            shutil.rmtree(staging / leftover, ignore_errors=True)
+    return venv / "bin"
+
+
+def build_step_env(base: Mapping[str, str], venv_bin: Path) -> dict[str, str]:
+    """Pure: the environment of a build step: ``base`` with the build venv activated (first on
+    ``PATH``, ``VIRTUAL_ENV``), ``PYTHONDONTWRITEBYTECODE`` (no ``__pycache__`` in the artifact)."""
+    env = {k: v for k, v in base.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
+    env["PATH"] = f"{venv_bin}{os.pathsep}{base.get('PATH', '/usr/bin:/bin')}"
+    env["VIRTUAL_ENV"] = str(venv_bin.parent)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def run_build_steps(commands: tuple[str, ...] | list[str], staging: Path, env: Mapping[str, str],
+                    progress: Callable[[str], None] | None = None,
+                    timeout: float = BUILD_STEP_TIMEOUT) -> None:
+    """Run each ``build:`` command with ``sh -c`` in ``staging`` (the copy of the source that
+    becomes the artifact), in order, each within ``timeout`` seconds; ``progress`` is told
+    before each one.
+
+    Raises:
+        BuildError: a command exited non-zero or ran out of time (its name, the exit code and
+            the last lines of its output).
+    """
+    for i, command in enumerate(commands, 1):
+        if progress:
+            progress(f"build step {i}/{len(commands)}: {command}")
+        try:
+            done = subprocess.run(["/bin/sh", "-c", command], cwd=staging, env=dict(env),
+                                  capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                                  timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise BuildError(f"build step {i} ({command}) did not finish within {timeout:g} s") from None
+        if done.returncode != 0:
+            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-12:])
+            raise BuildError(f"build step {i} ({command}) failed with exit code {done.returncode}:\n{tail}")
+
+
+def staged_files(staging: Path) -> list[str]:
+    """Relative paths of every file in ``staging`` after the build steps (the source's files
+    plus what the steps wrote), without VCS/cache directories or bytecode."""
+    files = []
+    for root, dirs, names in os.walk(staging):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.endswith(".egg-info"))
+        for name in names:
+            path = Path(root) / name
+            if not name.endswith(".pyc") and path.is_file() and not path.is_symlink():
+                files.append(str(path.relative_to(staging)))
+    return sorted(files)
 
 
 # ---- the artifact ------------------------------------------------------------------------
 def build_artifact(source: str | Path, out_dir: str | Path, python_version: str | None = None,
                    cache_dir: str | Path | None = None, target: TargetPlatform | None = None,
-                   requirements: str = "requirements.txt") -> Artifact:
+                   requirements: str = "requirements.txt", build: tuple[str, ...] | list[str] = (),
+                   progress: Callable[[str], None] | None = None) -> Artifact:
     """Build the release artifact of the app in ``source`` into ``out_dir``.
 
     Args:
@@ -635,6 +712,10 @@ def build_artifact(source: str | Path, out_dir: str | Path, python_version: str 
             downloads), ``parts/`` (compressed dependency parts), ``uv/`` (uv's own cache).
         target: the hosts' platform (:func:`shipit.platform.target_for_hosts`).
         requirements: the requirements file's name, relative to ``source``.
+        build: the app spec's ``build:`` commands, run in the staged copy of the source with
+            the dependencies installed in a venv on the runner (:func:`run_build_steps`);
+            whatever they write there ships (e.g. ``collectstatic``'s ``staticfiles/``).
+        progress: told about each build step.
 
     Returns the :class:`Artifact`. An unchanged source (same files, modes, bytes) for the same
     target returns the artifact built before without resolving again.
@@ -642,7 +723,7 @@ def build_artifact(source: str | Path, out_dir: str | Path, python_version: str 
     Raises:
         BuildError: see :func:`resolve`, :func:`fetch`, :func:`choose_files`; a dependency with
             only an sdist for a target this runner cannot build for; an app wheel that does not
-            run on the target.
+            run on the target; a build step that failed.
     """
     src = Path(source).resolve()
     out = Path(out_dir)
@@ -656,7 +737,8 @@ def build_artifact(source: str | Path, out_dir: str | Path, python_version: str 
     files = source_files(src)
     # the same source files (names, modes, bytes) for the same target give the same artifact:
     # reuse it instead of resolving again (a no-op deploy is then mostly SSH round trips)
-    source_key = hashlib.sha256(f"{FORMAT}\n{tgt.key()}\n{uv_version()}\n{requirements}\n".encode())
+    source_key = hashlib.sha256(f"{FORMAT}\n{tgt.key()}\n{uv_version()}\n{requirements}\n"
+                                f"{json.dumps(list(build))}\n".encode())
     for rel in files:
         source_key.update(f"{rel}\0{os.access(src / rel, os.X_OK)}\0".encode())
         source_key.update(hashlib.sha256((src / rel).read_bytes()).digest())
@@ -683,8 +765,17 @@ def build_artifact(source: str | Path, out_dir: str | Path, python_version: str 
             resolution_f = pool.submit(resolve_cached, src, layout, tgt, work, env, cache, requirements)
             uv_f = pool.submit(_uv_for_target, tgt, store, work, env, src)
             app_f = pool.submit(app_wheel_incremental, src, files, staging, work / "app-wheel", env,
-                                cache) if layout.distribution else None
+                                cache) if layout.distribution and not build else None
             resolution = resolution_f.result()
+            if build:  # the steps may write into the package: its wheel is built after them
+                venv_bin = _build_venv(staging, work, [f"{p.name}=={p.version}" for p in resolution.packages],
+                                       tgt, layout.distribution, env)
+                run_build_steps(build, staging, build_step_env(os.environ, venv_bin), progress)
+                files = staged_files(staging)
+                src = staging
+                if layout.distribution:
+                    app_f = pool.submit(app_wheel_incremental, staging, files, staging,
+                                        work / "app-wheel", env, cache)
             chosen, sdist_only = choose_files(resolution.packages, tgt, resolution.hashes)
             refusal = refuse_sdists(sdist_only, tgt)
             if refusal:

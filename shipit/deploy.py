@@ -46,7 +46,7 @@ from typing import Any, Protocol
 
 from shipit import envfile
 from shipit.app import AppSpec, load_app_spec, load_secrets, parse_size
-from shipit.artifact import build_artifact
+from shipit.artifact import BuildError, build_artifact
 from shipit.errors import Problem, ShipitError, ValidationError
 from shipit.executor import Executor, PlayResult, Reporter, RunOptions
 from shipit.facts import FactKind
@@ -62,6 +62,7 @@ from shipit.playbook import Play, Playbook, batches, load_playbook
 from shipit.pool import TransportPool
 from shipit.releases import history, rollback_target
 from shipit.templating import Templar, make_environment
+from shipit.webserver import Bind, missing_distributions, server_argv
 
 DEFAULT_WORKER_MEMORY = 100 * 1024 * 1024  # bytes, when the spec declares none
 SLOTS = 2  # web slots that run at once during a switch (blue/green): the budget fits both
@@ -259,9 +260,22 @@ def render_env_file(target: Target) -> str:
     return envfile.render(values, "managed by shipit: this release's environment")
 
 
+def web_commands(spec: AppSpec, release: str, workers: int) -> dict[str, str]:
+    """``SHIPIT_WEB_<port>`` -> the web server's command line for each of the two slots (see
+    :func:`shipit.webserver.server_argv`; the venv's ``bin/`` before the executable; words
+    joined by spaces, which the web unit's ``sh -c 'exec $SHIPIT_WEB_<port>'`` splits)."""
+    venv_bin = f"{Layout(spec.name).venv(release)}/bin/"
+    out: dict[str, str] = {}
+    for port in (spec.port, spec.port + 1):
+        argv = server_argv(spec.server, spec.interface, spec.app_ref, Bind.tcp(port), workers, spec.threads)
+        out[f"SHIPIT_WEB_{port}"] = " ".join((venv_bin + argv[0], *argv[1:]))
+    return out
+
+
 def render_release_env(spec: AppSpec, release: str, workers: int, source_on_path: bool = False) -> str:
     """What a release runs (no secrets): ``SHIPIT_*`` lines read by its units and its release
-    commands (migrations).
+    commands (migrations): the web server's command per slot (:func:`web_commands`), the
+    workers, each process's command.
 
     ``source_on_path``: the app has no wheel of its own (a requirements-only app): its code is
     the release dir, so ``PYTHONPATH`` names it, for commands that do not add their working
@@ -269,7 +283,8 @@ def render_release_env(spec: AppSpec, release: str, workers: int, source_on_path
     ``python -m`` and ``python manage.py`` do). Per release, not in the units: a pyproject app
     keeps importing its installed wheel only.
     """
-    values = {"SHIPIT_RELEASE": release, "SHIPIT_ASGI": spec.asgi, "SHIPIT_WORKERS": str(workers)}
+    values = {"SHIPIT_RELEASE": release, "SHIPIT_WORKERS": str(workers)}
+    values.update(web_commands(spec, release, workers))
     if source_on_path:
         values["PYTHONPATH"] = Layout(spec.name).release(release)
     for p in spec.processes:
@@ -371,7 +386,13 @@ def app_vars(spec: AppSpec, workers: int, secrets: Mapping[str, str], release: s
               "password": secrets.get(secret_name, "")}
     first = spec.domains[0] if spec.domains else ""
     return {
-        "name": spec.name, "python": python, "asgi": spec.asgi, "workers": workers,
+        "name": spec.name, "python": python, "web_app": spec.app_ref, "interface": spec.interface,
+        "server": spec.server, "threads": spec.threads, "workers": workers,
+        "build": list(spec.build), "release": list(spec.release),
+        "static": {"url": spec.static_url, "dir": spec.static_dir} if spec.static_dir else None,
+        "shared_dirs": [{"name": d, "shared": Layout(spec.name).shared_dir(d),
+                         "link": Layout(spec.name).in_release(release, d) if release else ""}
+                        for d in spec.shared_dirs],
         "memory_max": (f"{(spec.memory_per_worker * (workers + 1)) // 2**20}M"
                        if spec.memory_per_worker else None),
         "processes": [{"name": p.name, "command": p.command, "variable": Layout.command_variable(p.name),
@@ -606,10 +627,18 @@ class Deployer:
 
         started = time.monotonic()
         self.reporter.phase("build", f"{spec.source} for {target.describe()}")
-        artifact = self.build(spec.source, self._artifact_dir, target=target)
+        try:
+            artifact = self.build(spec.source, self._artifact_dir, target=target, build=spec.build,
+                                  progress=self.reporter.note)
+        except BuildError as exc:
+            raise DeployFailed(f"building the artifact failed; nothing was changed:\n  {exc.message}") from None
         self.reporter.note(f"artifact {artifact.content_hash} ({artifact.size / 2**20:.1f} MiB)")
         self._timed("build", started)
         self._refuse_foreign_wheels(artifact, target)
+        missing = missing_distributions(spec.interface, spec.server, artifact.requirements)
+        if missing:
+            raise DeployFailed(f"web.server {spec.server} needs {', '.join(missing)} among the app's dependencies "
+                               f"(add {' and '.join(missing)} to its requirements); nothing was changed")
 
         fingerprint = release_fingerprint(artifact.sha256, env_file,
                                           app_vars(spec, workers, self.target.secrets, python=target.python))
@@ -731,20 +760,24 @@ class Deployer:
             DeployFailed: the migration failed (the release is recorded failed).
         """
         spec = self.target.spec
-        if not spec.migrate:
+        if not spec.migrate and not spec.release:
             return "none"
+        what = " and ".join((["migrations"] if spec.migrate else [])
+                            + ([f"{len(spec.release)} release step(s)"] if spec.release else []))
         if self.target.leader not in self.target.web:
             note = f"not run: the leader {self.target.leader} is outside --limit"
-            self.reporter.note(f"migrations {note}")
+            self.reporter.note(f"{what} {note}")
             return note
         started = time.monotonic()
-        self.reporter.phase("migrate", self.target.leader)
+        self.reporter.phase("migrate", f"{what} on {self.target.leader}")
         result = executor.run_play(plays["migrate"], [self.target.leader])
         self._timed("migrate", started)
         if not result.ok:
-            raise self._failed("migrations failed on the leader; no host was switched", result,
-                               release, extra)
-        return "ran"
+            failed = [t.task for t in result.tasks if t.status == "failed"]
+            label = ("a release step failed" if any(t.startswith("Release steps") for t in failed)
+                     else "migrations failed")
+            raise self._failed(f"{label} on the leader; no host was switched", result, release, extra)
+        return "ran" if spec.migrate else "none"
 
     def _roll(self, plays: Mapping[str, Play], extra: Mapping[str, Any], release: str,
               before: Mapping[str, Mapping[str, Any]], executor: Executor) -> PlayResult:

@@ -14,6 +14,8 @@ a :class:`Layout`. The shape on a host, for an app named ``example``::
                                         reads it before dropping privileges, the app user
                                         can neither read nor replace it)
       shared/                           persistent data of the app user (media, sqlite…)
+      shared/<dir>                      a shared dir (``shared_dirs``), linked as
+                                        releases/<id>/<dir> -> ../../shared/<dir>
       current -> releases/<id>          switched atomically
       slots/<port> -> ../releases/<id>  the two web slots (blue/green)
       .live-port                        the slot Caddy proxies to
@@ -74,6 +76,10 @@ class Layout:
     def shared(self) -> str:
         """The app user's persistent data (owned by the app user, never pruned)."""
         return f"{self.root}/shared"
+
+    def shared_dir(self, name: str) -> str:
+        """``shared/<name>``: a shared dir of the app spec (a validated relative path)."""
+        return f"{self.shared}/{name}"
 
     @property
     def current(self) -> str:
@@ -139,6 +145,10 @@ class Layout:
 
     def venv(self, release_id: str) -> str:
         return f"{self.release(release_id)}/venv"
+
+    def in_release(self, release_id: str, rel: str) -> str:
+        """A path inside a release (``rel`` a validated relative path, e.g. ``staticfiles``)."""
+        return f"{self.release(release_id)}/{rel}"
 
     def slot(self, port: int | str) -> str:
         """A web slot's symlink (``port`` may be systemd's ``%i``)."""

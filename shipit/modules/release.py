@@ -28,6 +28,7 @@ interrupted switch (not the live one) is stopped by the next run. The same modul
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from shipit.facts import FactQuery
@@ -41,17 +42,59 @@ from shipit.quoting import q
 CADDY_ROOT_CA = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"
 
 
-def site_content(domains: list[str], port: int, tls_internal: bool, acme_email: str | None = None) -> str:
-    """The Caddy site snippet proxying ``domains`` to ``127.0.0.1:port`` (HTTP redirects to HTTPS).
+HASHED_NAME = r"\.[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]+\.[A-Za-z0-9]+$"
+"""A file name with a content hash (8+ hex digits) before its extension, e.g. Django's
+ManifestStaticFilesStorage ``app.3f2a1b4c5d6e.css`` (spelled without ``{8,}``: braces are
+Caddyfile placeholders)."""
 
-    ``domains`` must be validated hostnames (the app spec's loader does it). While the slot is
-    down (a crashed worker master restarting) Caddy holds each request and retries the dial for
-    up to 10 s (``lb_try_duration``) instead of answering 502.
+
+@dataclass(frozen=True)
+class Static:
+    """Static files Caddy serves for URL prefix ``url`` (``/static/``) from the directory
+    ``root`` of the live release; ``fallback``: the same directory of the previous release,
+    for names the new one no longer has (pages the old release rendered during a roll)."""
+
+    url: str
+    root: str
+    fallback: str | None = None
+
+
+def static_block(static: Static) -> list[str]:
+    """Caddyfile lines (inside a site, without indentation) serving ``static`` with
+    ``file_server`` under ``handle_path`` (the prefix stripped).
+
+    Hashed names (:data:`HASHED_NAME`) are cached for a year, ``immutable``; others for 5
+    minutes. A name missing from the release is looked up in ``fallback``, then 404.
     """
-    tls = "\ttls internal\n" if tls_internal else (f"\ttls {acme_email}\n" if acme_email else "")
-    return (f"# managed by shipit: the live slot is port {port}\n{', '.join(domains)} {{\n{tls}"
-            f"\tencode gzip\n\treverse_proxy 127.0.0.1:{port} {{\n\t\tlb_try_duration 10s\n"
-            f"\t\tlb_try_interval 250ms\n\t}}\n}}\n")
+    lines = [f"handle_path {static.url}* {{", f"\troot * {static.root}"]
+    if static.fallback:
+        lines += ["\t@previous {", "\t\tnot {", "\t\t\tfile {", f"\t\t\t\troot {static.root}",
+                  "\t\t\t}", "\t\t}", "\t}", f"\troot @previous {static.fallback}"]
+    lines += ['\theader Cache-Control "public, max-age=300"',
+              f"\t@hashed path_regexp {HASHED_NAME}",
+              '\theader @hashed Cache-Control "public, max-age=31536000, immutable"',
+              "\tfile_server", "}"]
+    return lines
+
+
+def site_content(domains: list[str], port: int, tls_internal: bool, acme_email: str | None = None,
+                 static: Static | None = None) -> str:
+    """The Caddy site snippet proxying ``domains`` to ``127.0.0.1:port`` (HTTP redirects to HTTPS),
+    and serving ``static`` files from the release when given (:func:`static_block`).
+
+    ``domains`` must be validated hostnames (the app spec's loader does it), as must the static
+    URL and directories. While the slot is down (a crashed worker master restarting) Caddy
+    holds each request and retries the dial for up to 10 s (``lb_try_duration``) instead of
+    answering 502.
+    """
+    proxy = [f"reverse_proxy 127.0.0.1:{port} {{", "\tlb_try_duration 10s", "\tlb_try_interval 250ms", "}"]
+    body = (["tls internal"] if tls_internal else [f"tls {acme_email}"] if acme_email else []) + ["encode gzip"]
+    if static is None:
+        body += proxy
+    else:
+        body += [*static_block(static), "handle {", *("\t" + line for line in proxy), "}"]
+    inner = "".join(f"\t{line}\n" for line in body)
+    return f"# managed by shipit: the live slot is port {port}\n{', '.join(domains)} {{\n{inner}}}\n"
 
 
 def start_slot_script(lay: Layout, release: str, port: int, health_path: str, timeout: int,
@@ -185,9 +228,13 @@ class ReleaseSwitchModule(_SlotsModule):
         "health_host": Param(str, help="host name for the check through Caddy (default: the first "
                                        "domain; required when it is a wildcard)"),
         "user": Param(str, default="shipit", help="who, for the release log"),
+        "static_url": Param(str, help="URL prefix Caddy serves from the release, e.g. /static/"),
+        "static_dir": Param(str, help="the release's directory of static files, e.g. staticfiles"),
     }
 
     def check_params(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+        if bool(params.get("static_url")) != bool(params.get("static_dir")):
+            return [("static_dir", "give static_url and static_dir together")]
         if problems := super().check_params(params):
             return problems
         if not params.get("domains"):
@@ -240,8 +287,14 @@ class ReleaseSwitchModule(_SlotsModule):
         unit_new = q(lay.web_unit(new_port))
         unit_old = q(lay.web_unit(old_port)) if old_port else ""
         tls, email = bool(params["tls_internal"]), params.get("acme_email")
-        new_site = site_content(list(params["domains"]), new_port, tls, email)
-        old_site = site_content(list(params["domains"]), old_port, tls, email) if old_port else ""
+        new_static = old_static = None
+        if params.get("static_dir"):
+            url, rel = str(params["static_url"]), str(params["static_dir"])
+            back = lay.in_release(previous, rel) if previous and previous != release else None
+            new_static = Static(url, lay.in_release(release, rel), back)
+            old_static = Static(url, back) if back else None
+        new_site = site_content(list(params["domains"]), new_port, tls, email, new_static)
+        old_site = site_content(list(params["domains"]), old_port, tls, email, old_static) if old_port else ""
         health = q(params["health_path"])
         url_caddy = "https://" + domain + health
         timeout = int(float(params["health_timeout"]))

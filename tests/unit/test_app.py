@@ -17,7 +17,7 @@ GiB = 2**30
 
 def test_example_spec_loads() -> None:
     spec = load_app_spec(EXAMPLE)
-    assert (spec.name, spec.asgi, spec.workers, spec.port) == ("example", "example_app.main:app", 2, 8000)
+    assert (spec.name, spec.app_ref, spec.workers, spec.port) == ("example", "example_app.main:app", 2, 8000)
     assert spec.memory_per_worker == 120 * 2**20
     assert [p.name for p in spec.processes] == ["heartbeat"]
     assert spec.root == "/srv/example" and spec.tls_internal and spec.secrets == ("DB_PASSWORD",)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shipit.artifact import Part
+from shipit.artifact import BuildError, Part
 from shipit.deploy import Deployer, DeployFailed, DeployOutcome, load_target
 from shipit.inventory import load_inventory
 from shipit.layout import Layout
@@ -30,6 +30,7 @@ class FakeArtifact:
     size: int = 1024
     wheels: tuple[str, ...] = ("example-0.1.0-py3-none-any.whl", "six-1.16.0-py2.py3-none-any.whl")
     parts: tuple[Part, ...] = ()
+    requirements: tuple[str, ...] = ("six==1.16.0", "uvicorn==0.32.0")
 
 
 class Recorder:
@@ -73,6 +74,8 @@ class Fleet:
         self.wheels: tuple[str, ...] | None = None  # what the fake build ships (None: FakeArtifact's)
         self.targets: list[TargetPlatform] = []  # what each build was asked to build for
         self.deps = b"deps v1" * 1000  # the dependency part's bytes (same until a test changes it)
+        self.build_kw: dict[str, Any] = {}
+        self.build_error = ""  # the fake build raises BuildError with it
 
     def deployer(self, limit: str | None = None, lock_wait: float = 0.0) -> tuple[Deployer, Recorder]:
         inv = load_inventory(self.tmp / "inv.yml")
@@ -82,8 +85,11 @@ class Fleet:
                         build=self.build, modules=fake_modules(), kinds=fake_kinds(),
                         sleep=lambda s: None), rec
 
-    def build(self, source: str, out: str, target: TargetPlatform) -> FakeArtifact:
+    def build(self, source: str, out: str, target: TargetPlatform, **kw: Any) -> FakeArtifact:
         self.targets.append(target)
+        self.build_kw = kw
+        if self.build_error:
+            raise BuildError(self.build_error)
         sha = f"{self.version:064x}"
         parts = tuple(self._part(kind, data) for kind, data in
                       (("deps", self.deps), ("app", f"app v{self.version}".encode())))

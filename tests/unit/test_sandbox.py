@@ -219,7 +219,7 @@ def test_env_value_escape_is_refused_at_load(tmp_path: Path, marker: Path) -> No
 def test_env_value_escape_is_refused_when_rendering(tmp_path: Path, marker: Path) -> None:
     (tmp_path / "inv.yml").write_text("hosts: {web1: {address: 10.0.0.1}}\ngroups: {web: {hosts: [web1]}}\n")
     inv = load_inventory(tmp_path / "inv.yml")
-    spec = AppSpec(name="a", source=str(tmp_path), asgi="a:app", domains=("a.test",), secrets=("A", "B"),
+    spec = AppSpec(name="a", source=str(tmp_path), app_ref="a:app", domains=("a.test",), secrets=("A", "B"),
                    env={"X": f"{{{{ (cycler|attr(secrets.A)|attr(secrets.B))['os'].popen('touch {marker}').read() }}}}"})
     target = Target("prod", inv, spec, {"A": "__init__", "B": "__globals__"}, ("web1",), "web1")
     with pytest.raises(ValidationError, match="env.X: cannot render"):

@@ -1,0 +1,117 @@
+"""The web server command of a release: which server runs the app, how, bound where.
+
+Pure: :func:`server_argv` turns (server, interface, app reference, bind, workers, threads)
+into the argv of the server process, nothing else. It is the one place that spells a web
+server's command line; the release's ``release.env`` carries its result per slot (see
+:func:`shipit.deploy.render_release_env`) and the web unit runs it (``exec`` in ``sh -c``, so
+the server is the unit's main process and receives systemd's SIGTERM itself).
+
+Servers (the choices of the app spec's ``web.server``):
+
+``uvicorn`` (ASGI; the default for ``web.asgi``)
+    ``uvicorn APP --host H --port P --workers N --timeout-graceful-shutdown S --no-access-log``
+    (``--uds PATH`` for a unix socket).
+``gunicorn`` (WSGI; the default for ``web.wsgi``; ASGI with uvicorn's worker class)
+    ``gunicorn APP --bind H:P --workers N --graceful-timeout S`` plus ``--threads T`` (the
+    ``gthread`` worker, WSGI only) or ``--worker-class uvicorn_worker.UvicornWorker`` (ASGI: the
+    app must depend on ``uvicorn-worker``); ``--bind unix:PATH`` for a unix socket.
+
+Both stop gracefully on SIGTERM: they stop accepting, let requests in flight finish for up to
+:data:`GRACEFUL_SECONDS`, then exit (the web unit's ``TimeoutStopSec`` is longer).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+GRACEFUL_SECONDS = 20
+"""Seconds a stopping server lets in-flight requests finish (the unit waits 30 s)."""
+
+SERVERS: dict[str, tuple[str, ...]] = {"asgi": ("uvicorn", "gunicorn"), "wsgi": ("gunicorn",)}
+"""The servers each interface accepts; the first is the default."""
+
+DISTRIBUTIONS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("asgi", "uvicorn"): ("uvicorn",),
+    ("wsgi", "gunicorn"): ("gunicorn",),
+    ("asgi", "gunicorn"): ("gunicorn", "uvicorn-worker"),
+}
+"""The distributions the app's dependencies must include for each (interface, server)."""
+
+APP_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+"""``module.path:attribute`` (no call syntax, no spaces: it is split as one word)."""
+
+_SAFE_WORD = re.compile(r"^[A-Za-z0-9_@%+=:,./-]+$")
+
+
+@dataclass(frozen=True)
+class Bind:
+    """Where the server listens: a TCP ``host`` and ``port``, or a unix socket ``path``.
+
+    ``port`` may be a string for a placeholder the caller substitutes (e.g. systemd's ``%i``).
+    """
+
+    host: str = "127.0.0.1"
+    port: int | str | None = None
+    path: str | None = None
+
+    @classmethod
+    def tcp(cls, port: int | str, host: str = "127.0.0.1") -> Bind:
+        return cls(host=host, port=port)
+
+    @classmethod
+    def unix(cls, path: str) -> Bind:
+        return cls(path=path)
+
+
+def server_argv(server: str, interface: str, app: str, bind: Bind, workers: int | str,
+                threads: int | None = None, graceful: int = GRACEFUL_SECONDS) -> tuple[str, ...]:
+    """The argv (words, unquoted) of the web server serving ``app`` on ``bind``.
+
+    Args:
+        server: ``uvicorn`` or ``gunicorn`` (see :data:`SERVERS`).
+        interface: ``asgi`` or ``wsgi``.
+        app: ``module:attribute`` (:data:`APP_REF`).
+        bind: where to listen.
+        workers: worker processes (an int, or a placeholder word such as ``${SHIPIT_WORKERS}``).
+        threads: gunicorn's threads per worker (WSGI only; None or 1: the sync worker).
+        graceful: seconds in-flight requests get on SIGTERM.
+
+    The first word is the executable's name (the caller prefixes the venv's ``bin/``). Every
+    word matches ``[A-Za-z0-9_@%+=:,./-]+`` so the argv survives ``sh``'s word splitting.
+
+    Raises:
+        ValueError: an unknown server or interface, a server the interface does not accept,
+            threads with ASGI or uvicorn, a malformed app reference, or a word that would not
+            survive word splitting.
+    """
+    if interface not in SERVERS or server not in SERVERS[interface]:
+        raise ValueError(f"server {server!r} does not serve {interface!r} apps; expected one of "
+                         f"{', '.join(SERVERS.get(interface, ()))}")
+    if not APP_REF.match(app):
+        raise ValueError(f"expected module:attribute, got {app!r}")
+    if threads not in (None, 1) and (server != "gunicorn" or interface != "wsgi"):
+        raise ValueError("threads are gunicorn's, for WSGI apps")
+    if server == "uvicorn":
+        where = ["--uds", bind.path] if bind.path else ["--host", bind.host, "--port", str(bind.port)]
+        argv = ["uvicorn", app, *where, "--workers", str(workers),
+                "--timeout-graceful-shutdown", str(graceful), "--no-access-log"]
+    else:
+        address = f"unix:{bind.path}" if bind.path else f"{bind.host}:{bind.port}"
+        argv = ["gunicorn", app, "--bind", address, "--workers", str(workers),
+                "--graceful-timeout", str(graceful)]
+        if interface == "asgi":
+            argv += ["--worker-class", "uvicorn_worker.UvicornWorker"]
+        elif threads and threads > 1:
+            argv += ["--threads", str(threads)]
+    for word in argv:
+        if not _SAFE_WORD.match(word):
+            raise ValueError(f"{word!r} cannot be part of the server's command line")
+    return tuple(argv)
+
+
+def missing_distributions(interface: str, server: str, requirements: tuple[str, ...] | list[str]) -> list[str]:
+    """Pure: the distributions ``server`` needs that the artifact's pinned ``requirements``
+    (``name==version`` lines) lack, e.g. ``["gunicorn"]`` for a WSGI app without it."""
+    have = {re.sub(r"[-_.]+", "-", r.split("==", 1)[0]).lower() for r in requirements}
+    return [d for d in DISTRIBUTIONS.get((interface, server), ()) if d not in have]
