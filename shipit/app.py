@@ -457,7 +457,7 @@ def _check_web(c: _Checker, web: Any, wf: str, wct: Any) -> Web:
     server: Any = web.get("server", webserver.SERVERS[interface][0])
     if server not in webserver.SERVERS[interface]:
         c.add(wf, web, "server", "web.server", f"expected {' or '.join(webserver.SERVERS[interface])} to serve "
-              f"a {interface.upper()} app, got {server!r}")
+              f"{'an' if interface == 'asgi' else 'a'} {interface.upper()} app, got {server!r}")
         server = webserver.SERVERS[interface][0]
     threads: Any = web.get("threads")
     if threads is not None:

@@ -73,7 +73,7 @@ def server_argv(server: str, interface: str, app: str, bind: Bind, workers: int 
         interface: ``asgi`` or ``wsgi``.
         app: ``module:attribute`` (:data:`APP_REF`).
         bind: where to listen.
-        workers: worker processes (an int, or a placeholder word such as ``${SHIPIT_WORKERS}``).
+        workers: worker processes.
         threads: gunicorn's threads per worker (WSGI only; None or 1: the sync worker).
         graceful: seconds in-flight requests get on SIGTERM.
 

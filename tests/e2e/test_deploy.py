@@ -74,14 +74,15 @@ class Env:
         return self.cafiles[host]
 
 
-def https_get(address: str, cafile: str, path: str = "/", timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
-    """GET https://DOMAIN{path} from ``address``, verified against ``cafile`` with SNI DOMAIN."""
+def https_get(address: str, cafile: str, path: str = "/", timeout: float = 5.0,
+              domain: str = DOMAIN) -> tuple[int, dict[str, Any]]:
+    """GET https://{domain}{path} from ``address``, verified against ``cafile`` with SNI ``domain``."""
     context = ssl.create_default_context(cafile=cafile)
     sock = socket.create_connection((address, 443), timeout=timeout)
-    conn = http.client.HTTPSConnection(DOMAIN, 443, timeout=timeout, context=context)
-    conn.sock = context.wrap_socket(sock, server_hostname=DOMAIN)
+    conn = http.client.HTTPSConnection(domain, 443, timeout=timeout, context=context)
+    conn.sock = context.wrap_socket(sock, server_hostname=domain)
     try:
-        conn.request("GET", path, headers={"Host": DOMAIN, "Connection": "close"})
+        conn.request("GET", path, headers={"Host": domain, "Connection": "close"})
         response = conn.getresponse()
         body = response.read()
     finally:
@@ -99,8 +100,9 @@ class Load:
     Counts ok (HTTP 200) and failed requests (anything else, or a connection/TLS error), per host.
     """
 
-    def __init__(self, env: Env, hosts: tuple[str, ...] = WEB) -> None:
+    def __init__(self, env: Env, hosts: tuple[str, ...] = WEB, domain: str = DOMAIN) -> None:
         self.targets = [(h, env.address(h), env.cafile(h)) for h in hosts]
+        self.domain = domain
         self.ok = 0
         self.failed: list[str] = []
         self.releases: set[str] = set()
@@ -123,7 +125,7 @@ class Load:
         deadline = time.monotonic() + 900
         while not self._stop.is_set() and time.monotonic() < deadline:
             try:
-                status, doc = https_get(address, cafile, "/health")
+                status, doc = https_get(address, cafile, "/health", domain=self.domain)
                 with self._lock:
                     if status == 200:
                         self.ok += 1

@@ -12,7 +12,7 @@ modules (``deploy_lock``, ``release_event``, ``release_switch``, ``release_prune
   lock, log); every other module (provisioning) plans no change.
 
 Failures are injected per host: ``fail_switch`` (the health check never passes),
-``fail_migrate``, ``unreachable``, ``truncate_facts`` (fact output cut short, as OOM-killed),
+``fail_migrate``, ``fail_release``, ``unreachable``, ``truncate_facts`` (fact output cut short, as OOM-killed),
 ``hang`` (a command that never returns, for timeouts and Ctrl-C).
 """
 
@@ -96,10 +96,12 @@ class FakeHost:
     fail_switch: bool = False
     fail_prepare: bool = False
     fail_migrate: bool = False
+    fail_release: bool = False  # a release: step (release_command with label release) fails
     unreachable: bool = False
     truncate_facts: bool = False
     hang: str = ""  # a script containing this text never returns (until cancelled or timed out)
     migrations: int = 0
+    release_steps: list[str] = field(default_factory=list)  # release: commands run, in order
     scripts: list[str] = field(default_factory=list)
     cancelled: threading.Event = field(default_factory=threading.Event)
     hanging: threading.Event = field(default_factory=threading.Event)  # set when a hang begins
@@ -169,6 +171,9 @@ class FakeHost:
             self._log(params, params["release"], params["state"])
             return 0, ""
         if module == "release_command":
+            if params.get("label") == "release":
+                self.release_steps.append(str(params["cmd"]))
+                return (1, "CommandError: the release step failed") if self.fail_release else (0, "")
             if self.fail_migrate:
                 return 1, "alembic: could not connect to the database"
             self.migrations += 1

@@ -443,3 +443,56 @@ def test_the_outcome_has_prepare_and_switch_apart(fleet: Fleet) -> None:
     outcome = fleet.deploy()
     assert {"build", "upload", "prepare", "switch"} <= set(outcome.durations)
     assert list(outcome.durations).index("prepare") < list(outcome.durations).index("switch")
+
+
+# ---- build and release steps (issue 10 item 4) ------------------------------------------------
+def _with_steps(fleet: Fleet, extra: str) -> None:
+    spec = fleet.tmp / "app" / "shipit.yml"
+    spec.write_text(spec.read_text() + extra)
+
+
+def test_release_steps_run_once_on_the_leader_after_migrate(fleet: Fleet) -> None:
+    _with_steps(fleet, "release: [python manage.py clearsessions, python manage.py warm_cache]\n")
+    outcome = fleet.deploy()
+    assert outcome.ok and fleet.serving() == {h: outcome.release for h in WEB}
+    assert fleet.hosts["web1"].release_steps == ["python manage.py clearsessions", "python manage.py warm_cache"]
+    assert fleet.hosts["web2"].release_steps == [] and fleet.hosts["web3"].release_steps == []
+    assert fleet.hosts["web1"].migrations == 1
+
+
+def test_a_failing_release_step_stops_the_deploy_before_any_switch(fleet: Fleet) -> None:
+    r1 = fleet.deploy().release
+    _with_steps(fleet, "release: [python manage.py warm_cache]\n")
+    fleet.version = 1
+    fleet.hosts["web1"].fail_release = True
+    with pytest.raises(DeployFailed, match="a release step failed on the leader; no host was switched") as info:
+        fleet.deploy()
+    assert "the release step failed" in str(info.value)
+    assert fleet.serving() == {h: r1 for h in WEB}
+    assert all(not any(line.endswith("\tlive") and r1 not in line for line in f.log) for f in fleet.hosts.values())
+    assert all("\tfailed" in f.log[-1] for f in fleet.hosts.values())  # recorded failed: never a rollback target
+    assert all(f.lock is None for f in fleet.hosts.values())
+
+
+def test_a_failing_build_step_stops_the_deploy_before_the_lock(fleet: Fleet) -> None:
+    r1 = fleet.deploy().release
+    _with_steps(fleet, "build: [python manage.py collectstatic --noinput]\n")
+    fleet.version = 1
+    fleet.build_error = "build step 1 (python manage.py collectstatic --noinput) failed with exit code 1:\nboom"
+    scripts_before = {h: len(f.scripts) for h, f in fleet.hosts.items()}
+    with pytest.raises(DeployFailed, match="(?s)building the artifact failed; nothing was changed.*collectstatic"):
+        fleet.deploy()
+    assert fleet.build_kw["build"] == ("python manage.py collectstatic --noinput",)
+    assert fleet.serving() == {h: r1 for h in WEB}
+    # only the read-only fact round trip reached the hosts: no lock, no upload
+    assert all(f.lock is None for f in fleet.hosts.values())
+    assert all(not any("__change" in s for s in f.scripts[scripts_before[h]:]) for h, f in fleet.hosts.items())
+
+
+def test_a_wsgi_app_without_gunicorn_is_refused_before_the_lock(fleet: Fleet) -> None:
+    spec = fleet.tmp / "app" / "shipit.yml"
+    spec.write_text(spec.read_text().replace("web: {app: example_app.main:app, workers: 2}",
+                                             "web: {wsgi: example_app.wsgi:application, workers: 2}"))
+    with pytest.raises(DeployFailed, match="web.server gunicorn needs gunicorn among the app's dependencies"):
+        fleet.deploy()
+    assert all(f.current is None and f.lock is None for f in fleet.hosts.values())
