@@ -267,7 +267,11 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
     timeouts are seconds (``health.timeout`` 1-3600, ``migrate_timeout`` 1-86400); every
     listed secret is used by an ``env:`` value or the database, and every ``secrets.X`` an
     ``env:`` value uses is listed; ``env:`` templates may use only ``secrets``, ``hostvars``,
-    ``groups`` and ``env_name`` and are checked by the template sandbox's static rules.
+    ``groups`` and ``env_name`` and are checked by the template sandbox's static rules;
+    ``web`` names exactly one of ``asgi``/``wsgi``/``app`` (``module:attribute``) and a
+    ``server`` that interface accepts (:data:`shipit.webserver.SERVERS`), ``threads`` only for
+    WSGI; ``build``/``release`` are one-line commands; ``static.dir`` and ``shared_dirs`` are
+    relative directories (:func:`relative_dir_problem`), the static dir not under a shared one.
 
     Raises:
         ValidationError: every problem, with file:line, key and expected form.
