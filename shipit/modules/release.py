@@ -70,9 +70,12 @@ def static_block(static: Static) -> list[str]:
     if static.fallback:
         lines += ["\t@previous {", "\t\tnot {", "\t\t\tfile {", f"\t\t\t\troot {static.root}",
                   "\t\t\t}", "\t\t}", "\t}", f"\troot @previous {static.fallback}"]
-    lines += ['\theader Cache-Control "public, max-age=300"',
-              f"\t@hashed path_regexp {HASHED_NAME}",
+    # two disjoint matchers: response header ops are applied in reverse order when the
+    # response is written, so a default followed by an override would win over the override
+    lines += [f"\t@hashed path_regexp {HASHED_NAME}",
               '\theader @hashed Cache-Control "public, max-age=31536000, immutable"',
+              f"\t@plain not path_regexp {HASHED_NAME}",
+              '\theader @plain Cache-Control "public, max-age=300"',
               "\tfile_server", "}"]
     return lines
 

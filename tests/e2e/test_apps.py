@@ -112,6 +112,11 @@ def test_the_flask_app_is_served_by_gunicorn_over_https(env: Env, flask_first: d
     assert owner == "flaskapp"
 
 
+def test_a_redeploy_of_the_unchanged_flask_app_changes_nothing(env: Env, flask_first: dict[str, Any]) -> None:
+    again = deploy_json(env, "deploy", FLASK)
+    assert again["release"] == flask_first["release"] and again["changed"] == 0, again
+
+
 def test_the_django_app_deploys_with_migrations_and_a_release_step(env: Env, flask_first: dict[str, Any],
                                                                    django_first: dict[str, Any]) -> None:
     assert django_first["ok"] and django_first["migrations"] == "ran"
