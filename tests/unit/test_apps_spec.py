@@ -150,7 +150,8 @@ def test_the_caddy_site_serves_static_files_from_the_release_with_cache_headers(
     assert "\thandle_path /static/* {\n\t\troot * /srv/d/releases/R2/staticfiles\n" in site
     assert "\t\troot @previous /srv/d/releases/R1/staticfiles\n" in site  # the old release's names still resolve
     assert 'header @hashed Cache-Control "public, max-age=31536000, immutable"' in site
-    assert 'header Cache-Control "public, max-age=300"' in site and "\t\tfile_server\n" in site
+    assert 'header @plain Cache-Control "public, max-age=300"' in site and "\t\tfile_server\n" in site
+    assert "@plain not path_regexp" in site  # disjoint: Caddy applies deferred header ops in reverse order
     assert "\thandle {\n\t\treverse_proxy 127.0.0.1:8200 {" in site
     assert "{8" not in site  # no brace in the regexp: it would be read as a Caddy placeholder
     plain = site_content(["d.test"], 8000, True)
