@@ -11,13 +11,16 @@ Order of a deploy (nothing touches a host before step 4):
   3. one round trip per web host: host facts and release state; size the workers against
      memory and refuse when they do not fit; then build the artifact on the runner for the
      hosts' platform (machine, glibc, Python: :func:`shipit.platform.target_for_hosts`;
-     deterministic: same app and target -> same content hash), refuse it if a wheel does not
-     run there, and load the playbooks again with the real variables;
+     deterministic: same app and target -> same content hash), running the spec's ``build:``
+     steps in the staged source (a failing one stops here: nothing changed), refuse it if a
+     wheel does not run there or the web server is not among its dependencies, and load the
+     playbooks again with the real variables;
   4. take the deploy lock on the leader (``lock`` play; freed by ``unlock`` on every exit path,
      Ctrl-C and SIGTERM included);
   5. provision (idempotent), then ``upload`` on every web host (artifact, env file, venv);
   6. ``migrate`` on the leader with the new release, on every deploy: the database decides what
-     is pending (``alembic upgrade head`` and ``manage.py migrate`` are idempotent);
+     is pending (``alembic upgrade head`` and ``manage.py migrate`` are idempotent); then the
+     spec's ``release:`` steps, once, in the same play (a failure stops before any switch);
   7. ``switch`` batch by batch (the first batch of hosts not yet on the release is the canary);
      when a batch goes over ``max_fail``, the roll stops and the hosts of that batch that did
      switch go back to their previous release;
