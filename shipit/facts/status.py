@@ -18,7 +18,7 @@ invocation, so CPU % costs no extra round trip. Parsed shape (all keys always pr
          "main_pid": 1234,                      # 0 when not running
          "memory": 123456789 | None,            # bytes: the cgroup's memory, else the sum of its processes' RSS
          "cpu_percent": 1.5 | None,             # % of one CPU over the sample (None: unknown)
-         "workers": 2 | None},                  # web units only: uvicorn worker processes
+         "workers": 2 | None},                  # web units only: the server's worker processes
        ...}}
 
 ``workers`` counts the main process's children that are worker processes (multiprocessing's
