@@ -163,7 +163,8 @@ class ShipitGroup(click.Group):
     lab's code, which matters for a tool whose no-op run takes about a second.)
     """
 
-    lazy = {"lab": ("shipit.lab.cli", "lab")}
+    lazy = {"lab": ("shipit.lab.cli", "lab"),
+            "logs": ("shipit.daytwo", "logs_cmd"), "console": ("shipit.daytwo", "console_cmd")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -271,44 +272,30 @@ def facts_cmd(env: str, inventory: str | None, limit: str | None, forks: int, as
 @click.argument("env")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--become/--no-become", default=False, show_default=True, help="Run as root via sudo.")
+@click.option("--timeout", type=click.FloatRange(1, 7 * 86400), default=3600.0, show_default=True,
+              metavar="SECONDS", help="Stop the command on a host after this long.")
 @common_run_options
-def exec_cmd(env: str, command: tuple[str, ...], become: bool, inventory: str | None,
+def exec_cmd(env: str, command: tuple[str, ...], become: bool, timeout: float, inventory: str | None,
              limit: str | None, forks: int, as_json: bool, accept_new_host_keys: bool) -> None:
-    """Run a shell command on every host of ENV (use -- before it): shipit exec prod -- uptime."""
-    from concurrent.futures import ThreadPoolExecutor
+    """Run a shell command on every host of ENV (use -- before it): shipit exec prod -- uptime.
 
-    from shipit.transport import HostUnreachable
+    Output is shown live, each line prefixed with its host (with --json: collected, one
+    document at the end).
+    """
+    from shipit.remote_exec import run_exec
 
     def body() -> int:
         inv = load_inventory(inventory_path(env, inventory))
         _check_limit(inv, limit)
         hosts = inv.select(limit or "all")
         pool = ssh_pool(inv, accept_new_host_keys)
-        line = " ".join(command)
-
-        def one(host: str) -> dict[str, Any]:
-            try:
-                r = pool.get(host).run(line + "\n", become=become)
-                return {"host": host, "rc": r.rc, "stdout": r.stdout, "stderr": r.stderr}
-            except HostUnreachable as exc:
-                return {"host": host, "rc": None, "stdout": "", "stderr": exc.message}
-
         try:
-            with ThreadPoolExecutor(max_workers=min(forks, max(1, len(hosts)))) as workers:
-                results = list(workers.map(one, hosts))
+            results = run_exec(pool, hosts, " ".join(command), become=become, timeout=timeout,
+                               forks=forks, live=not as_json)
         finally:
             pool.close()
-        out = Console(highlight=False)
         if as_json:
             print_json({"results": results})
-        else:
-            for r in results:
-                status = "unreachable" if r["rc"] is None else f"rc={r['rc']}"
-                style = "green" if r["rc"] == 0 else "red"
-                out.print(f"[bold]{r['host']}[/] [{style}]{status}[/]")
-                for text in (r["stdout"], r["stderr"]):
-                    if text.strip():
-                        out.print(text.rstrip(), markup=False, highlight=False)
         return 0 if all(r["rc"] == 0 for r in results) else 1
 
     run_guarded(body, as_json=as_json)

@@ -24,13 +24,20 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shipit.facts import FactQuery, build_gather_script, split_gather_output, unique
 from shipit.facts.registry import fact_kinds
 from shipit.modules.base import Module, Plan, PlanContext
-from shipit.transport import CommandInterrupted, CommandResult, NoExitStatus, RemoteTimeout, TransportStats
+from shipit.transport import (
+    CommandInterrupted,
+    CommandResult,
+    NoExitStatus,
+    OutputSink,
+    RemoteTimeout,
+    TransportStats,
+)
 
 
 def _interrupted(host: str, result: CommandResult | None = None) -> CommandInterrupted:
@@ -87,6 +94,20 @@ class LocalShellTransport:
             raise _interrupted(self.host, _decode(-1, out, err))
         return _decode(proc.returncode, out, err)
 
+    def stream(self, script: str, on_output: OutputSink, *, become: bool = True,
+               timeout: float | None = None) -> int:
+        """Run ``script`` as :meth:`run` does, then hand its output to ``on_output`` (in one
+        chunk per stream: good enough for tests of what reaches the sink)."""
+        result = self.run(script, become=become, timeout=timeout)
+        _emit(result, on_output)
+        return result.rc
+
+    def interactive(self, argv: list[str], *, become: bool = True) -> int:
+        """Run ``argv`` here with this process's stdio; its exit status."""
+        self.stats.execs += 1
+        self.scripts.append(" ".join(argv))
+        return subprocess.call(argv)
+
     def put(self, local: str, remote: str) -> None:
         """Copy ``local`` to ``remote`` on this machine (relative: in ``$HOME``, as SFTP does)."""
         if self._cancelled:
@@ -126,6 +147,13 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except OSError:
         pass
+
+
+def _emit(result: CommandResult, on_output: OutputSink) -> None:
+    if result.stdout:
+        on_output("stdout", result.stdout.encode())
+    if result.stderr:
+        on_output("stderr", result.stderr.encode())
 
 
 def _decode(rc: int, out: bytes | None, err: bytes | None) -> CommandResult:
@@ -194,6 +222,28 @@ class FakeTransport:
         if isinstance(answer, BaseException):
             raise answer
         return answer
+
+    def stream(self, script: str, on_output: OutputSink, *, become: bool = True,
+               timeout: float | None = None) -> int:
+        """Answer ``script`` as :meth:`run` does, handing the answer's output to ``on_output``;
+        a :class:`Hang` hands over its ``partial`` output first, then blocks (``logs -f``)."""
+        self.stats.execs += 1
+        self.scripts.append(script)
+        if self._abort.is_set():
+            raise _interrupted(self.host)
+        answer = self.respond(script)
+        if isinstance(answer, Hang):
+            _emit(answer.partial, on_output)
+            answer = self._hang(replace(answer, partial=CommandResult(-1, "", "")), timeout)
+        if isinstance(answer, BaseException):
+            raise answer
+        _emit(answer, on_output)
+        return answer.rc
+
+    def interactive(self, argv: list[str], *, become: bool = True) -> int:
+        """Record ``argv`` (space-joined) as a script; answer with ``respond``'s rc."""
+        answer = self.run(" ".join(argv), become=become)
+        return answer.rc
 
     def _hang(self, hang: Hang, timeout: float | None) -> CommandResult:
         waits = [w for w in (hang.seconds, timeout) if w is not None]

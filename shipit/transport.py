@@ -23,6 +23,7 @@ for it in unit tests and honour ``timeout`` and ``cancel`` the same way.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import select
@@ -41,6 +42,9 @@ from paramiko.common import cMSG_CHANNEL_REQUEST
 from paramiko.message import Message
 
 from shipit.errors import ShipitError
+
+OutputSink = Callable[[str, bytes], None]
+"""``on_output(stream, data)`` of :meth:`Transport.stream`: ``"stdout"``/``"stderr"``, bytes."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,26 @@ class Transport(Protocol):
             CommandInterrupted: :meth:`cancel` was called (before or during the command).
             NoExitStatus: the command ended without an exit status (killed by a signal).
             HostUnreachable: the connection could not be made or was lost.
+        """
+        ...
+
+    def stream(self, script: str, on_output: OutputSink, *, become: bool = True,
+               timeout: float | None = None) -> int:
+        """Run ``script`` like :meth:`run`, handing output to ``on_output`` as it arrives.
+
+        ``on_output(stream, data)``: ``stream`` is ``"stdout"`` or ``"stderr"``, ``data`` the
+        bytes received (any split: not whole lines). Called from the calling thread. Returns
+        the exit status. Raises what :meth:`run` raises (the partial ``result`` is empty:
+        the output was handed over already).
+        """
+        ...
+
+    def interactive(self, argv: list[str], *, become: bool = True) -> int:
+        """Run ``argv`` (words, quoted here) on a remote pseudo-terminal wired to this
+        process's terminal (raw mode, window size); returns its exit status.
+
+        For consoles: nothing but ``argv`` is sent, and no secret may be in it.
+        Raises: HostUnreachable.
         """
         ...
 
@@ -387,6 +411,48 @@ class SSHTransport:
         A ``KeyboardInterrupt`` raised in the calling thread aborts the command the same way
         (SIGTERM, close) and propagates.
         """
+        return self._execute(script, become, timeout, None)
+
+    def stream(self, script: str, on_output: OutputSink, *, become: bool = True,
+               timeout: float | None = None) -> int:
+        """Run ``script`` as :meth:`run` does, handing each chunk of output to ``on_output``
+        (``"stdout"``/``"stderr"``, bytes) as it arrives instead of keeping it.
+
+        For ``shipit logs -f`` and live ``exec``: ``timeout`` None (and no
+        ``target.command_timeout``) lets it run until :meth:`cancel`. Returns the exit status.
+
+        Raises: as :meth:`run` (the exceptions' ``result`` then holds no output).
+        """
+        return self._execute(script, become, timeout, on_output).rc
+
+    def interactive(self, argv: list[str], *, become: bool = True) -> int:
+        """Run ``argv`` on a remote pseudo-terminal bound to this terminal; its exit status.
+
+        Uses fabric's ``Connection.run(pty=True)`` (invoke puts the local terminal in
+        character-buffered mode, forwards stdin and the window size). The command line is
+        ``argv`` quoted word by word, under ``sudo -n --`` with ``become`` (with the become
+        password set, fabric's ``sudo`` answers the prompt). No timeout: a person is at it.
+
+        Raises:
+            HostUnreachable: the connection could not be made or was lost.
+        """
+        line = " ".join(shlex.quote(w) for w in argv)
+        with self._lock:
+            self._refuse_if_cancelled()
+            conn = self._connection()
+            self.stats.execs += 1
+            password = os.environ.get(self.target.become_password_env) if become else None
+            try:
+                if password:
+                    result = conn.sudo(line, password=password, pty=True, warn=True)
+                else:
+                    result = conn.run(("sudo -n -- " if become else "") + line, pty=True, warn=True)
+            except (OSError, paramiko.SSHException, EOFError) as exc:
+                raise HostUnreachable(f"{self.host}: SSH session failed: {exc or type(exc).__name__}") from None
+            return int(result.exited)
+
+    def _execute(self, script: str, become: bool, timeout: float | None,
+                 sink: OutputSink | None) -> CommandResult:
         limit = timeout if timeout is not None else self.target.command_timeout
         command, stdin = self._command(script, become)
         with self._lock:
@@ -414,7 +480,7 @@ class SSHTransport:
                         raise self._interrupted(None) from None
                     raise HostUnreachable(f"{self.host}: SSH session failed: {exc or type(exc).__name__}") from None
                 self.stats.execs += 1
-                return self._exchange(cmd, stdin, deadline, limit, transport)
+                return self._exchange(cmd, stdin, deadline, limit, transport, sink)
             except BaseException:
                 _abort(cmd, cmd.aborted or "error")
                 raise
@@ -424,12 +490,18 @@ class SSHTransport:
                 chan.close()
 
     def _exchange(self, cmd: _Command, stdin: bytes, deadline: float | None, limit: float | None,
-                  transport: paramiko.Transport) -> CommandResult:
-        """Send ``stdin`` and read both streams until EOF and exit status, one select loop."""
+                  transport: paramiko.Transport, sink: OutputSink | None = None) -> CommandResult:
+        """Send ``stdin`` and read both streams until EOF and exit status, one select loop.
+
+        With ``sink`` the output is handed to it as it arrives (and not kept)."""
         chan = cmd.chan
         chan.settimeout(0.0)
         out: list[bytes] = []
         err: list[bytes] = []
+        keep_out: Callable[[bytes], None] = out.append
+        keep_err: Callable[[bytes], None] = err.append
+        if sink is not None:
+            keep_out, keep_err = functools.partial(sink, "stdout"), functools.partial(sink, "stderr")
         sent = 0
         stdin_open = True
         out_eof = err_eof = False
@@ -459,10 +531,10 @@ class SSHTransport:
                 stdin_open = False
             progressed = False
             if not out_eof:
-                out_eof, got = _drain(chan.recv, out)
+                out_eof, got = _drain(chan.recv, keep_out)
                 progressed |= got
             if not err_eof:
-                err_eof, got = _drain(chan.recv_stderr, err)
+                err_eof, got = _drain(chan.recv_stderr, keep_err)
                 progressed |= got
             now = time.monotonic()
             if chan.exit_status_ready():
@@ -589,7 +661,7 @@ def _abort(cmd: _Command, why: str) -> None:
         pass
 
 
-def _drain(recv: Callable[[int], bytes], sink: list[bytes]) -> tuple[bool, bool]:
+def _drain(recv: Callable[[int], bytes], sink: Callable[[bytes], None]) -> tuple[bool, bool]:
     """Read what is buffered without blocking; returns (reached EOF, read something)."""
     got = False
     while True:
@@ -599,7 +671,7 @@ def _drain(recv: Callable[[int], bytes], sink: list[bytes]) -> tuple[bool, bool]
             return False, got
         if not chunk:
             return True, got
-        sink.append(chunk)
+        sink(chunk)
         got = True
 
 

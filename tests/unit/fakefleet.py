@@ -31,7 +31,14 @@ from shipit.layout import Layout
 from shipit.modules.base import Module, Plan, PlanContext
 from shipit.modules.registry import builtin_modules
 from shipit.pool import TransportPool
-from shipit.transport import CommandResult, HostUnreachable, TransportStats
+from shipit.transport import (
+    CommandInterrupted,
+    CommandResult,
+    HostUnreachable,
+    OutputSink,
+    RemoteTimeout,
+    TransportStats,
+)
 
 DEPLOY_MODULES = {"deploy_lock", "release_event", "release_switch", "release_prune", "release_command",
                   "release_slot", "release_artifact"}
@@ -102,6 +109,9 @@ class FakeHost:
     hang: str = ""  # a script containing this text never returns (until cancelled or timed out)
     migrations: int = 0
     release_steps: list[str] = field(default_factory=list)  # release: commands run, in order
+    journal: list[str] = field(default_factory=list)  # `journalctl -o json` lines it answers
+    console_out: str = ""  # what a console command (systemd-run) writes, and its exit status
+    console_rc: int = 0
     scripts: list[str] = field(default_factory=list)
     cancelled: threading.Event = field(default_factory=threading.Event)
     hanging: threading.Event = field(default_factory=threading.Event)  # set when a hang begins
@@ -240,6 +250,8 @@ class FakeFleetTransport:
                 raise ShipitError(f"{fake.name}: the command was interrupted")
             from shipit.errors import ShipitError
             raise ShipitError(f"{fake.name}: the command was stopped after {timeout:g} s (timeout)")
+        if script.startswith("readlink -- "):  # shipit console: which release is current
+            return CommandResult(0, f"{fake.current or ''}\n", "")
         out: list[str] = []
         err: list[str] = []
         rc_marker = re.search(r'echo "(@@shipit:[0-9a-f]+:rc:)\$__shipit_rc"', script)
@@ -272,6 +284,43 @@ class FakeFleetTransport:
         if fake.truncate_facts:
             return CommandResult(137, text[: len(text) // 3], "Killed")
         return CommandResult(0, text, "\n".join(err))
+
+    def stream(self, script: str, on_output: OutputSink, *, become: bool = True,
+               timeout: float | None = None) -> int:
+        """As :meth:`run`, output handed to ``on_output``. ``journalctl`` scripts answer with
+        the host's ``journal``; with ``--follow`` they then block until cancelled (Ctrl-C) or
+        ``timeout`` (``hanging`` is set first); ``systemd-run`` answers ``console_out``."""
+        fake = self.fake
+        if fake.unreachable:
+            raise HostUnreachable(f"{fake.name}: cannot connect: connection refused")
+        if script.startswith("exec journalctl") or "systemd-run" in script:
+            self.stats.execs += 1
+            fake.scripts.append(script)
+            if "systemd-run" in script:
+                if fake.console_out:
+                    on_output("stdout", fake.console_out.encode())
+                return fake.console_rc
+            if fake.journal:
+                on_output("stdout", "".join(line + "\n" for line in fake.journal).encode())
+            if "--follow" not in script:
+                return 0
+            fake.hanging.set()
+            if fake.cancelled.wait(timeout if timeout is not None else 30.0):
+                raise CommandInterrupted(fake.name, f"{fake.name}: interrupted")
+            raise RemoteTimeout(fake.name, timeout or 30.0)
+        result = self.run(script, become=become, timeout=timeout)
+        if result.stdout:
+            on_output("stdout", result.stdout.encode())
+        if result.stderr:
+            on_output("stderr", result.stderr.encode())
+        return result.rc
+
+    def interactive(self, argv: list[str], *, become: bool = True) -> int:
+        """Record the console's argv (space-joined); answer ``console_rc``."""
+        if self.fake.unreachable:
+            raise HostUnreachable(f"{self.fake.name}: cannot connect: connection refused")
+        self.fake.scripts.append(" ".join(argv))
+        return self.fake.console_rc
 
     def put(self, local: str, remote: str) -> None:
         self.stats.sftp += 1
