@@ -314,13 +314,15 @@ def modules_cmd() -> None:
 
 def _deployer(env: str, inventory: str | None, app_dir: str, forks: int, accept_new_host_keys: bool,
               progress: Console, verbose: bool = False, lock_wait: float = 0.0,
-              limit: str | None = None, need_secrets: bool = True) -> Any:
+              limit: str | None = None, need_secrets: bool = True, hooks: bool = False) -> Any:
     from shipit.deploy import Deployer, load_target
+    from shipit.hooks import Hooks
 
     inv = load_inventory(inventory_path(env, inventory))
     target = load_target(env, inv, app_dir, limit=limit, need_secrets=need_secrets)
+    found = Hooks.load(app_dir) if hooks else None  # a misnamed hook is bad input: exit 2
     return Deployer(target, ssh_pool(inv, accept_new_host_keys), ConsoleReporter(progress, verbose=verbose),
-                    forks, lock_wait)
+                    forks, lock_wait, hooks=found)
 
 
 class Terminated(KeyboardInterrupt):
@@ -396,7 +398,7 @@ def deploy_cmd(env: str, app_dir: str, lock_wait: float, verbose: bool, inventor
     def body() -> int:
         console = Console(stderr=as_json, highlight=False)
         deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console, verbose,
-                             lock_wait, limit)
+                             lock_wait, limit, hooks=True)
         outcome_code = _run_deploy_command(
             as_json, console, lambda: deployer.deploy(str(Path(".shipit/artifacts").resolve())),
             deployer.pool.close)
@@ -421,7 +423,7 @@ def rollback_cmd(env: str, app_dir: str, to: str | None, force: bool, lock_wait:
     def body() -> int:
         console = Console(stderr=as_json, highlight=False)
         deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console, False,
-                             lock_wait, limit)
+                             lock_wait, limit, hooks=True)
         console.print("[yellow]note:[/] database migrations are NOT reverted by a rollback; "
                       "the previous release runs against the current schema.")
         return _run_deploy_command(as_json, console, lambda: deployer.rollback(to, force),

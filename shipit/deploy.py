@@ -56,6 +56,7 @@ from shipit.facts import FactKind
 from shipit.facts.app import release_state
 from shipit.facts.registry import fact_kinds
 from shipit.facts.status import app_status
+from shipit.hooks import Hooks, hook_env
 from shipit.inventory import Inventory, leader_of
 from shipit.layout import Layout
 from shipit.modules.base import Module
@@ -441,14 +442,17 @@ class Deployer:
         build: the artifact builder (default :func:`shipit.artifact.build_artifact`; a fake in
             stubbed tests).
         modules, kinds: registries (default: the built-in ones plus plugins).
+        hooks: the app's ``.shipit/hooks`` (:class:`shipit.hooks.Hooks`; None: none run).
     """
 
     def __init__(self, target: Target, pool: TransportPool, reporter: DeployReporter,
                  forks: int = 20, lock_wait: float = 0.0, build: Any = None,
                  modules: Mapping[str, Module] | None = None,
                  kinds: Mapping[str, FactKind] | None = None,
-                 sleep: Any = time.sleep) -> None:
+                 sleep: Any = time.sleep, hooks: Hooks | None = None) -> None:
         self.target = target
+        self.hooks = hooks
+        self._release = ""
         self.pool = pool
         self.reporter = reporter
         self.forks = forks
@@ -592,12 +596,31 @@ class Deployer:
             ValidationError: invalid input found before any host was touched.
         """
         self._artifact_dir = artifact_dir
+        started = time.monotonic()
         try:
-            return self._deploy()
-        except KeyboardInterrupt as exc:  # before the lock: nothing on any host was changed
-            raise DeployFailed(f"interrupted ({getattr(exc, 'signal_name', 'Ctrl-C')}) before the deploy "
-                               "lock was taken; nothing was changed",
-                               exit_code=getattr(exc, "exit_code", 130)) from None
+            try:
+                outcome = self._deploy()
+            except KeyboardInterrupt as exc:  # before the lock: nothing on any host was changed
+                raise DeployFailed(f"interrupted ({getattr(exc, 'signal_name', 'Ctrl-C')}) before the deploy "
+                                   "lock was taken; nothing was changed",
+                                   exit_code=getattr(exc, "exit_code", 130)) from None
+        except DeployFailed as exc:
+            self._hook("deploy-failed", "deploy", self._release, started, exc.message)
+            raise
+        self._hook("post-deploy", "deploy", outcome.release, started)
+        return outcome
+
+    def _hook(self, name: str, action: str, release: str, started: float | None = None,
+              error: str | None = None) -> None:
+        """Run the app's hook ``name`` (see :mod:`shipit.hooks`); ``started`` (monotonic) given
+        for the hooks after the fact. Raises HookFailed for a failing ``pre-*`` hook."""
+        if self.hooks is None:
+            return
+        after = started is not None
+        self.hooks.run(name, hook_env(
+            name, self.target.env_name, self.target.spec.name, action, release, self.target.web, self.user,
+            result=("failed" if error else "ok") if after else None,
+            duration=time.monotonic() - started if started is not None else None, error=error))
 
     def _deploy(self) -> DeployOutcome:
         spec = self.target.spec
@@ -628,6 +651,7 @@ class Deployer:
                                self.measure_worker_memory(live))
         self._timed("facts", started)
 
+        self._hook("pre-build", "deploy", "")
         started = time.monotonic()
         self.reporter.phase("build", f"{spec.source} for {target.describe()}")
         try:
@@ -653,6 +677,8 @@ class Deployer:
                                           for h, s in live.items()})
         plays = self._playbook(extra)
         provision = self._provision(extra)
+        self._release = release
+        self._hook("pre-deploy", "deploy", release)  # before the lock: a failing hook changes nothing
         return self._locked(plays, extra, lambda: self._deploy_locked(plays, provision, extra, release, live))
 
     @staticmethod
@@ -999,7 +1025,10 @@ class Deployer:
                 raise DeployFailed(f"{message}\n{self.where_each_host_stands(outcome)}", outcome)
             return replace(outcome, changed=switched.changed())
 
-        return self._locked(plays, extra, body)
+        started = time.monotonic()
+        outcome = self._locked(plays, extra, body)
+        self._hook("post-rollback", "rollback", release, started)
+        return outcome
 
 
 def releases_rows(states: Mapping[str, Mapping[str, Any] | str]) -> list[dict[str, str]]:
