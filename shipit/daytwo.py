@@ -199,3 +199,86 @@ def console_cmd(env: str, command: tuple[str, ...], host: str | None, tty: bool 
             pool.close()
 
     cli.run_guarded(body)
+
+
+@click.command("check")
+@click.argument("env")
+@click.option("--playbook", "playbooks", multiple=True, metavar="FILE",
+              help="Also validate this playbook as `shipit run` would (repeatable).")
+@click.option("--hosts", "with_hosts", is_flag=True,
+              help="Also connect: reachability, host keys, sudo, each host's platform and Python.")
+@click.option("--limit", "-l", metavar="PATTERN", help="Only hosts matching this pattern.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@_ssh_options
+def check_cmd(env: str, playbooks: tuple[str, ...], with_hosts: bool, limit: str | None, as_json: bool,
+              inventory: str | None, accept_new_host_keys: bool, app_dir: str) -> None:
+    """Validate everything `deploy` validates (inventory, app spec, secrets present, env file,
+    playbooks, hooks) without connecting to any host; --hosts also checks the hosts.
+
+    Exit 0 all good; 2 bad input (every problem listed, file:line); 1 a host check failed.
+    """
+    from shipit.check import check_hosts, check_offline, refusing_pool
+    from shipit.deploy import Deployer
+    from shipit.modules.registry import builtin_modules
+    from shipit.playbook import load_playbook
+    from shipit.report import ConsoleReporter
+
+    def body() -> int:
+        inv = load_inventory(cli.inventory_path(env, inventory))
+        quiet = ConsoleReporter(Console(stderr=True, highlight=False))
+        report, deployer = check_offline(
+            env, inv, app_dir, playbooks, limit,
+            lambda name: load_playbook(cli.playbook_path(name), builtin_modules(), inv, {}),
+            lambda target: Deployer(target, refusing_pool(), quiet))
+        if report.problems:
+            raise ValidationError(report.problems)
+        hosts: dict[str, dict[str, Any]] = {}
+        if with_hosts and deployer is not None:
+            pool = ssh_pool(inv, accept_new_host_keys)
+            deployer.pool = pool
+            try:
+                hosts = check_hosts(deployer)
+            finally:
+                pool.close()
+        ok = all(r["ok"] for r in hosts.values())
+        if as_json:
+            cli.print_json({"ok": ok, "checked": report.checked, "hosts": hosts})
+        else:
+            out = Console(highlight=False)
+            for line in report.checked:
+                out.print("[green]ok[/] ", end="")
+                out.print(line, markup=False, soft_wrap=True)
+            for host, row in hosts.items():
+                out.print("[green]ok[/] " if row["ok"] else "[bold red]FAILED[/] ", end="")
+                out.print(f"{'fleet' if host == '*' else host}: {row['message']}", markup=False, soft_wrap=True)
+            if not with_hosts:
+                out.print("no host was contacted (--hosts checks them)")
+        return 0 if ok else 1
+
+    cli.run_guarded(body, as_json=as_json)
+
+
+@click.command("config")
+@click.argument("env")
+@click.option("-i", "--inventory", "inventory", metavar="PATH",
+              help="Inventory file (default: inventories/ENV.yml).")
+@click.option("--json", "as_json", is_flag=True, help="{key: {value, from}} on stdout.")
+@cli.app_option
+def config_cmd(env: str, inventory: str | None, as_json: bool, app_dir: str) -> None:
+    """Print ENV's merged app spec, each value with where it came from (shipit.yml or the
+    inventory, file:line, or default); secrets by name only (set or MISSING), never values."""
+    from shipit.check import load_config
+
+    def body() -> int:
+        inv = load_inventory(cli.inventory_path(env, inventory))
+        rows = load_config(env, inv, app_dir)
+        if as_json:
+            cli.print_json({key: {"value": value, "from": origin} for key, value, origin in rows})
+            return 0
+        width = max(len(k) for k, _, _ in rows)
+        for key, value, origin in rows:
+            shown = value.replace("\n", "\\n")
+            click.echo(f"{key.ljust(width)}  {shown}  # {origin}")
+        return 0
+
+    cli.run_guarded(body, as_json=as_json)

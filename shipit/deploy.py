@@ -622,17 +622,30 @@ class Deployer:
             result=("failed" if error else "ok") if after else None,
             duration=time.monotonic() - started if started is not None else None, error=error))
 
-    def _deploy(self) -> DeployOutcome:
+    def validate(self, artifact_dir: str = ".shipit/artifacts") -> str:
+        """Everything a deploy checks before its first connection (``shipit check``): the env
+        file renders, the deploy and provision playbooks load with the real variables. Returns
+        the env file's text (secrets in it: never print it).
+
+        Raises:
+            ValidationError: with file:line and key.
+        """
         spec = self.target.spec
         env_file = render_env_file(self.target)
         workers = 1 if spec.workers == "auto" else int(spec.workers)
         provisional = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{'0' * 12}"
-        # validate everything before the first connection (the artifact is built later, for
-        # the hosts' platform: a placeholder path and the app's wheel stand in for it)
-        first = self._deploy_extra(str(Path(self._artifact_dir) / "provisional.tar.gz"), ["app"],
+        # the artifact is built later, for the hosts' platform: a placeholder path and the
+        # app's wheel stand in for it
+        first = self._deploy_extra(str(Path(artifact_dir) / "provisional.tar.gz"), ["app"],
                                    env_file, workers, provisional)
         self._playbook(first)
         self._provision(first)
+        return env_file
+
+    def _deploy(self) -> DeployOutcome:
+        spec = self.target.spec
+        env_file = self.validate(self._artifact_dir)  # before the first connection
+        workers = 1 if spec.workers == "auto" else int(spec.workers)
 
         started = time.monotonic()
         self.reporter.phase("facts", ", ".join(self.target.web))
