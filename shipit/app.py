@@ -57,7 +57,7 @@ import jinja2.nodes
 from dotenv import dotenv_values
 
 from shipit import webserver
-from shipit.errors import Problem, ValidationError
+from shipit.errors import Problem, ValidationError, did_you_mean
 from shipit.layout import Layout
 from shipit.templating import make_environment, template_problems, variables_in
 from shipit.yamlfile import LineDict, line_of, load_yaml_file, type_name
@@ -294,7 +294,8 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
             merged[k] = (v, overrides_file, overrides)
     for key, (_, file, container) in merged.items():
         if key not in _TOP:
-            c.add(file, container, key, str(key), f"unknown app key; expected one of {', '.join(sorted(_TOP))}")
+            c.add(file, container, key, str(key), f"unknown app key; expected one of {', '.join(sorted(_TOP))}"
+                  + did_you_mean(key, _TOP))
     origins: dict[str, tuple[str, int]] = {str(k): (f, line_of(ct, k)) for k, (_, f, ct) in merged.items()}
 
     def get(key: str, default: Any = None) -> tuple[Any, str, Any]:
@@ -441,7 +442,8 @@ def _check_web(c: _Checker, web: Any, wf: str, wct: Any) -> Web:
         return Web()
     for key in web:
         if key not in _WEB_KEYS:
-            c.add(wf, web, key, f"web.{key}", f"unknown key; expected {', '.join(_WEB_KEYS)}")
+            c.add(wf, web, key, f"web.{key}", f"unknown key; expected {', '.join(_WEB_KEYS)}"
+                  + did_you_mean(key, _WEB_KEYS))
     given = [k for k in ("asgi", "wsgi", "app") if k in web]
     interface = "wsgi" if given == ["wsgi"] else "asgi"
     ref: Any = ""
@@ -576,7 +578,8 @@ def _check_processes(c: _Checker, raw: Any, f: str, ct: Any) -> list[Process]:
         ok = True
         for key in p:
             if key not in ("name", "command", "instances"):
-                c.add(f, p, key, f"{where}.{key}", "unknown key; expected name, command, instances")
+                c.add(f, p, key, f"{where}.{key}", "unknown key; expected name, command, instances"
+                      + did_you_mean(key, ("name", "command", "instances")))
                 ok = False
         name = p.get("name")
         if not isinstance(name, str) or not _NAME.match(name):
@@ -611,7 +614,8 @@ def _check_health(c: _Checker, health: Any, f: str, ct: Any) -> tuple[str, float
         return "/health", 30.0
     for key in health:
         if key not in ("path", "timeout"):
-            c.add(f, health, key, f"health.{key}", "unknown key; expected path, timeout")
+            c.add(f, health, key, f"health.{key}", "unknown key; expected path, timeout"
+                  + did_you_mean(key, ("path", "timeout")))
     path = health.get("path", "/health")
     if not isinstance(path, str) or len(path) > 2048 or not _HEALTH_PATH.match(path):
         c.add(f, health, "path", "health.path", "expected an absolute URL path such as /health or /healthz?full=1: "
@@ -717,7 +721,8 @@ def _check_database(c: _Checker, database: Any, f: str, ct: Any, secrets: list[s
     ok = True
     for key in database:
         if key not in ("name", "user", "password_secret"):
-            c.add(f, database, key, f"database.{key}", "unknown key; expected name, user, password_secret")
+            c.add(f, database, key, f"database.{key}", "unknown key; expected name, user, password_secret"
+                  + did_you_mean(key, ("name", "user", "password_secret")))
             ok = False
     for key in ("name", "user"):
         value = database.get(key)

@@ -50,7 +50,7 @@ from typing import Any
 
 import yaml
 
-from shipit.errors import Problem, ValidationError
+from shipit.errors import Problem, ValidationError, did_you_mean
 from shipit.yamlfile import LineDict, line_of, load_yaml_file, type_name
 
 
@@ -341,7 +341,8 @@ def _load_native(p: Path, data: LineDict, problems: _Problems) -> Inventory:
     base = p.parent
     for key in data:
         if key not in _TOP_KEYS:
-            problems.add(data, key, str(key), f"unknown key; expected one of {', '.join(sorted(_TOP_KEYS))}")
+            problems.add(data, key, str(key), f"unknown key; expected one of {', '.join(sorted(_TOP_KEYS))}"
+                         + did_you_mean(key, _TOP_KEYS))
     ssh = data.get("ssh") or LineDict()
     defaults: dict[str, Any] = {}
     known_hosts: list[str] = []
@@ -350,7 +351,8 @@ def _load_native(p: Path, data: LineDict, problems: _Problems) -> Inventory:
         for key, value in ssh.items():
             name = f"ssh.{key}"
             if key not in _SSH_KEYS:
-                problems.add(ssh, key, name, f"unknown key; expected one of {', '.join(sorted(_SSH_KEYS))}")
+                problems.add(ssh, key, name, f"unknown key; expected one of {', '.join(sorted(_SSH_KEYS))}"
+                             + did_you_mean(key, _SSH_KEYS))
             elif key == "connect_timeout":
                 problem = seconds_problem(value, 1, 3600)
                 if problem:
@@ -387,7 +389,8 @@ def _load_native(p: Path, data: LineDict, problems: _Problems) -> Inventory:
             for key, value in spec.items():
                 k = f"{key_name}.{key}"
                 if key not in _HOST_KEYS:
-                    problems.add(spec, key, k, f"unknown key; expected one of {', '.join(sorted(_HOST_KEYS))}")
+                    problems.add(spec, key, k, f"unknown key; expected one of {', '.join(sorted(_HOST_KEYS))}"
+                                 + did_you_mean(key, _HOST_KEYS))
                 elif key == "leader":
                     if _expect(problems, spec, key, value, bool, k, "true or false"):
                         h["leader"] = value
@@ -420,7 +423,8 @@ def _load_native(p: Path, data: LineDict, problems: _Problems) -> Inventory:
             for key, value in spec.items():
                 k = f"{key_name}.{key}"
                 if key not in _GROUP_KEYS:
-                    problems.add(spec, key, k, f"unknown key; expected one of {', '.join(sorted(_GROUP_KEYS))}")
+                    problems.add(spec, key, k, f"unknown key; expected one of {', '.join(sorted(_GROUP_KEYS))}"
+                                 + did_you_mean(key, _GROUP_KEYS))
                 elif key == "vars":
                     if _expect(problems, spec, key, value, dict, k, "a mapping of variables"):
                         g["vars"] = dict(value)
@@ -534,7 +538,8 @@ def _load_ansible_yaml(p: Path, data: LineDict) -> Inventory:
             return
         for key in node:
             if key not in ("hosts", "children", "vars"):
-                problems.add(node, key, f"{path}.{key}", "unknown key; expected hosts, children or vars")
+                problems.add(node, key, f"{path}.{key}", "unknown key; expected hosts, children or vars"
+                             + did_you_mean(key, ("hosts", "children", "vars")))
         g = groups_spec.setdefault(name, {"hosts": [], "children": [], "vars": {}})
         hosts = node.get("hosts")
         if hosts is not None and not isinstance(hosts, dict):

@@ -36,7 +36,7 @@ from typing import Any
 
 import jinja2
 
-from shipit.errors import Problem, ValidationError
+from shipit.errors import Problem, ValidationError, did_you_mean
 from shipit.inventory import Inventory
 from shipit.modules.base import Module
 from shipit.templating import make_environment, template_problems, variables_in
@@ -155,7 +155,8 @@ class _Checker:
         name = str(raw.get("name", where))
         for key in raw:
             if key not in PLAY_KEYS:
-                self.add(raw, key, str(key), f"unknown play key; expected one of {', '.join(sorted(PLAY_KEYS))}")
+                self.add(raw, key, str(key), f"unknown play key; expected one of {', '.join(sorted(PLAY_KEYS))}"
+                         + did_you_mean(key, PLAY_KEYS))
         hosts = raw.get("hosts")
         host_names: list[str] = []
         if not isinstance(hosts, str) or not hosts.strip():
@@ -250,7 +251,8 @@ class _Checker:
         for key in unknown:
             self.add(raw, key, str(key),
                      f"unknown module or task key in {kind} '{name_for_errors}'; modules: "
-                     f"{', '.join(sorted(self.modules))}; task keys: {', '.join(sorted(TASK_KEYS))}")
+                     f"{', '.join(sorted(self.modules))}; task keys: {', '.join(sorted(TASK_KEYS))}"
+                     + did_you_mean(key, [*self.modules, *TASK_KEYS]))
         modules = [k for k in module_keys if k in self.modules]
         if len(modules) != 1:
             if not unknown:
@@ -321,7 +323,7 @@ class _Checker:
             where = f"{module_name}.{key}"
             if spec is None:
                 self.add(value, key, where, f"unknown param of module {module_name}; expected one of "
-                         + ", ".join(sorted(module.params)))
+                         + ", ".join(sorted(module.params)) + did_you_mean(key, module.params))
                 ok = False
                 continue
             if not _is_template(v) and not spec.accepts(v):

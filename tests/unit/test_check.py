@@ -108,3 +108,28 @@ def test_config_says_where_each_value_came_from_and_hides_secrets(fleet: Fleet, 
     assert doc["env.SECRET_KEY"]["value"] == "{{ secrets.SECRET_KEY }}"
     text = CliRunner().invoke(cli.main, args).stdout
     assert "s3cr3t-value" not in result.stdout + text and "domains" in text
+
+
+@pytest.mark.parametrize(("where", "text", "hint"), [
+    ("app", "keep_release: 3\n", "did you mean 'keep_releases'?"),
+    ("app", "web: {app: x:app, worker: 2}\n", "did you mean 'workers'?"),
+    ("app", "health: {pth: /health}\n", "did you mean 'path'?"),
+    ("inv", "hosts:\n  web1: {adress: 127.0.0.1}\n", "did you mean 'address'?"),
+    ("book", "- hosts: all\n  tasks:\n    - shel: echo hi\n", "did you mean 'shell'?"),
+    ("book", "- hosts: all\n  taks: []\n", "did you mean 'tasks'?"),
+])
+def test_unknown_keys_get_a_did_you_mean(tmp_path: Path, offline: None, where: str, text: str, hint: str) -> None:
+    write_case(tmp_path, Case("none", "app", "", "", ""))
+    app = tmp_path / "app" / "shipit.yml"
+    app.write_text("name: example\nweb: {app: x:app}\ndomains: [a.test]\n")
+    args = ["check", "test", "-i", str(tmp_path / "inv.yml"), "--app", str(tmp_path / "app")]
+    if where == "app":
+        app.write_text(app.read_text().replace("web: {app: x:app}\n", "") + text
+                       if text.startswith("web:") else app.read_text() + text)
+    elif where == "inv":
+        (tmp_path / "inv.yml").write_text(text + "groups: {web: {hosts: [web1]}}\n")
+    else:
+        (tmp_path / "book.yml").write_text(text)
+        args += ["--playbook", str(tmp_path / "book.yml")]
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 2 and hint in result.output, result.output
