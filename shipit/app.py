@@ -31,6 +31,8 @@ Shape (every key but ``name``, the web app and ``domains`` optional)::
     secrets: [DB_PASSWORD]            # from the runner's environment, else the secrets file;
                                       # each must be used by env: or database.password_secret
     secrets_file: ~/.config/shipit/{env}.env   # KEY=VALUE lines, outside the repo
+    secrets_command: sops -d secrets.$SHIPIT_ENV.env   # run on the runner (sh -c, in the app
+                                      # dir, SHIPIT_ENV set); its stdout: KEY=VALUE lines
     database: {name: example, user: example, password_secret: DB_PASSWORD}  # PostgreSQL on group db
     keep_releases: 5
     serial: 1                         # batch size of the rolling switch: 1, "25%", [1, "50%"]
@@ -104,6 +106,7 @@ class AppSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
     secrets_file: str | None = None
+    secrets_command: str | None = None
     database: Mapping[str, str] | None = None
     keep_releases: int = 5
     serial: tuple[int | str, ...] = (1,)
@@ -159,8 +162,8 @@ class _Checker:
 
 
 _TOP = {"name", "python", "web", "processes", "migrate", "migrate_timeout", "health", "domains", "tls",
-        "env", "secrets", "secrets_file", "database", "keep_releases", "serial", "max_fail",
-        "memory_budget", "source", "canary", "build", "release", "static", "shared_dirs"}
+        "env", "secrets", "secrets_file", "secrets_command", "database", "keep_releases", "serial",
+        "max_fail", "memory_budget", "source", "canary", "build", "release", "static", "shared_dirs"}
 
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _HOSTNAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
@@ -364,6 +367,11 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
                                      or "\x00" in secrets_file):
         c.add(f, ct, "secrets_file", "secrets_file",
               f"expected the path of a KEY=VALUE file, e.g. ~/.config/shipit/{{env}}.env; got {secrets_file!r}")
+    secrets_command, f, ct = get("secrets_command")
+    if secrets_command is not None:
+        problem = command_problem(secrets_command, "a command printing KEY=VALUE lines (e.g. sops -d secrets.env)")
+        if problem:
+            c.add(f, ct, "secrets_command", "secrets_command", problem)
     keep, f, ct = get("keep_releases", 5)
     if not isinstance(keep, int) or isinstance(keep, bool) or not 2 <= keep <= 1000:
         c.add(f, ct, "keep_releases", "keep_releases",
@@ -409,7 +417,7 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
                    health_path=health_path, health_timeout=float(health_timeout), domains=tuple(domains),
                    tls_internal=acme_email is None, acme_email=acme_email,
                    env=env[0], secrets=tuple(secrets),
-                   secrets_file=secrets_file, database=database,
+                   secrets_file=secrets_file, secrets_command=secrets_command, database=database,
                    keep_releases=keep, serial=tuple(serial_items), max_fail=float(max_fail),
                    canary_bake=float(bake),
                    memory_budget=str(budget), migrate_timeout=float(migrate_timeout),
@@ -756,8 +764,54 @@ def _check_unused_secrets(c: _Checker, raw: Any, f: str, ct: Any, env: set[str],
                   f"{name}: '{{{{ secrets.{name} }}}}' (or name it as database.password_secret)")
 
 
+#: Seconds ``secrets_command`` may run (a password manager may ask to unlock).
+SECRETS_COMMAND_TIMEOUT = 120.0
+
+
+def run_secrets_command(spec: AppSpec, env_name: str) -> dict[str, str]:
+    """Run ``spec.secrets_command`` on the runner and parse its stdout as dotenv lines.
+
+    ``sh -c`` in the directory of ``shipit.yml`` with the runner's environment plus
+    ``SHIPIT_ENV``; stdin is the terminal's (an ``op`` or ``bws`` login may prompt); at most
+    :data:`SECRETS_COMMAND_TIMEOUT` seconds. Its stdout is parsed by python-dotenv (quoted
+    values keep quotes, ``$``, spaces and newlines) and never printed; on failure only the
+    last line of its stderr is quoted.
+
+    Raises:
+        ValidationError: it could not start, timed out or exited non-zero (key
+            ``secrets_command``), before any connection.
+    """
+    import subprocess
+
+    assert spec.secrets_command is not None
+    file, line = spec.where("secrets_command")
+    cwd = Path(spec.file).parent if spec.file else Path.cwd()
+
+    def fail(why: str) -> ValidationError:
+        return ValidationError([Problem(file, line, "secrets_command", why)])
+
+    try:
+        done = subprocess.run(["/bin/sh", "-c", spec.secrets_command], cwd=cwd, capture_output=True,
+                              env={**os.environ, "SHIPIT_ENV": env_name}, timeout=SECRETS_COMMAND_TIMEOUT,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        raise fail(f"still running after {SECRETS_COMMAND_TIMEOUT:g} s; stopped") from None
+    except OSError as exc:
+        raise fail(f"could not run: {exc}") from None
+    if done.returncode != 0:
+        last = (done.stderr.decode("utf-8", "replace").strip().splitlines() or [""])[-1][:300]
+        raise fail(f"exited {done.returncode}" + (f": {last}" if last else ""))
+    try:
+        text = done.stdout.decode("utf-8")
+    except UnicodeDecodeError:
+        raise fail("its output is not UTF-8 text (expected KEY=VALUE lines)") from None
+    return {k: v for k, v in dotenv_values(stream=io.StringIO(text), interpolate=False).items() if v is not None}
+
+
 def load_secrets(spec: AppSpec, env_name: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Values of the spec's secrets: the runner's environment first, then the secrets file.
+    """Values of the spec's secrets: the runner's environment first, then what
+    ``secrets_command`` prints (run only if a secret is not in the environment, see
+    :func:`run_secrets_command`), then the secrets file.
 
     The secrets file (default ``~/.config/shipit/<env>.env``) is a dotenv file, read with
     python-dotenv (``KEY=VALUE``, quoted values may hold quotes, ``$``, spaces and newlines).
@@ -780,13 +834,17 @@ def load_secrets(spec: AppSpec, env_name: str, environ: Mapping[str, str] | None
             raise ValidationError([Problem(file, line, "secrets_file", f"cannot read {path}: {exc}")]) from None
         from_file = {k: v for k, v in dotenv_values(stream=io.StringIO(text), interpolate=False).items()
                      if v is not None}
+    from_command: dict[str, str] = {}
+    if spec.secrets_command and any(not environ.get(name) for name in spec.secrets):
+        from_command = run_secrets_command(spec, env_name)
     values: dict[str, str] = {}
     for name in spec.secrets:
         file, line = spec.where(f"secrets.{name}")
-        secret = environ.get(name) or from_file.get(name)
+        secret = environ.get(name) or from_command.get(name) or from_file.get(name)
         if not secret:
+            also = " (secrets_command did not print it)" if spec.secrets_command else ""
             problems.append(Problem(file, line, f"secrets.{name}",
-                                    f"no value: set the environment variable {name} or add {name}=… to {path}"))
+                                    f"no value: set the environment variable {name} or add {name}=… to {path}{also}"))
         elif "\x00" in secret:
             problems.append(Problem(file, line, f"secrets.{name}",
                                     "its value contains a NUL byte, which no environment variable can hold"))

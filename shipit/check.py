@@ -177,20 +177,19 @@ def config_rows(spec: AppSpec, secrets_set: Mapping[str, bool]) -> list[tuple[st
 def load_config(env_name: str, inv: Inventory, app_dir: str,
                 environ: Mapping[str, str] | None = None) -> list[tuple[str, str, str]]:
     """The merged spec's rows for ``config`` (see :func:`config_rows`); which secrets are
-    available is asked of :func:`shipit.app.load_secrets` one name at a time, values dropped.
+    available is asked of :func:`shipit.app.load_secrets` (values dropped at once).
 
     Raises:
         ValidationError: the spec or inventory is invalid.
     """
-    from dataclasses import replace
-
     from shipit.app import load_secrets
 
     spec = load_app_spec(app_dir, inv.app, inv.path)
-    present: dict[str, bool] = {}
-    for name in spec.secrets:
-        try:
-            present[name] = bool(load_secrets(replace(spec, secrets=(name,)), env_name, environ))
-        except ValidationError:
-            present[name] = False
-    return config_rows(spec, present)
+    try:
+        load_secrets(spec, env_name, environ)  # one run of secrets_command, if any
+        missing: set[str] = set()
+    except ValidationError as exc:
+        keys = {p.key for p in exc.problems}
+        missing = set(spec.secrets) if "secrets_command" in keys else {
+            k.removeprefix("secrets.") for k in keys}
+    return config_rows(spec, {name: name not in missing for name in spec.secrets})
