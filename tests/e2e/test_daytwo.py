@@ -1,7 +1,8 @@
 """Day two on real hosts (issue 13): `logs -f` streams a line the app writes on web2 while
 following every host; `console` runs in the current release with the env file's values exact
-(a quote, a `$`, a newline); a failing pre-deploy hook stops a deploy with nothing touched and
-the lock free; `check` finds bad input with no network at all (inside `unshare -n`).
+(a quote, a `$`, a newline, coming from the app's `secrets_command`); a failing pre-deploy
+hook stops a deploy with nothing touched and the lock free; `check` finds bad input with no
+network at all (inside `unshare -n`).
 
 The tests in this file run in order on one deploy of a copy of the example app.
 """
@@ -56,8 +57,9 @@ class DayTwo(Env):
                               cwd=self.work, stdin=subprocess.DEVNULL)
 
     def environ(self) -> dict[str, str]:
-        return {**os.environ, "HOME": str(self.home), "DB_PASSWORD": "e2e-Secret-pw-1", "X": X_VALUE,
-                "COLUMNS": "200"}
+        environ = {**os.environ, "HOME": str(self.home), "DB_PASSWORD": "e2e-Secret-pw-1", "COLUMNS": "200"}
+        environ.pop("X", None)  # X comes from the app's secrets_command
+        return environ
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,12 @@ def app(env: DayTwo) -> Path:
     dest = copy_app(env.work / "app", main_suffix=SHOUT)
     spec = dest / "shipit.yml"
     text = spec.read_text().replace("env:\n", "env:\n  X: '{{ secrets.X }}'\n", 1)
-    spec.write_text(text.replace("secrets: [DB_PASSWORD]", "secrets: [DB_PASSWORD, X]"))
+    text = text.replace("secrets: [DB_PASSWORD]", "secrets: [DB_PASSWORD, X]\n"
+                        "secrets_command: cat ../secrets.$SHIPIT_ENV.env")  # outside the app: not shipped
+    spec.write_text(text)
+    # what a password manager's CLI prints: dotenv, double-quoted with escapes
+    escaped = X_VALUE.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    (dest.parent / f"secrets.{ENV_NAME}.env").write_text(f'X="{escaped}"\n')
     return dest
 
 
