@@ -179,6 +179,34 @@ def test_console_is_the_app_user_in_the_current_release_and_passes_the_exit_stat
     assert "second line" not in env.run_on("web2", "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '\n")
 
 
+def test_console_at_a_terminal_gets_a_pseudo_terminal_on_the_host(
+        env: DayTwo, app: Path, deployed: dict[str, Any]) -> None:
+    """Run under a pty here (as a person would): the remote command has a TTY too."""
+    import pty
+
+    words = ["console", ENV_NAME, "-i", str(env.lab.inventory), "--app", str(app), "--",
+             "sh", "-c", "tty; echo \"user=$(id -un)\"; exit 3"]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "shipit.cli", *words], stdin=slave, stdout=slave,
+                            stderr=slave, env=env.environ(), cwd=env.work, close_fds=True)
+    os.close(slave)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the other side closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    rc = proc.wait(timeout=60)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    assert rc == 3, text
+    assert "/dev/pts/" in text and "user=example" in text, text
+
+
 def test_a_failing_pre_deploy_hook_stops_the_deploy_with_nothing_touched(
         env: DayTwo, app: Path, deployed: dict[str, Any]) -> None:
     changed = copy_app(env.work / "app-hook", main_suffix=SHOUT + "\n# changed\n")

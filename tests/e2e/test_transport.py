@@ -379,3 +379,64 @@ def test_an_unknown_host_key_is_still_refused(sshd: LocalSSHD, tmp_path: Path) -
                                key=str(sshd.dir / "client_key")), HostKeyPolicy(known_hosts=(str(empty),)))
     with pytest.raises(HostKeyRefused):
         t.run("true\n", timeout=WAIT)
+
+
+@pytest.mark.parametrize("become", [False, True], ids=["user", "sudo"])
+def test_stream_hands_output_over_while_the_command_runs(transport: SSHTransport, become: bool) -> None:
+    """`shipit logs -f` and live `exec`: the first line arrives before the command ends."""
+    tag = secrets.token_hex(4)
+    flag = f"/tmp/shipit-stream-{tag}"
+    got: list[tuple[str, bytes, bool]] = []
+
+    def sink(stream: str, data: bytes) -> None:
+        got.append((stream, data, os.path.exists(flag)))
+
+    script = f"echo first; echo oops >&2; while [ ! -e {flag} ]; do sleep 0.05; done; echo second\n"
+    done = threading.Event()
+
+    def release() -> None:  # create the flag only once the first line was handed over
+        deadline = time.monotonic() + WAIT
+        while not any(b"first" in d for _, d, _ in got) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        open(flag, "w").close()
+        done.set()
+
+    helper = threading.Thread(target=release)
+    helper.start()
+    try:
+        rc = transport.stream(script, sink, become=become, timeout=WAIT)
+    finally:
+        helper.join()
+        if os.path.exists(flag):
+            os.unlink(flag)
+    assert rc == 0 and done.is_set()
+    first = next(i for i, (_, d, _) in enumerate(got) if b"first" in d)
+    assert got[first][2] is False  # handed over while the command was still waiting
+    assert b"".join(d for s, d, _ in got if s == "stdout") == b"first\nsecond\n"
+    assert b"".join(d for s, d, _ in got if s == "stderr") == b"oops\n"
+
+
+def test_stream_is_cancelled_like_run(transport: SSHTransport) -> None:
+    sleeper = "sleep 302.25"
+    outcome: list[BaseException | int] = []
+    worker = threading.Thread(target=lambda: outcome.append(_stream_or_error(transport, f"echo up; {sleeper}\n")))
+    worker.start()
+    watcher = SSHTransport(transport.target, transport.policy)
+    try:
+        deadline = time.monotonic() + WAIT
+        while not remote_procs(watcher, sleeper) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        transport.cancel()
+        worker.join(WAIT)
+        assert len(outcome) == 1 and isinstance(outcome[0], CommandInterrupted)
+        assert wait_gone(watcher, sleeper) == []
+    finally:
+        transport.resume()
+        watcher.close()
+
+
+def _stream_or_error(transport: SSHTransport, script: str) -> BaseException | int:
+    try:
+        return transport.stream(script, lambda s, d: None, become=False, timeout=WAIT)
+    except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+        return exc
