@@ -170,6 +170,25 @@ class ShipitGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["shipit.args"] = list(args)  # for invoke's --json usage errors
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """As click's, and a usage error (a bad option value, a missing argument: exit 2) of
+        a command run with ``--json`` also prints the JSON error document on stdout."""
+        raw = ctx.meta.get("shipit.args", [])
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            if "--json" in raw:
+                param = getattr(exc, "param", None)
+                key = "/".join(param.opts) if param is not None and getattr(param, "opts", None) else ""
+                message = exc.format_message()
+                print_json({"error": "invalid input; nothing was touched",
+                            "problems": [{"file": "", "line": 0, "key": key, "message": message}]})
+            raise
+
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.lazy:
             module, attr = self.lazy[name]

@@ -214,3 +214,12 @@ def test_exec_unreachable_host_says_so_live(fleet: Fleet) -> None:
     fleet.hosts["web2"] = FakeHost("web2", unreachable=True)
     code, out, _ = shipit(fleet, "exec", "prod", "--", "uptime")
     assert code == 1 and "web2 unreachable: web2: cannot connect" in out
+
+
+def test_a_usage_error_with_json_prints_the_error_document(fleet: Fleet) -> None:
+    code, out, err = shipit(fleet, "logs", "prod", "-n", "-3", "--json")
+    assert code == 2 and "Invalid value" in err
+    doc = json.loads(out)
+    assert doc["problems"][0]["key"] == "-n/--lines" and "-3 is not in the range" in doc["problems"][0]["message"]
+    code, out, _ = shipit(fleet, "logs", "prod", "-n", "-3")
+    assert code == 2 and out == ""
