@@ -178,6 +178,9 @@ def console_cmd(env: str, command: tuple[str, ...], host: str | None, tty: bool 
         try:
             transport = pool.get(target)
             found = transport.run(consolecmd.current_script(spec.layout), become=True, timeout=LOOKUP_TIMEOUT)
+            if found.rc != 0:
+                why = (found.stderr.strip().splitlines() or [f"exit status {found.rc}"])[-1]
+                raise ShipitError(f"{target}: cannot read {spec.name}'s current release as root: {why}")
             release = consolecmd.parse_current(found.stdout)
             if release is None:
                 raise ShipitError(f"{target}: {spec.name} has no current release (deploy it first)")

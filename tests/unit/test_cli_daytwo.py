@@ -223,3 +223,11 @@ def test_a_usage_error_with_json_prints_the_error_document(fleet: Fleet) -> None
     assert doc["problems"][0]["key"] == "-n/--lines" and "-3 is not in the range" in doc["problems"][0]["message"]
     code, out, _ = shipit(fleet, "logs", "prod", "-n", "-3")
     assert code == 2 and out == ""
+
+
+def test_console_without_sudo_says_why(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    denied = FakeTransport("web1", lambda script: CommandResult(1, "", "sudo: a password is required\n"))
+    monkeypatch.setattr(daytwo, "ssh_pool", lambda inv, accept=False: TransportPool(lambda name: denied))
+    code, _, err = shipit(fleet, "console", "prod", "--no-tty", "--", "true")
+    assert code == 1 and "web1: cannot read example's current release as root: sudo: a password is required" in err
+    assert len(denied.scripts) == 1  # nothing was run after the failed lookup
