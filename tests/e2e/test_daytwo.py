@@ -241,3 +241,11 @@ def test_check_finds_bad_input_with_no_network_at_all(env: DayTwo, app: Path) ->
     assert result.returncode == 2, result.stdout + result.stderr
     line = next(i for i, text in enumerate(spec.read_text().splitlines(), 1) if text.startswith("keep_releases"))
     assert f"{spec}:{line}: keep_releases:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_check_hosts_connects_and_reports_each_host(env: DayTwo, app: Path) -> None:
+    result = env.run("check", ENV_NAME, "--hosts", "--json", app=app, timeout=300)
+    assert result.returncode == 0, result.stderr
+    hosts = json.loads(result.stdout)["hosts"]
+    assert {h for h, r in hosts.items() if r["ok"]} == {"web1", "web2", "web3", "*"}
+    assert "sudo ok" in hosts["web2"]["message"] and "CPython 3.11" in hosts["*"]["message"]
