@@ -90,10 +90,16 @@ def logs_cmd(env: str, process: str | None, follow: bool, since: str | None, lin
             else:
                 collected.append(entry)
 
+        empty: set[str] = set()  # hosts where none of the units has logged yet
+
         def on_output(host: str, stream: str, data: bytes) -> None:
             if stream == "stderr":
                 text = data.decode("utf-8", "replace").strip()
-                if text:
+                if logmod.no_units_yet(text):
+                    empty.add(host)
+                    err.print(f"{host}: no log lines of {process or spec.name} yet", markup=False,
+                              highlight=False)
+                elif text:
                     err.print(f"{host}: {text}", markup=False, highlight=False, soft_wrap=True)
                 return
             for text in splitters[host].feed(data):
@@ -105,7 +111,7 @@ def logs_cmd(env: str, process: str | None, follow: bool, since: str | None, lin
             if end.error:
                 err.print(f"[bold red]{end.host}:[/] ", end="")
                 err.print(end.error, markup=False, highlight=False, soft_wrap=True)
-            elif end.rc:
+            elif end.rc and end.host not in empty:
                 err.print(f"[bold red]{end.host}:[/] journalctl exited {end.rc}")
 
         def on_tick() -> None:
@@ -126,7 +132,7 @@ def logs_cmd(env: str, process: str | None, follow: bool, since: str | None, lin
             pool.close()
         for entry in [*logmod.merge(collected), *merger.flush()]:
             emit(entry)
-        return 0 if all(e.ok for e in ends.values()) else 1
+        return 0 if all(e.ok or (e.rc == 1 and h in empty) for h, e in ends.items()) else 1
 
     cli.run_guarded(body, as_json=as_json)
 

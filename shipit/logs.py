@@ -136,6 +136,13 @@ def journal_script(query: LogQuery) -> str:
     return "exec " + " ".join(q(w) for w in words) + "\n"
 
 
+def no_units_yet(stderr: str) -> bool:
+    """Whether journalctl's ``stderr`` says that no unit matched the patterns (it exits 1
+    with "Failed to add filter for units: No data available" when none of them has ever
+    logged, e.g. a process that has not started yet): no lines, not a failure."""
+    return "Failed to add filter for units" in stderr and "No data available" in stderr
+
+
 def _label(layout: Layout, unit: str) -> str:
     if unit.removesuffix(".service") == layout.migrate_unit:
         return RELEASE

@@ -110,6 +110,7 @@ class FakeHost:
     migrations: int = 0
     release_steps: list[str] = field(default_factory=list)  # release: commands run, in order
     journal: list[str] = field(default_factory=list)  # `journalctl -o json` lines it answers
+    journal_no_units: bool = False  # no unit matches: journalctl's "No data available", rc 1
     console_out: str = ""  # what a console command (systemd-run) writes, and its exit status
     console_rc: int = 0
     scripts: list[str] = field(default_factory=list)
@@ -300,6 +301,9 @@ class FakeFleetTransport:
                 if fake.console_out:
                     on_output("stdout", fake.console_out.encode())
                 return fake.console_rc
+            if fake.journal_no_units:
+                on_output("stderr", b"Failed to add filter for units: No data available\n")
+                return 1
             if fake.journal:
                 on_output("stdout", "".join(line + "\n" for line in fake.journal).encode())
             if "--follow" not in script:

@@ -231,3 +231,11 @@ def test_console_without_sudo_says_why(fleet: Fleet, monkeypatch: pytest.MonkeyP
     code, _, err = shipit(fleet, "console", "prod", "--no-tty", "--", "true")
     assert code == 1 and "web1: cannot read example's current release as root: sudo: a password is required" in err
     assert len(denied.scripts) == 1  # nothing was run after the failed lookup
+
+
+def test_logs_of_units_that_never_logged_is_no_lines_not_a_failure(fleet: Fleet) -> None:
+    fleet.hosts["web1"].journal = [entry(100.0, "example-web@8000.service", "here")]
+    fleet.hosts["web2"].journal_no_units = True
+    code, out, err = shipit(fleet, "logs", "prod")
+    assert code == 0, err
+    assert "here" in out and "web2: no log lines of example yet" in err and "exited" not in err

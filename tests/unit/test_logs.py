@@ -125,3 +125,8 @@ def test_line_splitter_keeps_a_partial_line_until_its_newline() -> None:
     assert s.feed(b"one\ntw") == ["one"]
     assert s.feed(b"o\nthr") == ["two"]
     assert s.flush() == ["thr"] and s.flush() == []
+
+
+def test_no_units_yet_is_journalctls_no_match_message() -> None:
+    assert logs.no_units_yet("Failed to add filter for units: No data available")
+    assert not logs.no_units_yet("Failed to open journal: Permission denied")
