@@ -29,6 +29,7 @@ import os
 import select
 import shlex
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -436,7 +437,14 @@ class SSHTransport:
         Raises:
             HostUnreachable: the connection could not be made or was lost.
         """
+        from invoke.exceptions import ThreadException
+
         line = " ".join(shlex.quote(w) for w in argv)
+        # invoke puts stdin in character-buffered mode only when it is this process group's
+        # foreground terminal, and fails when it is a terminal that is not (tcgetpgrp: ENOTTY)
+        options: dict[str, object] = {"pty": True, "warn": True}
+        if not _foreground_tty(sys.stdin):
+            options["in_stream"] = False
         with self._lock:
             self._refuse_if_cancelled()
             conn = self._connection()
@@ -444,11 +452,14 @@ class SSHTransport:
             password = os.environ.get(self.target.become_password_env) if become else None
             try:
                 if password:
-                    result = conn.sudo(line, password=password, pty=True, warn=True)
+                    result = conn.sudo(line, password=password, **options)
                 else:
-                    result = conn.run(("sudo -n -- " if become else "") + line, pty=True, warn=True)
+                    result = conn.run(("sudo -n -- " if become else "") + line, **options)
             except (OSError, paramiko.SSHException, EOFError) as exc:
                 raise HostUnreachable(f"{self.host}: SSH session failed: {exc or type(exc).__name__}") from None
+            except ThreadException as exc:
+                raise ShipitError(f"{self.host}: the terminal session failed: "
+                                  f"{'; '.join(str(e.value) for e in exc.exceptions)}") from None
             return int(result.exited)
 
     def _execute(self, script: str, become: bool, timeout: float | None,
@@ -645,6 +656,15 @@ class SSHTransport:
                 self._conn.close()
                 self._conn = None
             self._sftp = None
+
+
+def _foreground_tty(stream: object) -> bool:
+    """Whether ``stream`` is a terminal whose foreground process group is ours."""
+    try:
+        fd = stream.fileno()  # type: ignore[attr-defined]
+        return os.isatty(fd) and os.getpgrp() == os.tcgetpgrp(fd)
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _abort(cmd: _Command, why: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import select
 import shutil
 import signal
 import subprocess
@@ -186,13 +187,24 @@ def test_console_at_a_terminal_gets_a_pseudo_terminal_on_the_host(
 
     words = ["console", ENV_NAME, "-i", str(env.lab.inventory), "--app", str(app), "--",
              "sh", "-c", "tty; echo \"user=$(id -un)\"; exit 3"]
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "shipit.cli", *words], stdin=slave, stdout=slave,
-                            stderr=slave, env=env.environ(), cwd=env.work, close_fds=True)
-    os.close(slave)
+    pid, master = pty.fork()  # the child's controlling terminal is the pty, as at a real terminal
+    if pid == 0:
+        try:
+            os.chdir(env.work)
+            os.execve(sys.executable, [sys.executable, "-m", "shipit.cli", *words], env.environ())
+        finally:
+            os._exit(127)
     chunks: list[bytes] = []
+    status: int | None = None
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if not ready:
+            done, code = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = code
+                break
+            continue
         try:
             data = os.read(master, 4096)
         except OSError:  # EIO: the other side closed
@@ -201,7 +213,9 @@ def test_console_at_a_terminal_gets_a_pseudo_terminal_on_the_host(
             break
         chunks.append(data)
     os.close(master)
-    rc = proc.wait(timeout=60)
+    if status is None:
+        status = os.waitpid(pid, 0)[1]
+    rc = os.waitstatus_to_exitcode(status)
     text = b"".join(chunks).decode("utf-8", "replace")
     assert rc == 3, text
     assert "/dev/pts/" in text and "user=example" in text, text
