@@ -57,3 +57,21 @@ def test_current_release_lookup() -> None:
     assert console.parse_current(f"{REL}\n") == REL
     assert console.parse_current("\n") is None
     assert console.parse_current("../../etc\n") is None
+
+
+def test_stdin_is_mirrored_only_from_our_foreground_terminal(tmp_path: object) -> None:
+    import io
+    import os
+    import pty
+
+    from shipit.transport import _foreground_tty
+
+    r, w = os.pipe()
+    master, slave = pty.openpty()  # a terminal, but not this process's controlling one
+    try:
+        with os.fdopen(r, "rb", closefd=False) as pipe, os.fdopen(slave, "rb", closefd=False) as tty:
+            assert not _foreground_tty(pipe) and not _foreground_tty(io.StringIO())
+            assert not _foreground_tty(tty)
+    finally:
+        for fd in (r, w, master, slave):
+            os.close(fd)
