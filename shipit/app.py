@@ -171,7 +171,7 @@ _PATH_CHAR = r"(?:[A-Za-z0-9\-._~!&()*+,=:@/]|%[0-9A-Fa-f]{2})"
 _HEALTH_PATH = re.compile(rf"^/{_PATH_CHAR}*(?:\?(?:{_PATH_CHAR}|\?)*)?$")
 _SQL_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _POSTGRES_RESERVED = {"postgres", "template0", "template1"}
 #: Variables an ``env:`` value may use (what the env file is rendered with).
 ENV_VARIABLES = frozenset({"secrets", "hostvars", "groups", "env_name"})
@@ -200,9 +200,20 @@ def domain_problem(domain: Any) -> str | None:
         if address.version == 6 or domain.startswith("*."):
             return f"expected a domain name or an IPv4 address, got {domain!r}"
         return None
-    if len(name) > 253 or not _HOSTNAME.match(name) or name.rsplit(".", 1)[-1].isdigit():
+    if len(name) > 253 or not _HOSTNAME.fullmatch(name) or name.rsplit(".", 1)[-1].isdigit():
         return ("expected a domain name (letters, digits and - in dot-separated labels of at most 63, "
                 f"e.g. example.com or *.example.com) or an IPv4 address, got {domain!r}")
+    return None
+
+
+def health_path_problem(path: Any) -> str | None:
+    """Why ``path`` cannot be the app's health check path, or None if it can: an absolute URL
+    path (RFC 3986 path and query characters, at most 2048) with no space, quote, ``$``, ``;``,
+    backtick, brace, ``#`` or control character (it reaches a root shell script and a URL)."""
+    if not isinstance(path, str) or len(path) > 2048 or not _HEALTH_PATH.fullmatch(path):
+        return ("expected an absolute URL path such as /health or /healthz?full=1: "
+                "starting with /, of RFC 3986 path and query characters, without spaces, quotes, $, ;, `, "
+                f"braces or # (use %XX escapes); got {path!r}")
     return None
 
 
@@ -305,7 +316,7 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
         return merged.get(key, (default, str(spec_path), base))
 
     name, f, ct = get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         c.add(f, ct, "name", "name", "expected a short lowercase name (letters, digits, -), e.g. 'example'")
     source, f, ct = get("source", ".")
     source_dir = ""
@@ -347,7 +358,7 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
     acme_email = None
     if isinstance(tls, dict) and set(tls) == {"acme_email"}:
         acme_email = tls["acme_email"]
-        if not isinstance(acme_email, str) or not _EMAIL.match(acme_email):
+        if not isinstance(acme_email, str) or not EMAIL_RE.fullmatch(acme_email):
             c.add(f, tls, "acme_email", "tls.acme_email", f"expected an email address (you@example.com), got {acme_email!r}")
             acme_email = None
     elif tls != "internal":
@@ -590,7 +601,7 @@ def _check_processes(c: _Checker, raw: Any, f: str, ct: Any) -> list[Process]:
                       + did_you_mean(key, ("name", "command", "instances")))
                 ok = False
         name = p.get("name")
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             c.add(f, p, "name", f"{where}.name", "expected a short lowercase name (letters, digits, -), e.g. 'worker'")
             ok = False
         elif name in seen:
@@ -625,10 +636,8 @@ def _check_health(c: _Checker, health: Any, f: str, ct: Any) -> tuple[str, float
             c.add(f, health, key, f"health.{key}", "unknown key; expected path, timeout"
                   + did_you_mean(key, ("path", "timeout")))
     path = health.get("path", "/health")
-    if not isinstance(path, str) or len(path) > 2048 or not _HEALTH_PATH.match(path):
-        c.add(f, health, "path", "health.path", "expected an absolute URL path such as /health or /healthz?full=1: "
-              "starting with /, of RFC 3986 path and query characters, without spaces, quotes, $, ;, `, "
-              f"braces or # (use %XX escapes); got {path!r}")
+    if (problem := health_path_problem(path)) is not None:
+        c.add(f, health, "path", "health.path", problem)
         path = "/health"
     timeout = health.get("timeout", 30)
     problem = _timeout_problem(timeout, MAX_HEALTH_TIMEOUT)
@@ -668,7 +677,7 @@ def _check_secrets(c: _Checker, secrets: Any, f: str, ct: Any) -> list[str]:
         return []
     result: list[str] = []
     for i, name in enumerate(secrets):
-        if not isinstance(name, str) or not _ENV_NAME.match(name):
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
             c.add(f, secrets, i, f"secrets[{i}]", f"expected a secret name like DB_PASSWORD ([A-Za-z_][A-Za-z0-9_]*), got {name!r}")
         elif name in result:
             c.add(f, secrets, i, f"secrets[{i}]", f"{name} is listed twice")
@@ -689,7 +698,7 @@ def _check_env(c: _Checker, env: Any, f: str, ct: Any, secrets: list[str]) -> tu
     result: dict[str, str] = {}
     for key, value in env.items():
         where = f"env.{key}"
-        if not isinstance(key, str) or not _ENV_NAME.match(key):
+        if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
             c.add(f, env, key, where, "expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
             continue
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -734,7 +743,7 @@ def _check_database(c: _Checker, database: Any, f: str, ct: Any, secrets: list[s
             ok = False
     for key in ("name", "user"):
         value = database.get(key)
-        if not isinstance(value, str) or not _SQL_IDENT.match(value):
+        if not isinstance(value, str) or not _SQL_IDENT.fullmatch(value):
             c.add(f, database, key, f"database.{key}", "expected an SQL identifier: lowercase letters, digits "
                   f"and _, not starting with a digit, at most 63 characters; got {value!r}")
             ok = False
@@ -759,7 +768,7 @@ def _check_unused_secrets(c: _Checker, raw: Any, f: str, ct: Any, env: set[str],
         return
     used = env | {database_secret}
     for i, name in enumerate(raw):
-        if isinstance(name, str) and _ENV_NAME.match(name) and name not in used:
+        if isinstance(name, str) and _ENV_NAME.fullmatch(name) and name not in used:
             c.add(f, raw, i, f"secrets[{i}]", f"secret {name} is never used: map it in env: e.g. "
                   f"{name}: '{{{{ secrets.{name} }}}}' (or name it as database.password_secret)")
 

@@ -264,7 +264,7 @@ def seconds_problem(value: Any, low: float, high: float) -> str | None:
 def _word_problem(value: Any, what: str) -> str | None:
     if not isinstance(value, str):
         return f"expected {what} (a string), got {type_name(value)} {value!r}"
-    if not _WORD.match(value):
+    if not _WORD.fullmatch(value):
         return f"expected {what}: one word, no spaces or control characters, not starting with '-'; got {value!r}"
     return None
 
@@ -272,9 +272,9 @@ def _word_problem(value: Any, what: str) -> str | None:
 def _gateway_problem(value: Any) -> str | None:
     if not isinstance(value, str):
         return f"expected a gateway as [user@]host[:port], got {type_name(value)} {value!r}"
-    match = _GATEWAY.match(value)
-    if not match or (match.group("user") and not _USER.match(match.group("user"))) \
-            or not _ADDRESS.match(match.group("host")):
+    match = _GATEWAY.fullmatch(value)
+    if not match or (match.group("user") and not _USER.fullmatch(match.group("user"))) \
+            or not _ADDRESS.fullmatch(match.group("host")):
         return f"expected a gateway as [user@]host[:port] (one word, not starting with '-'), got {value!r}"
     if match.group("port") is not None:
         return port_problem(int(match.group("port")))
@@ -291,12 +291,12 @@ def _check_connection_field(key: str, value: Any, digits_ok: bool = False) -> tu
         return value, _gateway_problem(value)
     if key == "address":
         problem = _word_problem(value, "an address or DNS name")
-        if problem is None and not _ADDRESS.match(value):
+        if problem is None and not _ADDRESS.fullmatch(value):
             problem = f"expected an IP address or DNS name (letters, digits, . - _ : % [ ]), got {value!r}"
         return value, problem
     if key == "user":
         problem = _word_problem(value, "a user name")
-        if problem is None and not _USER.match(value):
+        if problem is None and not _USER.fullmatch(value):
             problem = f"expected a user name (letters, digits, . _ -), got {value!r}"
         return value, problem
     if key == "key":

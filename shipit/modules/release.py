@@ -27,21 +27,24 @@ interrupted switch (not the live one) is stopped by the next run. The same modul
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shipit.app import EMAIL_RE, domain_problem, health_path_problem
 from shipit.facts import FactQuery
 from shipit.facts.app import release_state
 from shipit.layout import Layout
 from shipit.modules.base import Change, Module, Param, Plan, PlanContext
 from shipit.modules.caddy_site import validated_install
-from shipit.modules.deploy_state import log_append
+from shipit.modules.deploy_state import _app_release_checks, log_append
 from shipit.quoting import q
 
 CADDY_ROOT_CA = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"
 
 
+_CADDY_SPECIAL = re.compile(r"[\s\"'`{}#]")
 HASHED_NAME = r"\.[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]+\.[A-Za-z0-9]+$"
 """A file name with a content hash (8+ hex digits) before its extension, e.g. Django's
 ManifestStaticFilesStorage ``app.3f2a1b4c5d6e.css`` (spelled without ``{8,}``: braces are
@@ -85,11 +88,30 @@ def site_content(domains: list[str], port: int, tls_internal: bool, acme_email: 
     """The Caddy site snippet proxying ``domains`` to ``127.0.0.1:port`` (HTTP redirects to HTTPS),
     and serving ``static`` files from the release when given (:func:`static_block`).
 
-    ``domains`` must be validated hostnames (the app spec's loader does it), as must the static
-    URL and directories. While the slot is down (a crashed worker master restarting) Caddy
-    holds each request and retries the dial for up to 10 s (``lb_try_duration``) instead of
-    answering 502.
+    ``domains`` must be validated hostnames (the app spec's loader and the module's
+    check_params do it; here again, since the snippet is Caddyfile text: a newline or a brace
+    in a domain would open a site of its own), as must the static URL and directories. While
+    the slot is down (a crashed worker master restarting) Caddy holds each request and retries
+    the dial for up to 10 s (``lb_try_duration``) instead of answering 502.
+
+    Raises:
+        ValueError: a domain is not a hostname, ``*.`` wildcard or IPv4 address, the port is
+            not a port, the email is not an email address, or a static path holds a character
+            the Caddyfile gives a meaning (whitespace, quotes, braces, ``#``).
     """
+    for domain in domains:
+        if (problem := domain_problem(domain)) is not None:
+            raise ValueError(f"domain: {problem}")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError(f"port: expected a port number, got {port!r}")
+    if acme_email is not None and not EMAIL_RE.fullmatch(acme_email):
+        raise ValueError(f"acme_email: expected an email address, got {acme_email!r}")
+    if static is not None:
+        for name, value in (("static url", static.url), ("static root", static.root),
+                            ("static fallback", static.fallback or "/")):
+            if not value.startswith("/") or _CADDY_SPECIAL.search(value):
+                raise ValueError(f"{name}: expected an absolute path without whitespace, quotes, "
+                                 f"braces or '#', got {value!r}")
     proxy = [f"reverse_proxy 127.0.0.1:{port} {{", "\tlb_try_duration 10s", "\tlb_try_interval 250ms", "}"]
     body = (["tls internal"] if tls_internal else [f"tls {acme_email}"] if acme_email else []) + ["encode gzip"]
     if static is None:
@@ -126,13 +148,18 @@ done"""
 
 
 class _SlotsModule(Module):
-    """What the slot modules share: the ``release_state`` fact and the two-ports rule."""
+    """What the slot modules share: the ``release_state`` fact, the two-ports rule, and the
+    checks of the values that reach their root scripts (app, release id, health path)."""
 
     def check_params(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+        errors = _app_release_checks(params)
         ports = params.get("ports") or []
-        if len(ports) != 2 or not all(isinstance(p, int) for p in ports) or ports[0] == ports[1]:
-            return [("ports", "expected two different port numbers")]
-        return []
+        if len(ports) != 2 or not all(isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536
+                                      for p in ports) or ports[0] == ports[1]:
+            errors.append(("ports", "expected two different port numbers"))
+        if (problem := health_path_problem(params.get("health_path", "/health"))) is not None:
+            errors.append(("health_path", problem))
+        return errors
 
     def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
         return [release_state(params["app"])]
@@ -242,6 +269,14 @@ class ReleaseSwitchModule(_SlotsModule):
             return problems
         if not params.get("domains"):
             return [("domains", "expected at least one domain")]
+        bad = [(f"domains[{i}]", p) for i, d in enumerate(params["domains"]) if (p := domain_problem(d))]
+        if bad:
+            return bad
+        if (problem := domain_problem(self._health_host(params))) is not None:
+            return [("health_host", problem)]
+        email = params.get("acme_email")
+        if email is not None and (not isinstance(email, str) or not EMAIL_RE.fullmatch(email)):
+            return [("acme_email", f"expected an email address (you@example.com), got {email!r}")]
         if str(self._health_host(params)).startswith("*"):
             return [("health_host", "the first domain is a wildcard: give health_host, a name it covers")]
         return []
