@@ -47,7 +47,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
-from shipit import envfile
+from shipit import envfile, hardening
 from shipit.app import AppSpec, load_app_spec, load_secrets, parse_size
 from shipit.artifact import BuildError, build_artifact
 from shipit.errors import Problem, ShipitError, ValidationError
@@ -410,6 +410,7 @@ def app_vars(spec: AppSpec, workers: int, secrets: Mapping[str, str], release: s
         "domains": list(spec.domains), "tls_internal": spec.tls_internal,
         "acme_email": spec.acme_email, "ports": [spec.port, spec.port + 1], "database": db,
         "keep_releases": spec.keep_releases,
+        "hardening": hardening.unit_text([Layout(spec.name).shared]),
         **Layout(spec.name).variables(release),
     }
 

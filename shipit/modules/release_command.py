@@ -5,7 +5,8 @@ For ``migrate`` and ``release:`` steps. The command runs in a transient systemd 
 group, the release directory as working directory, the release's ``release.env`` and env file
 read by systemd (the same parser as the units: values of any bytes reach the process as
 written), the release's venv first on ``PATH`` for the WHOLE command line (``a && b`` both see
-it), a private ``/tmp``, no new privileges, and ``RuntimeMaxSec`` = ``timeout``: a command that
+it), the units' sandbox (:mod:`shipit.hardening`: a private ``/tmp``, no privileges, a
+read-only system but the shared dir), and ``RuntimeMaxSec`` = ``timeout``: a command that
 runs longer is stopped by systemd and the task fails. Output is streamed back over the pipe.
 The unit is named ``<app>-release-command``: a second one cannot start while one still runs.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from shipit import hardening
 from shipit.layout import Layout
 from shipit.modules.base import Change, Module, Param, Plan, PlanContext, mask
 from shipit.modules.deploy_state import _app_release_checks
@@ -37,8 +39,8 @@ def systemd_run_argv(layout: Layout, release: str, command: str, user: str, time
         f"EnvironmentFile={layout.release_env(release)}",
         f"EnvironmentFile={layout.env_file(release)}",
         f"Environment=PATH={layout.venv(release)}/bin:{DEFAULT_PATH}",
-        f"RuntimeMaxSec={max(1, int(timeout))}", "PrivateTmp=yes", "NoNewPrivileges=yes",
-        "ProtectSystem=full", "ProtectHome=yes",
+        f"RuntimeMaxSec={max(1, int(timeout))}",
+        *hardening.directives([layout.shared]),  # the sandbox of the app's own units
     ]
     props += [f"Environment={k}={v}" for k, v in (extra_env or {}).items()]
     argv = ["systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec",
