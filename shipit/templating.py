@@ -49,6 +49,8 @@ import jinja2.nodes
 import jinja2.sandbox
 from jinja2.exceptions import SecurityError
 
+from shipit.quoting import q
+
 _SINGLE_EXPR = re.compile(r"^\{\{(?P<expr>(?:(?!\}\}).)*)\}\}$", re.S)
 
 #: Longest string, list or tuple ``*`` may build (items or characters).
@@ -108,8 +110,11 @@ class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
 def make_environment() -> jinja2.Environment:
     """The sandboxed Jinja2 environment shipit renders with (see the module docstring):
     immutable sandbox, StrictUndefined (an undefined variable is an error), no autoescape,
-    trailing newlines kept."""
-    return _Sandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    trailing newlines kept; the filter ``q`` shell-quotes a value (:func:`shipit.quoting.q`)
+    for the playbooks' ``shell`` tasks: ``psql -v role={{ app.database.user | q }}``."""
+    env = _Sandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env.filters["q"] = q
+    return env
 
 
 def _guarded(call: Callable[[], Any]) -> Any:

@@ -9,7 +9,10 @@ Gathered once per host per run, before any play; modules read it through
      "mem_total": 25165824000, "mem_available": 2400000000,   # bytes
      "load": [0.1, 0.05, 0.0], "pythons": ["3.11"],           # /usr/bin/python3.X present
      "apt_lists_age": 120,             # seconds since the apt lists were updated, -1 never
-     "systemd": "252", "boot_id": "…", "uptime": 123.4}       # uptime in seconds
+     "systemd": "252", "boot_id": "…", "uptime": 123.4,       # uptime in seconds
+     "postgresql": {...}}              # see :func:`postgresql_fact`
+
+Distro specifics live here, not in constants: Debian 12 has PostgreSQL 15, Debian 13 has 17.
 """
 
 from __future__ import annotations
@@ -43,16 +46,22 @@ printf 'now='; date +%s
 printf 'systemd='; systemctl --version 2>/dev/null | { read -r _ v _; echo "$v"; }
 read -r b < /proc/sys/kernel/random/boot_id; echo "boot_id=$b"
 read -r u _ < /proc/uptime; echo "uptime=$u"
+if command -v pg_lsclusters >/dev/null 2>&1; then
+  pg_lsclusters -h 2>/dev/null | while read -r ver cluster port status _; do
+    echo "pg_cluster=$ver $cluster $port $status"; done
+fi
 """
 
 
 def parse(stdout: str) -> dict[str, Any]:
     """Parse the ``key=value`` lines of :data:`COMMAND` into the documented shape."""
     raw: dict[str, str] = {}
+    pairs: list[tuple[str, str]] = []  # every line, for keys that repeat (pg_cluster)
     for line in stdout.splitlines():
         key, sep, value = line.partition("=")
         if sep:
             raw[key.strip()] = value.strip()
+            pairs.append((key.strip(), value.strip()))
 
     def num(key: str, default: float = 0) -> float:
         try:
@@ -83,7 +92,39 @@ def parse(stdout: str) -> dict[str, Any]:
         "systemd": raw.get("systemd", ""),
         "boot_id": raw.get("boot_id", ""),
         "uptime": num("uptime"),
+        "postgresql": postgresql_fact([v for k, v in pairs if k == "pg_cluster"]),
     }
+
+
+def postgresql_fact(lines: list[str]) -> dict[str, Any]:
+    """The PostgreSQL clusters of a Debian host from ``pg_lsclusters -h`` (postgresql-common).
+
+    ``lines`` are ``"<version> <cluster> <port> <status>"``. Paths follow postgresql-common's
+    layout (``/etc/postgresql/<version>/<cluster>/``). The top-level keys describe the cluster
+    an app's database goes into: the newest version's cluster on port 5432, else the newest.
+    Shape (empty strings and ``[]`` when PostgreSQL is not installed)::
+
+        {"version": "15", "cluster": "main", "port": 5432, "status": "online",
+         "config_dir": "/etc/postgresql/15/main", "hba_file": ".../pg_hba.conf",
+         "conf_d": ".../conf.d", "service": "postgresql@15-main",
+         "clusters": [{...the same keys, one per cluster...}]}
+    """
+    clusters: list[dict[str, Any]] = []
+    for line in lines:
+        words = line.split()
+        if len(words) < 4 or not re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", words[0]) \
+                or not re.fullmatch(r"[A-Za-z0-9_.-]+", words[1]) or not words[2].isdigit():
+            continue
+        version, name = words[0], words[1]
+        config_dir = f"/etc/postgresql/{version}/{name}"
+        clusters.append({"version": version, "cluster": name, "port": int(words[2]), "status": words[3],
+                         "config_dir": config_dir, "hba_file": f"{config_dir}/pg_hba.conf",
+                         "conf_d": f"{config_dir}/conf.d", "service": f"postgresql@{version}-{name}"})
+    clusters.sort(key=lambda c: (c["port"] == 5432, tuple(int(x) for x in c["version"].split("."))),
+                  reverse=True)
+    empty = {"version": "", "cluster": "", "port": 0, "status": "", "config_dir": "", "hba_file": "",
+             "conf_d": "", "service": ""}
+    return {**(clusters[0] if clusters else empty), "clusters": clusters}
 
 
 HOST = FactKind("host", lambda arg: COMMAND, parse, "OS, machine, glibc, CPUs, memory, load, Pythons")

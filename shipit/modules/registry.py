@@ -20,6 +20,7 @@ from shipit.modules.command import CommandModule, ShellModule
 from shipit.modules.deploy_state import DeployLockModule, ReleaseEventModule, ReleasePruneModule
 from shipit.modules.directory import DirectoryModule
 from shipit.modules.file import FileModule
+from shipit.modules.file_block import FileBlockModule
 from shipit.modules.python import PythonModule
 from shipit.modules.release import ReleaseSlotModule, ReleaseSwitchModule
 from shipit.modules.release_artifact import ReleaseArtifactModule
@@ -36,6 +37,7 @@ BUILTIN: tuple[type[Module], ...] = (
     UserModule, GroupModule, CommandModule, ShellModule, UploadModule, PythonModule,
     CaddySiteModule, ReleaseSwitchModule, DeployLockModule, ReleaseEventModule,
     ReleasePruneModule, ReleaseCommandModule, ReleaseSlotModule, ReleaseArtifactModule,
+    FileBlockModule,
 )
 ENTRY_POINT_GROUP = "shipit.modules"
 __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "PluginError", "builtin_modules"]

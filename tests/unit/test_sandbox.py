@@ -246,3 +246,10 @@ def test_template_analysis_is_memoized_and_says_the_same_every_time() -> None:
         assert template_problems(e, "x > ", expression=True)[0].startswith("template syntax error:")
         assert template_problems(e, "(1 / 0) > 0", expression=True)[0].startswith("this condition always fails")
     assert _analyse_cached.cache_info().hits > hits
+
+
+def test_q_filter_shell_quotes_for_playbook_shell_tasks() -> None:
+    from shipit.templating import Templar, make_environment
+
+    t = Templar(make_environment(), {"v": "x$(id)'`;"})
+    assert t.render("psql -v role={{ v | q }}") == "psql -v role='x$(id)'\"'\"'`;'"
