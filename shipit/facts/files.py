@@ -189,8 +189,16 @@ def parse_tree_owner(stdout: str) -> dict[str, Any]:
 
 
 def check_command(cmd: str) -> str:
-    """Run ``cmd`` with ``sh -c`` (no stdin, no output, with a timeout) and print ``rc=N``."""
-    return (f"if timeout {CHECK_TIMEOUT} sh -c {q(cmd)} </dev/null >/dev/null 2>&1; "
+    """Run ``cmd`` with ``sh`` (no stdin, no output, with a timeout) and print ``rc=N``.
+
+    ``cmd`` travels as base64 in a heredoc and reaches ``sh`` in an environment variable
+    (``eval "$SHIPIT_CHECK"``), never in an argv: a guard may export a secret (the ``shell``
+    module's ``env``) and argvs are world-readable in ``ps``.
+    """
+    encoded = base64.b64encode(cmd.encode("utf-8")).decode("ascii")
+    return (f"SHIPIT_CHECK=$(base64 -d <<'SHIPIT_EOF'\n{encoded}\nSHIPIT_EOF\n)\n"
+            f"if SHIPIT_CHECK=\"$SHIPIT_CHECK\" timeout {CHECK_TIMEOUT} sh -c 'eval \"$SHIPIT_CHECK\"' "
+            f"</dev/null >/dev/null 2>&1; "
             f'then echo rc=0; else echo "rc=$?"; fi')
 
 

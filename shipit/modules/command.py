@@ -13,8 +13,9 @@ before any change of the play is made, with facts refreshed after each changed t
 
 ``become_user`` runs the command as that user with ``runuser -u USER --`` (the script itself
 runs as root). ``env`` values are exported in the script (not put on the command line), so
-they stay out of process listings of the command; the ``unless`` check does pass them through
-``sh -c``. Stdin of the command is /dev/null. Reasons mask ``ctx.secrets``.
+they stay out of process listings; the ``unless`` check gets them the same way (its text
+reaches ``sh`` in an environment variable, see :func:`shipit.facts.files.check_command`).
+Stdin of the command is /dev/null. Reasons mask ``ctx.secrets``.
 """
 
 from __future__ import annotations
