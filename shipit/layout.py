@@ -22,6 +22,7 @@ a :class:`Layout`. The shape on a host, for an app named ``example``::
       .deploy-lock/info                 the deploy lock (who, when, which release)
       releases.log                      one line per release event (see shipit.releases)
     /etc/caddy/sites/example.caddy      the app's Caddy site
+    /run/caddy/admin.sock               Caddy's admin API (root and caddy only)
     example-web@<port>.service          a web slot; example-<process>@<n>.service a process
 
 Pure: no I/O. Ids and names are validated elsewhere (app names ``[a-z][a-z0-9-]*``, release
@@ -35,6 +36,11 @@ from typing import Any
 
 BASE = "/srv"
 CADDY_SITES = "/etc/caddy/sites"
+CADDY_RUNTIME_NAME = "caddy"
+"""Caddy's systemd ``RuntimeDirectory=`` (``/run/caddy``, 0750 caddy:caddy)."""
+CADDY_RUNTIME_DIR = f"/run/{CADDY_RUNTIME_NAME}"
+CADDY_ADMIN_SOCKET = f"{CADDY_RUNTIME_DIR}/admin.sock"
+"""Caddy's admin API (a unix socket: only root and the caddy user reach it)."""
 
 
 @dataclass(frozen=True)
@@ -210,6 +216,7 @@ class Layout:
             "release_log": self.release_log, "caddy_site": self.caddy_site,
             "ports_file": self.ports_file, "parts": self.parts,
             "caddy_sites": CADDY_SITES, "slot_template": self.slot("%i"),
+            "caddy_runtime_name": CADDY_RUNTIME_NAME, "caddy_admin_socket": CADDY_ADMIN_SOCKET,
         }
         if release_id:
             paths.update({"release": self.release(release_id), "tarball": self.tarball(release_id),
