@@ -37,11 +37,11 @@ def edit(text: str, block: str, lines: str | None, comment: str = "#") -> str:
 
     Every other line is kept as it is. A block that is there is replaced in place; a new one is
     appended at the end (after a newline when ``text`` does not end with one). ``lines`` empty
-    keeps an empty block (the markers only). A BEGIN marker without its END is treated as a
+    keeps an empty block (the markers only); trailing empty lines of ``lines`` are dropped. A BEGIN marker without its END is treated as a
     block running to the end of the file.
     """
     begin, end = markers(block, comment)
-    new_block = [] if lines is None else [begin, *lines.splitlines(), end]
+    new_block = [] if lines is None else [begin, *lines.rstrip("\n").splitlines(), end]
     old = text.splitlines()
     if begin in old:
         start = old.index(begin)
