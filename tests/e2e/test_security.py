@@ -90,6 +90,10 @@ def test_an_app_user_racing_root_writes_changes_nothing_outside_the_app_tree(env
                      f"/bin/sh -c {shlex.quote(RACER)}\n")
     try:
         assert "active" in env.run_on(host, "systemctl is-active shipit-racer || true\n")
+        # the racer is live and effective: a file root creates in the shared dir is swapped
+        probe = f"{LAY.shared}/root-probe"
+        assert env.run_on(host, f"touch {probe}; for i in $(seq 50); do [ -L {probe} ] && break; sleep 0.2; done; "
+                                f"readlink {probe} || true\n") == f"{CANARY}\n"
         app = copy_app(env.work / "raced", main_suffix="\n# raced release\n")
         doc = deploy_json(env, "deploy", app)
         assert doc["serving"][host] == doc["release"] != first["release"], doc
@@ -187,6 +191,6 @@ def test_issue15_3_and_4_injection_through_a_domain_exits_2_before_any_connectio
     assert "Traceback" not in result.stderr
     for host in WEB:
         assert env.run_on(host, "test -e /tmp/p && echo yes || echo no\n") == "no\n"
-        status, doc = https_get(env.address(host), env.cafile(host), "/health")
-        assert status == 200 and doc.get("app") == APP
+        status, doc = https_get(env.address(host), env.cafile(host), "/")
+        assert status == 200 and doc.get("app") == APP, doc
 
