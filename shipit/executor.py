@@ -668,6 +668,9 @@ class Executor:
                                     duration=time.monotonic() - started))
             notified.extend(n for n in inst.task.notify if n not in notified)
             facts = {**facts, **facts_after}
+        # the host facts gathered after the last change are the ones the next play renders with
+        # (a play installing PostgreSQL, then one reading its version from the facts)
+        self.host_facts[host] = facts.get(HOST_QUERY, self.host_facts.get(host, {}))
         return True
 
     def gather_facts(self, hosts: Sequence[str], queries: Sequence[FactQuery],

@@ -301,3 +301,23 @@ def test_leader_and_is_leader_are_defined_at_run_time(tmp_path: Path) -> None:
     result = Executor(inv, pool, builtin_modules(), fact_kinds()).run_playbook(book)
     assert not result.failed
     assert (tmp_path / "leader-b").read_text() == "b\n" and not (tmp_path / "leader-a").exists()
+
+
+def test_the_next_play_renders_with_the_host_facts_gathered_after_the_last_change(tmp_path: Path) -> None:
+    """A play installing something, then a play reading it from the host facts (PostgreSQL's
+    version): the facts refreshed after the first play's last change are the ones used."""
+    marker = tmp_path / "installed"
+    kinds = {**KINDS, "host": FactKind("host", lambda arg: f"cat {q(str(marker))} 2>/dev/null || echo none",
+                                       lambda out: {"thing": out.strip()})}
+    book = f"""\
+- hosts: web
+  tasks:
+    - record: {{log: "{marker}", line: "v17"}}
+- hosts: web
+  tasks:
+    - touch: {{path: "{{{{ dir }}}}/uses-{{{{ facts.thing }}}}"}}
+"""
+    inv, pb, _, factory = setup(tmp_path, book, hosts=1)
+    result = Executor(inv, TransportPool(factory), MODULES, kinds).run_playbook(pb)
+    assert not result.failed, [t.message for t in result.tasks]
+    assert (tmp_path / "uses-v17").exists() and not (tmp_path / "uses-none").exists()
