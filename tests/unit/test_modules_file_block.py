@@ -7,7 +7,7 @@ from pathlib import Path
 from shipit.facts import FactQuery
 from shipit.modules.base import PlanContext
 from shipit.modules.file_block import FileBlockModule, edit
-from shipit.modules.testing import run_local
+from shipit.testing import run_local
 
 CTX = PlanContext(host="db1", host_facts={})
 M = FileBlockModule()
@@ -68,7 +68,7 @@ def test_plan_keeps_owner_and_mode_and_says_what() -> None:
     plan = M.plan(params(path=path, block="shop", content="host shop shop 10.0.0.1/32 scram-sha-256"),
                   _facts(path, DEBIAN_HBA.encode()), CTX)
     assert [c.reason for c in plan.changes] == [f"add block shop in {path}"]
-    assert "chown -- postgres:postgres" in plan.changes[0].script and "chmod 0640" in plan.changes[0].script
+    assert "chown -- postgres:postgres" in plan.changes[0].script and "chmod 00640" in plan.changes[0].script
     done = edit(DEBIAN_HBA, "shop", "host shop shop 10.0.0.1/32 scram-sha-256").encode()
     assert not M.plan(params(path=path, block="shop", content="host shop shop 10.0.0.1/32 scram-sha-256"),
                       _facts(path, done), CTX).changes
