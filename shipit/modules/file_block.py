@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from shipit.facts import FactQuery
+from shipit.facts import FactQuery, files
 from shipit.modules import _files
 from shipit.modules.base import Change, Module, Param, Plan, PlanContext
 
@@ -83,11 +83,11 @@ class FileBlockModule(Module):
         return errors
 
     def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
-        return [FactQuery("file", params["path"]), FactQuery("file_content", params["path"])]
+        return [files.file(params["path"]), files.file_content(params["path"])]
 
     def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any], ctx: PlanContext) -> Plan:
         path = params["path"]
-        fact = facts[FactQuery("file", path)]
+        fact = facts[files.file(path)]
         absent = params.get("state") == "absent"
         lines = None if absent else (params.get("content") or "")
         if not fact["exists"]:
@@ -99,7 +99,7 @@ class FileBlockModule(Module):
         elif fact["type"] != "file":
             return Plan(failed=f"{path} is a {fact['type']}, expected a regular file")
         else:
-            content = facts[FactQuery("file_content", path)]
+            content = facts[files.file_content(path)]
             if content["state"] != "ok":
                 return Plan(failed=f"cannot read {path} ({content['state']})")
             old = content["content"]
