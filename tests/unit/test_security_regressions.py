@@ -23,7 +23,7 @@ from shipit.modules.release_command import systemd_run_argv
 from shipit.templating import Templar, make_environment
 
 RELEASE = "20261122T181633Z-a51196c9b409"
-SPEC = AppSpec(name="shop", source=".", asgi="shop.main:app", domains=("shop.example.com",),
+SPEC = AppSpec(name="shop", source=".", app_ref="shop.main:app", domains=("shop.example.com",),
                processes=(), database={"name": "shop", "user": "shop", "password_secret": "DB"})
 LAYOUT = Layout("shop")
 
@@ -75,7 +75,7 @@ def test_issue15_1_root_writes_nothing_into_a_directory_the_app_user_can_write()
 def test_issue15_2_no_fixed_name_under_tmp_and_private_tmp_on_every_unit() -> None:
     state = {"releases": ["20261101T000000Z-aaaaaa", "20261102T000000Z-bbbbbb", "20261103T000000Z-cccccc",
                           RELEASE], "current": RELEASE, "log": [], "slots": {}, "lock": None, "ready": [RELEASE],
-             "live_port": None, "active_ports": []}
+             "live_port": None, "active_ports": [], "parts": {}, "uses": {}, "unpacked": []}
     from shipit.facts.app import release_state
     from shipit.modules.base import PlanContext
     ctx = PlanContext(host="web1", host_facts={})
