@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shipit.errors import ShipitError
+from shipit.lab.image import DEFAULT_SUITE, SUITES
 from shipit.lab.lab import Lab
 
 __all__ = ["lab"]
@@ -61,15 +62,24 @@ def lab() -> None:
 @click.option("--hosts", "hosts", type=click.IntRange(0, 189), default=3, show_default=True,
               help="Number of web hosts (web1..webN).")
 @click.option("--db", is_flag=True, help="Also start one database host, db1.")
+@click.option("--suite", type=click.Choice(SUITES), default=DEFAULT_SUITE, show_default=True,
+              help="Debian release of the hosts (bookworm = 12, trixie = 13); each has its own "
+                   "cached base image.")
+@click.option("--prune", is_flag=True,
+              help="Also remove (or re-create for another --suite) hosts holding data: a db1 "
+                   "not asked for with --db is otherwise kept, with its database.")
 @name_option
 @dir_option
 @_errors
-def up(hosts: int, db: bool, name: str, inventory_dir: Path) -> None:
-    """Start the lab's hosts (idempotent) and write its inventory."""
+def up(hosts: int, db: bool, suite: str, prune: bool, name: str, inventory_dir: Path) -> None:
+    """Start the lab's hosts (idempotent) and write its inventory.
+
+    Says every host it removes, re-creates or keeps. Never deletes a host holding data (db1)
+    unless --prune."""
     started = time.monotonic()
-    state = Lab(name, inventory_dir, log=_progress).up(hosts=hosts, db=db)
-    click.echo(f"lab {name!r}: {len(state.hosts)} hosts ready in {time.monotonic() - started:.1f}s; "
-               f"inventory {os.path.relpath(state.inventory)}")
+    state = Lab(name, inventory_dir, log=_progress).up(hosts=hosts, db=db, suite=suite, prune=prune)
+    click.echo(f"lab {name!r}: {len(state.hosts)} {suite} hosts ready in "
+               f"{time.monotonic() - started:.1f}s; inventory {os.path.relpath(state.inventory)}")
 
 
 @lab.command()

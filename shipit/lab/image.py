@@ -13,12 +13,13 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from shipit.lab.util import LabError, remove_tree, run
 
-__all__ = ["ImageRecipe", "DEFAULT_RECIPE", "ensure_base_image", "image_path"]
+__all__ = ["ImageRecipe", "DEFAULT_RECIPE", "SUITES", "DEFAULT_SUITE", "recipe_for",
+           "ensure_base_image", "image_path"]
 
 #: Bump when the customisation below changes, so cached images built by older code are rebuilt.
 CUSTOMIZE_VERSION = 4
@@ -50,6 +51,20 @@ class ImageRecipe:
 
 
 DEFAULT_RECIPE = ImageRecipe()
+
+#: The Debian suites a lab boots: Debian 12 and 13. (Ubuntu's archives are not reachable from
+#: the machines this is tested on; see README "Distributions".)
+SUITES = ("bookworm", "trixie")
+#: What ``shipit lab up`` boots without ``--suite``: Debian 12, what CI and most servers in use
+#: run today; trixie is one flag away and CI runs the deploy smoke test on it too.
+DEFAULT_SUITE = "bookworm"
+
+
+def recipe_for(suite: str) -> ImageRecipe:
+    """The image recipe of Debian ``suite``. Raises ValueError for a suite not in :data:`SUITES`."""
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r}: expected one of {', '.join(SUITES)}")
+    return replace(DEFAULT_RECIPE, suite=suite)
 
 
 def image_path(cache_root: Path, recipe: ImageRecipe = DEFAULT_RECIPE) -> Path:
@@ -98,18 +113,20 @@ def ensure_base_image(cache_root: Path, mirror: str, recipe: ImageRecipe = DEFAU
         if final.exists():
             remove_tree(final)
         os.rename(tmp, final)
-        _prune_other_images(images, keep=final)
+        _prune_other_images(images, keep=final, suite=recipe.suite)
         if log:
             log(f"base image built in {time.monotonic() - started:.0f}s")
         return final
 
 
-def _prune_other_images(images: Path, keep: Path) -> None:
-    """Delete images of older recipes that no mounted overlay uses (they are ~250 MB each)."""
+def _prune_other_images(images: Path, keep: Path, suite: str) -> None:
+    """Delete images of older recipes of the same ``suite`` that no mounted overlay uses (they
+    are ~250 MB each); the other suites' images stay cached."""
     with open("/proc/self/mountinfo") as f:
         mounts = f.read()
     for other in images.iterdir():
-        if other != keep and other.is_dir() and (other / ".shipit-image-complete").exists() \
+        if other != keep and other.is_dir() and other.name.startswith(f"{suite}-") \
+                and (other / ".shipit-image-complete").exists() \
                 and f"lowerdir={other}," not in mounts and f"lowerdir={other}:" not in mounts:
             remove_tree(other)
 

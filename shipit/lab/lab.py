@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from shipit.lab import acng, network
-from shipit.lab.aptsrc import apt_conf_for_hosts, read_apt_mirror
+from shipit.lab.aptsrc import apt_conf_for_hosts, read_apt_mirror, read_security_mirror, render_sources_list
 from shipit.lab.cgroups import lab_cgroup_roots, remove_cgroups
-from shipit.lab.image import ensure_base_image
+from shipit.lab.image import DEFAULT_SUITE, ensure_base_image, recipe_for
 from shipit.lab.inventory import render_inventory, render_known_hosts, write_file_atomic
 from shipit.lab.machine import HostConfig, Machine
 from shipit.lab.naming import HostSpec, lab_net, plan_hosts
+from shipit.lab.plan import UpPlan, plan_up
 from shipit.lab.prereq import check_prerequisites
 from shipit.lab.procs import find_container_inits, find_pids, terminate
 from shipit.lab.ready import Readiness, probe
@@ -40,7 +41,8 @@ BOOT_ATTEMPTS = 3
 
 @dataclass(frozen=True)
 class LabState:
-    """A lab that is up: where its files are and which hosts it has (in inventory order)."""
+    """A lab that is up: where its files are, which hosts it has (in inventory order) and the
+    Debian ``suite`` they run (``bookworm``, ``trixie``)."""
 
     name: str
     inventory: Path
@@ -48,6 +50,7 @@ class LabState:
     known_hosts: Path
     hosts: tuple[HostSpec, ...]
     apt_proxy: str | None
+    suite: str = DEFAULT_SUITE
 
 
 @dataclass(frozen=True)
@@ -108,24 +111,62 @@ class Lab:
             yield
 
     # --- up ----------------------------------------------------------------------------
-    def up(self, hosts: int = 3, db: bool = False, boot_timeout: float = 90.0) -> LabState:
-        """Bring the lab to exactly ``hosts`` web hosts (+ ``db1`` if ``db``), all ready.
+    def up(self, hosts: int = 3, db: bool = False, boot_timeout: float = 90.0,
+           suite: str = DEFAULT_SUITE, prune: bool = False) -> LabState:
+        """Bring the lab to ``hosts`` web hosts (+ ``db1`` if ``db``) of Debian ``suite``, all
+        ready.
 
-        Running, ready hosts are kept; dead ones, stale mounts, leftover rules are healed;
-        hosts beyond the requested set are removed. ``boot_timeout`` (seconds) is per boot
-        attempt of one host. Raises :class:`PrerequisiteError` when this machine cannot run a
-        lab and :class:`LabError` when a host does not become ready.
+        Running, ready hosts are kept; dead ones, stale mounts, leftover rules are healed.
+        Surplus web hosts are removed, web hosts of another suite re-created; a database host
+        not asked for is kept (running, in the inventory) unless ``prune`` (see
+        :mod:`shipit.lab.plan`); every removal is said through ``log``. ``boot_timeout``
+        (seconds) is per boot attempt of one host.
+
+        Raises:
+            PrerequisiteError: this machine cannot run a lab.
+            DataHostError: (exit 2, nothing changed) a database host of another suite
+                without ``prune``.
+            ValueError: an unknown ``suite`` or a bad host count.
+            LabError: a host does not become ready.
         """
         check_prerequisites()
+        recipe_for(suite)  # ValueError for an unknown suite, before anything changes
         specs = plan_hosts(self.net, hosts, db)
         with self._locked():
-            return self._up(specs, boot_timeout)
+            return self._up(specs, boot_timeout, suite, prune)
 
-    def _up(self, specs: list[HostSpec], boot_timeout: float) -> LabState:
+    def _existing(self) -> dict[str, tuple[HostSpec, str]]:
+        """The hosts this lab has now: name -> (spec, suite) from its state file and its
+        hosts dir (a host without a recorded suite was booted by older code: bookworm)."""
+        st = self._read_state()
+        suites: dict[str, str] = st.get("suites") or {}
+        specs = {h[0]: HostSpec(*h) for h in st.get("hosts", [])}
+        hosts_dir = self.dir / "hosts"
+        names = {p.name for p in hosts_dir.iterdir()} if hosts_dir.is_dir() else set()
+        defaults = {s.name: s for s in plan_hosts(self.net, 0, True)}
+        out = {}
+        for name in names:
+            spec = specs.get(name) or defaults.get(name) or HostSpec(name, "", "")
+            out[name] = (spec, suites.get(name, st.get("suite", DEFAULT_SUITE)))
+        return out
+
+    def plan(self, hosts: int = 3, db: bool = False, suite: str = DEFAULT_SUITE,
+             prune: bool = False) -> UpPlan:
+        """What :meth:`up` would do to this lab's hosts, without doing it (see
+        :func:`shipit.lab.plan.plan_up`). Raises DataHostError, ValueError."""
+        recipe_for(suite)
+        return plan_up(self._existing(), plan_hosts(self.net, hosts, db), suite, prune, self.name)
+
+    def _up(self, wanted: list[HostSpec], boot_timeout: float, suite: str, prune: bool) -> LabState:
         t0 = time.monotonic()
+        todo = plan_up(self._existing(), wanted, suite, prune, self.name)  # raises before any change
+        specs = list(todo.hosts)
         self.dir.mkdir(parents=True, exist_ok=True)
         mirror = read_apt_mirror()
-        image = ensure_base_image(self.cache_root, mirror, log=self._log)
+        security = read_security_mirror()
+        if security is None:
+            self._log("this machine has no Debian -security source: the hosts get none either")
+        image = ensure_base_image(self.cache_root, mirror, recipe_for(suite), log=self._log)
         if not self._key.exists():
             self._key.with_suffix(".key.pub").unlink(missing_ok=True)
             run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"shipit-lab-{self.name}",
@@ -139,17 +180,15 @@ class Lab:
         cfg = HostConfig(
             authorized_key=self._key.with_suffix(".key.pub").read_text(),
             nameservers=_nameservers(),
-            sources_list=f"deb {mirror} bookworm main\ndeb {mirror} bookworm-updates main\n",
+            sources_list=render_sources_list(suite, mirror, security),
             apt_conf=apt_conf_for_hosts(proxy),
         )
-        wanted = {s.name for s in specs}
-        hosts_dir = self.dir / "hosts"
-        extra = [p.name for p in hosts_dir.iterdir()] if hosts_dir.is_dir() else []
-        for name in extra:
-            if name not in wanted:  # a smaller lab than last time: drop the surplus host
-                m = Machine(self.net, HostSpec(name, "", ""), self.dir, None)
-                m.stop(grace=5)
-                remove_tree(m.dir)
+        for line in todo.messages():
+            self._log(line)
+        for name, _why in todo.remove + todo.replace:
+            m = Machine(self.net, HostSpec(name, "", ""), self.dir, None)
+            m.stop(grace=5)
+            remove_tree(m.dir)
         machines = [Machine(self.net, s, self.dir, image) for s in specs]
 
         # hosts that are running and answer as deploy are kept as they are
@@ -169,7 +208,7 @@ class Lab:
                 raise LabError("lab hosts did not become ready: " + "; ".join(failed))
         else:
             self._write_known_hosts(machines)
-        state = self._publish(specs, proxy)
+        state = self._publish(specs, proxy, suite)
         self._log(f"lab {self.name!r} up: {len(specs)} hosts in {time.monotonic() - t0:.1f}s")
         return state
 
@@ -224,7 +263,7 @@ class Lab:
         text = render_known_hosts([(m.spec.address, m.host_public_key()) for m in machines])
         write_file_atomic(self._known_hosts, text)
 
-    def _publish(self, specs: list[HostSpec], proxy: str | None) -> LabState:
+    def _publish(self, specs: list[HostSpec], proxy: str | None, suite: str) -> LabState:
         """Write inventory, key and known_hosts into the inventory dir; remember them in state."""
         inv = self.inventory_dir / f"{self.name}.yml"
         key = self.inventory_dir / f"{self.name}.key"
@@ -233,9 +272,10 @@ class Lab:
         write_file_atomic(kh, self._known_hosts.read_text())
         write_file_atomic(inv, render_inventory(specs, key.name, kh.name))
         state = {"inventory": str(inv), "key": str(key), "known_hosts": str(kh),
-                 "hosts": [[s.name, s.address, s.group] for s in specs], "apt_proxy": proxy}
+                 "hosts": [[s.name, s.address, s.group] for s in specs], "apt_proxy": proxy,
+                 "suite": suite, "suites": {s.name: suite for s in specs}}
         write_file_atomic(self._state_file, json.dumps(state, indent=2))
-        return LabState(self.name, inv, key, kh, tuple(specs), proxy)
+        return LabState(self.name, inv, key, kh, tuple(specs), proxy, suite)
 
     # --- down --------------------------------------------------------------------------
     def down(self) -> None:
@@ -273,7 +313,7 @@ class Lab:
             return None
         specs = tuple(HostSpec(*h) for h in st["hosts"])
         return LabState(self.name, Path(st["inventory"]), Path(st["key"]), Path(st["known_hosts"]),
-                        specs, st.get("apt_proxy"))
+                        specs, st.get("apt_proxy"), st.get("suite", DEFAULT_SUITE))
 
     def status(self) -> list[HostStatus]:
         """Machine state and SSH readiness (as deploy, strict host keys) of every host."""

@@ -79,3 +79,30 @@ def test_apt_conf_for_hosts_copies_validity_settings() -> None:
     assert 'Acquire::http::Proxy "http://10.231.7.1:3142";' in text
     assert 'Acquire::Check-Valid-Until "false";' in text and "Retries" not in text
     assert "Proxy" not in apt_conf_for_hosts(None, "")
+
+
+def test_security_mirror_from_deb822_and_one_line(tmp_path: Path) -> None:
+    from shipit.lab.aptsrc import parse_deb822_security, parse_one_line_security, read_security_mirror
+
+    assert parse_deb822_security(DEB822) == "http://mirror.example/debian-security"
+    assert parse_one_line_security(ONE_LINE) == "http://mirror.example/debian-security"
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(SECURITY_FIRST)
+    assert read_security_mirror(tmp_path) == "http://mirror.example/debian-security"
+
+
+def test_no_security_source_is_none(tmp_path: Path) -> None:
+    from shipit.lab.aptsrc import read_security_mirror
+
+    (tmp_path / "sources.list").write_text("deb http://mirror.example/debian bookworm main\n")
+    assert read_security_mirror(tmp_path) is None
+
+
+def test_hosts_sources_list_per_suite() -> None:
+    from shipit.lab.aptsrc import render_sources_list
+
+    text = render_sources_list("trixie", "http://mirror.example/debian", "http://mirror.example/debian-security")
+    assert text.splitlines() == ["deb http://mirror.example/debian trixie main",
+                                 "deb http://mirror.example/debian trixie-updates main",
+                                 "deb http://mirror.example/debian-security trixie-security main"]
+    assert "security" not in render_sources_list("bookworm", "http://mirror.example/debian", None)
