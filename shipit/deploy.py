@@ -8,8 +8,10 @@ its own and does no batching (the executor does: ``serial``, canary, max-fail, r
 Order of a deploy (nothing touches a host before step 4):
   1. load and validate the inventory, the app spec and secrets (:func:`load_target`);
   2. load and validate the built-in playbooks, with provisional release/artifact values;
-  3. one round trip per web host: host facts and release state; size the workers against
-     memory and refuse when they do not fit; then build the artifact on the runner for the
+  3. one round trip per web host: host facts and release state; the app's Python
+     (``python:`` or ``requires-python``) against what each host has or its apt sources offer
+     (:func:`shipit.distro.python_for_hosts`: exit 2 naming the host otherwise); size the
+     workers against memory and refuse when they do not fit; then build the artifact on the runner for the
      hosts' platform (machine, glibc, Python: :func:`shipit.platform.target_for_hosts`;
      deterministic: same app and target -> same content hash), running the spec's ``build:``
      steps in the staged source (a failing one stops here: nothing changed), refuse it if a
@@ -50,6 +52,7 @@ from typing import Any, Protocol
 from shipit import envfile, hardening
 from shipit.app import AppSpec, load_app_spec, load_secrets, parse_size
 from shipit.artifact import BuildError, build_artifact
+from shipit.distro import python_for_hosts, python_need
 from shipit.errors import Problem, ShipitError, ValidationError
 from shipit.executor import Executor, PlayResult, Reporter, RunOptions
 from shipit.facts import FactKind
@@ -657,8 +660,13 @@ class Deployer:
                                + "; nothing was changed", self._outcome_from(states, "deploy", "", {}))
         live: dict[str, dict[str, Any]] = {h: s for h, s in states.items() if isinstance(s, dict)}
         port_clashes(spec, live)
+        host_facts = {h: s["facts"] for h, s in live.items()}
+        # the app's Python against each host's (installed or in its apt sources): exit 2 here,
+        # before the lock, naming the host, its release, its Python and the app's need
+        python = python_for_hosts(host_facts, python_need(spec.python, *spec.where("python"),
+                                                          Path(spec.source)))
         try:
-            target = target_for_hosts({h: s["facts"] for h, s in live.items()}, spec.python)
+            target = target_for_hosts(host_facts, python)
         except PlatformError as exc:
             raise DeployFailed(f"{exc.message}; nothing was changed") from None
         workers = size_workers(spec, {h: s["facts"] for h, s in live.items()}, self.budgets(),

@@ -26,6 +26,7 @@ from typing import Any
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from shipit.distro import default_python
 from shipit.errors import ShipitError
 
 MACHINES = ("x86_64", "aarch64")
@@ -35,8 +36,6 @@ UV_MANYLINUX = (17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40)
 """The ``manylinux_2_<N>`` values uv's ``--python-platform`` accepts (uv 0.13)."""
 
 _LEGACY = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
-_DISTRO_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13",
-                  "jammy": "3.10", "noble": "3.12"}
 
 
 class PlatformError(ShipitError):
@@ -161,8 +160,9 @@ def _tags(target: TargetPlatform) -> tuple[Tag, ...]:
 def from_host_facts(facts: Mapping[str, Any], python: str | None = None,
                     host: str = "host") -> TargetPlatform:
     """The target of one host from its ``host`` facts (``machine``, ``glibc``, ``codename``,
-    ``pythons``). ``python`` (the app spec's X.Y) wins; else the Python the OS codename ships;
-    else the newest ``/usr/bin/python3.X`` found.
+    ``pythons``). ``python`` (the X.Y chosen for the app, :func:`shipit.distro.python_for_hosts`)
+    wins; else the distro's own python3 (:func:`shipit.distro.default_python`: apt's candidate,
+    else the release table); else the newest ``/usr/bin/python3.X`` found.
 
     Raises:
         PlatformError: the host reported no glibc or machine, or no Python can be chosen.
@@ -172,7 +172,7 @@ def from_host_facts(facts: Mapping[str, Any], python: str | None = None,
         raise PlatformError(f"{host}: the host facts give no machine/glibc "
                             f"(machine={machine!r}, glibc={glibc!r}); only glibc Linux hosts "
                             "are supported")
-    chosen = python or _DISTRO_PYTHON.get(str(facts.get("codename") or ""))
+    chosen = python or default_python(facts)
     if not chosen:
         pythons = list(facts.get("pythons") or [])
         if not pythons:

@@ -8,6 +8,9 @@ Gathered once per host per run, before any play; modules read it through
      "hostname": "web1", "cpus": 2,
      "mem_total": 25165824000, "mem_available": 2400000000,   # bytes
      "load": [0.1, 0.05, 0.0], "pythons": ["3.11"],           # /usr/bin/python3.X present
+     "apt_pythons": ["3.11"],          # python3.X packages in the apt lists ([] if never read)
+     "python3_candidate": "3.11.2-1+b1",   # the distro's python3 package, "" if apt cannot tell
+     "caddy_candidate": "2.6.2-5",     # the caddy package apt would install, "" if none
      "apt_lists_age": 120,             # seconds since the apt lists were updated, -1 never
      "systemd": "252", "boot_id": "…", "uptime": 123.4,       # uptime in seconds
      "postgresql": {...}}              # see :func:`postgresql_fact`
@@ -37,6 +40,12 @@ while read -r k v _; do
 done < /proc/meminfo
 read -r a b c _ < /proc/loadavg; echo "load=$a $b $c"
 printf 'pythons='; for f in /usr/bin/python3.*; do printf '%s ' "${f#/usr/bin/}"; done; echo
+if ls /var/lib/apt/lists/ 2>/dev/null | grep -q '_Packages'; then
+  printf 'apt_pythons='; apt-cache pkgnames python3. 2>/dev/null | grep -E '^python3\.[0-9]+$' | tr '\n' ' '; echo
+  LC_ALL=C apt-cache policy python3 caddy 2>/dev/null | while read -r k v _; do
+    case $k in python3:|caddy:) p=${k%:};; Candidate:) [ "$v" = "(none)" ] || echo "${p}_candidate=$v";; esac
+  done
+fi
 if [ -e /var/lib/apt/periodic/shipit-update-success-stamp ]; then
   stat -c 'apt_lists_mtime=%Y' /var/lib/apt/periodic/shipit-update-success-stamp
 else
@@ -88,6 +97,13 @@ def parse(stdout: str) -> dict[str, Any]:
              if re.fullmatch(r"python3\.[0-9]+", p)},
             key=lambda v: tuple(int(x) for x in v.split(".")),
         ),
+        "apt_pythons": sorted(
+            {p.removeprefix("python") for p in raw.get("apt_pythons", "").split()
+             if re.fullmatch(r"python3\.[0-9]+", p)},
+            key=lambda v: tuple(int(x) for x in v.split(".")),
+        ),
+        "python3_candidate": raw.get("python3_candidate", ""),
+        "caddy_candidate": raw.get("caddy_candidate", ""),
         "apt_lists_age": int(now - float(lists_mtime)) if lists_mtime.isdigit() else -1,
         "systemd": raw.get("systemd", ""),
         "boot_id": raw.get("boot_id", ""),
@@ -127,7 +143,8 @@ def postgresql_fact(lines: list[str]) -> dict[str, Any]:
     return {**(clusters[0] if clusters else empty), "clusters": clusters}
 
 
-HOST = FactKind("host", lambda arg: COMMAND, parse, "OS, machine, glibc, CPUs, memory, load, Pythons")
+HOST = FactKind("host", lambda arg: COMMAND, parse,
+                "OS, machine, glibc, CPUs, memory, load, Pythons (installed and in apt), Caddy, PostgreSQL")
 KINDS = [HOST]
 
 

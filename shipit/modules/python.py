@@ -2,9 +2,11 @@
 
 Hosts have no package index access, so packages are installed only from a wheel directory
 already on the host, e.g. the release artifact's ``.shipit/wheels``. Python comes from the
-distro's own packages (``python3.X``, plus ``python3.X-venv`` for the pip path); a version the
-distro does not ship fails the task with the versions each known codename ships
-(:data:`DISTRO_PYTHON`).
+distro's own packages (``python3.X``, plus ``python3.X-venv`` for the pip path). Which X.Y a
+host offers comes from its ``host`` facts (installed ``/usr/bin/python3.X`` and the
+``python3.X`` packages in its apt lists, :func:`shipit.distro.available_pythons`); a version it
+does not offer fails the task naming the host's release and what it has. Without ``version``,
+the distro's own ``python3`` (:func:`shipit.distro.default_python`).
 
 Two ways to build the venv:
 
@@ -36,15 +38,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from shipit.distro import RELEASES, available_pythons, default_python, describe
 from shipit.facts import FactQuery, files
 from shipit.facts import python as python_facts
 from shipit.facts.python import STAMP, normalize
 from shipit.modules.apt import AptModule
 from shipit.modules.base import Change, Module, Param, Plan, PlanContext, q
-
-DISTRO_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13",
-                 "jammy": "3.10", "noble": "3.12"}
-"""The Python each OS codename ships as python3 (Debian 11/12/13, Ubuntu 22.04/24.04)."""
 
 REQ_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)(==([A-Za-z0-9.+!_-]+))?")
 _APT = AptModule()
@@ -120,23 +119,22 @@ class PythonModule(Module):
             errors.append(("clone_from", "cloning needs uv (give uv)"))
         return errors
 
-    def _version(self, params: Mapping[str, Any], codename: str) -> tuple[str | None, str]:
-        table = ", ".join(f"{k} {v}" for k, v in DISTRO_PYTHON.items())
-        shipped = DISTRO_PYTHON.get(codename)
-        wanted = params.get("version") or shipped
-        if shipped is None:
-            return None, (f"unknown OS codename {codename!r}: cannot tell which Python it "
-                          f"ships (known: {table})")
-        if wanted != shipped:
-            return None, (f"Python {wanted} is not available from {codename}'s packages; "
-                          f"{codename} ships {shipped} (known: {table})")
+    def _version(self, params: Mapping[str, Any], host_facts: Mapping[str, Any]) -> tuple[str | None, str]:
+        have, source = available_pythons(host_facts)
+        wanted = params.get("version") or default_python(host_facts)
+        if wanted is None:
+            return None, (f"cannot tell which Python {describe(host_facts)} ships (no python3 "
+                          "in its apt lists, none installed): give a version")
+        if wanted not in have:
+            return None, (f"Python {wanted} is not available on {describe(host_facts)}: it has "
+                          f"{', '.join(have) or 'none'} ({source})")
         return wanted, ""
 
     def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
         # Facts cannot depend on host facts, so ask for every candidate version's packages
-        # only when the version is given; otherwise for each version in the table.
+        # only when the version is given; otherwise for each known release's python3.
         versions = [params["version"]] if params.get("version") else \
-            sorted(set(DISTRO_PYTHON.values()))
+            sorted({r.python for r in RELEASES.values()})
         queries: list[FactQuery] = []
         for v in versions:
             queries += _APT.facts(_apt_params(params, v))
@@ -150,7 +148,7 @@ class PythonModule(Module):
 
     def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any],
              ctx: PlanContext) -> Plan:
-        version, error = self._version(params, ctx.host_facts.get("codename", ""))
+        version, error = self._version(params, ctx.host_facts)
         if version is None:
             return Plan(failed=error)
         apt_plan = _APT.plan(_apt_params(params, version), facts, ctx)

@@ -107,6 +107,7 @@ class FakeHost:
     unreachable: bool = False
     truncate_facts: bool = False
     hang: str = ""  # a script containing this text never returns (until cancelled or timed out)
+    host_facts: str | None = None  # the `host` fact's output (None: a Debian 12 host with 3.11)
     migrations: int = 0
     release_steps: list[str] = field(default_factory=list)  # release: commands run, in order
     journal: list[str] = field(default_factory=list)  # `journalctl -o json` lines it answers
@@ -144,10 +145,13 @@ class FakeHost:
                           f"mem {unit} {64 * 2**20}"]
                 lines += [f"child {unit} {2000 + port + i} python -c spawn_main" for i in range(2)]
             return "\n".join(lines) + "\n"
+        if kind == "host" and self.host_facts is not None:
+            return self.host_facts
         if kind == "host":
             return ("os_id=debian\nos_version=12\ncodename=bookworm\narch=amd64\nmachine=x86_64\nglibc=2.36\n"
                     f"hostname={self.name}\ncpus=2\nmem_total_kb=4000000\nmem_available_kb=3000000\n"
-                    "load=0.1 0.1 0.1\npythons=python3.11\nsystemd=252\n")
+                    "load=0.1 0.1 0.1\npythons=python3.11\napt_pythons=python3.11\n"
+                    "python3_candidate=3.11.2-1+b1\ncaddy_candidate=2.6.2-5\nsystemd=252\n")
         return ""
 
     def _log(self, params: Mapping[str, Any], release: str, state: str) -> None:
