@@ -5,7 +5,7 @@ Shape (every key but ``name``, the web app and ``domains`` optional)::
 
     name: example                     # /srv/<name>, the app user, unit names ([a-z][a-z0-9-]*, <= 31)
     source: .                         # the app's source dir, relative to the file setting it
-    python: "3.11"                    # distro Python on the hosts (default: the distro's)
+    python: "3.11"                    # a Python the hosts have (default: theirs that fits requires-python)
     web:
       asgi: example_app.main:app      # the ASGI app (uvicorn); or wsgi: mysite.wsgi:application
                                       # (gunicorn); app: is the old spelling of asgi:

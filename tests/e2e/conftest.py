@@ -1,7 +1,9 @@
 """Fixtures for end-to-end tests against the lab's real Debian hosts.
 
 ``lab`` (session scope) brings up a lab named ``shipit-test`` (3 web hosts + db1) into a temp
-inventory dir and takes it down at the end of the session, even when tests fail. When the
+inventory dir and takes it down at the end of the session, even when tests fail. Its hosts
+run Debian ``SHIPIT_TEST_SUITE`` (``bookworm``, the default, or ``trixie``): the same tests
+run on either (scripts/test runs the deploy smoke test on trixie too). When the
 lab cannot start: with ``SHIPIT_E2E_REQUIRED=1`` (CI) the test fails with the reason,
 otherwise it is skipped with the reason.
 """
@@ -16,8 +18,10 @@ import pytest
 
 from shipit.errors import ShipitError
 from shipit.lab import Lab, LabState
+from shipit.lab.image import DEFAULT_SUITE
 
 LAB_NAME = os.environ.get("SHIPIT_TEST_LAB", "shipit-test")  # another name runs a second suite beside
+SUITE = os.environ.get("SHIPIT_TEST_SUITE", DEFAULT_SUITE)  # the Debian release of the lab's hosts
 
 
 def lab_unavailable(reason: str) -> None:
@@ -36,12 +40,13 @@ def lab_timings() -> dict[str, float]:
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory, lab_timings: dict[str, float]) -> Iterator[LabState]:
-    """A running lab (3 web hosts + db1) for the whole test session."""
+    """A running lab (3 web hosts + db1 of ``SHIPIT_TEST_SUITE``) for the whole test session
+    (``prune``: a leftover lab of another suite is the test's own, re-created)."""
     inv = tmp_path_factory.mktemp("inventory")
     the_lab = Lab(LAB_NAME, inv)
     started = time.monotonic()
     try:
-        state = the_lab.up(hosts=3, db=True)
+        state = the_lab.up(hosts=3, db=True, suite=SUITE, prune=True)
     except ShipitError as e:
         _down_quietly(the_lab)
         lab_unavailable(e.message)

@@ -14,9 +14,12 @@ import pytest
 from click.testing import CliRunner
 
 from shipit.lab import Lab, LabState
-from shipit.lab.aptsrc import read_apt_mirror
+from shipit.lab.aptsrc import read_apt_mirror, read_security_mirror
 from shipit.lab.cli import lab as lab_cli
+from shipit.lab.image import SUITES
 from shipit.lab.naming import HostSpec
+from shipit.lab.plan import DataHostError
+from tests.e2e.conftest import SUITE
 
 pytestmark = pytest.mark.e2e
 
@@ -77,19 +80,61 @@ def test_mismatched_host_key_is_refused(lab: LabState, tmp_path: Path) -> None:
 def test_apt_works_on_a_host(lab: LabState) -> None:
     client = connect(lab.hosts[-1], lab.key, lab.known_hosts)
     try:
-        rc, out = run(client, "sudo apt-get update 2>&1 | tail -3")
+        rc, out = run(client, "sudo apt-get update 2>&1")
         assert rc == 0 and "Err:" not in out and "Failed" not in out, out
+        if read_security_mirror():  # this machine has Debian's security updates: the hosts too
+            assert f" {SUITE}-security " in out, out
         mirror_host = urlsplit(read_apt_mirror()).hostname
         assert run(client, f"getent hosts {mirror_host}")[0] == 0, "DNS must work on the hosts"
     finally:
         client.close()
 
 
+def test_hosts_run_the_requested_suite(lab: LabState) -> None:
+    assert lab.suite == SUITE
+    client = connect(lab.hosts[0], lab.key, lab.known_hosts)
+    try:
+        assert run(client, ". /etc/os-release; echo $VERSION_CODENAME")[1] == SUITE
+        sources = run(client, "cat /etc/apt/sources.list")[1].splitlines()
+        assert [line.split()[2] for line in sources][:2] == [SUITE, f"{SUITE}-updates"]
+    finally:
+        client.close()
+
+
+def test_up_without_db_keeps_the_db_host_and_its_data(lab: LabState, lab_api: Lab) -> None:
+    """#11 item 8: `lab up` without --db deleted a running db host and its data."""
+    db1 = lab.hosts[-1]
+    client = connect(db1, lab.key, lab.known_hosts)
+    try:
+        assert run(client, "sudo sh -c 'echo kept > /var/lib/shipit-lab-e2e-data'")[0] == 0
+    finally:
+        client.close()
+    pids = lab_api_pids(lab_api, db1)
+    said: list[str] = []
+    again = Lab(lab.name, lab.inventory.parent, log=said.append).up(hosts=3, db=False, suite=SUITE)
+    assert [h.name for h in again.hosts] == ["web1", "web2", "web3", "db1"]
+    assert "keeping db1: it holds data (a database); `--prune` removes it" in said
+    assert "  db: {hosts: [db1]}" in again.inventory.read_text()
+    assert lab_api_pids(lab_api, db1) == pids
+    client = connect(db1, lab.key, lab.known_hosts)
+    try:
+        assert run(client, "cat /var/lib/shipit-lab-e2e-data") == (0, "kept")
+    finally:
+        client.close()
+    # another suite would wipe db1: refused, exit 2, nothing changed
+    other = next(s for s in SUITES if s != SUITE)
+    with pytest.raises(DataHostError) as info:
+        lab_api.up(hosts=3, db=True, suite=other)
+    assert info.value.exit_code == 2 and "db1" in info.value.message and "--prune" in info.value.message
+    assert lab_api_pids(lab_api, db1) == pids and lab_api.state() is not None
+    assert lab_api.state().suite == SUITE  # type: ignore[union-attr]
+
+
 def test_second_up_keeps_hosts(lab: LabState, lab_api: Lab, lab_timings: dict[str, float]) -> None:
     before = {h.name: lab_api_pids(lab_api, h) for h in lab.hosts}
     known = lab.known_hosts.read_text()
     started = time.monotonic()
-    again = lab_api.up(hosts=3, db=True)
+    again = lab_api.up(hosts=3, db=True, suite=SUITE)
     lab_timings["second up"] = time.monotonic() - started
     assert again.hosts == lab.hosts
     assert again.known_hosts.read_text() == known
@@ -148,6 +193,19 @@ def test_fresh_lab_heals_and_down_leaves_nothing(lab: LabState, tmp_path: Path,
         healed = other.up(hosts=1, db=False)
         client = connect(healed.hosts[0], healed.key, healed.known_hosts)
         try:
+            assert run(client, "systemctl is-system-running") == (0, "running")
+        finally:
+            client.close()
+        # the other suite: web1 is re-created from that suite's image, and it is said
+        said: list[str] = []
+        suite = next(s for s in SUITES if s != healed.suite)
+        started = time.monotonic()
+        switched = Lab("shipit-test-down", tmp_path, log=said.append).up(hosts=1, suite=suite)
+        lab_timings[f"up 1 host, suite -> {suite}"] = time.monotonic() - started
+        assert f"replacing web1: {healed.suite} -> {suite}" in said and switched.suite == suite
+        client = connect(switched.hosts[0], switched.key, switched.known_hosts)
+        try:
+            assert run(client, ". /etc/os-release; echo $VERSION_CODENAME") == (0, suite)
             assert run(client, "systemctl is-system-running") == (0, "running")
         finally:
             client.close()
