@@ -52,7 +52,7 @@ from typing import Any, Protocol
 from shipit import envfile, hardening
 from shipit.app import AppSpec, load_app_spec, load_secrets, parse_size
 from shipit.artifact import BuildError, build_artifact
-from shipit.distro import python_for_hosts, python_need
+from shipit.distro import caddy_problems, python_for_hosts, python_need
 from shipit.errors import Problem, ShipitError, ValidationError
 from shipit.executor import Executor, PlayResult, Reporter, RunOptions
 from shipit.facts import FactKind
@@ -665,6 +665,9 @@ class Deployer:
         # before the lock, naming the host, its release, its Python and the app's need
         python = python_for_hosts(host_facts, python_need(spec.python, *spec.where("python"),
                                                           Path(spec.source)))
+        no_caddy = caddy_problems(host_facts)
+        if no_caddy:
+            raise DeployFailed("Caddy cannot be installed; nothing was changed:\n  " + "\n  ".join(no_caddy))
         try:
             target = target_for_hosts(host_facts, python)
         except PlatformError as exc:

@@ -44,7 +44,7 @@ from packaging.version import Version
 from shipit.errors import Problem, ValidationError
 
 __all__ = ["DistroRelease", "RELEASES", "describe", "default_python", "available_pythons",
-           "PythonNeed", "python_need", "python_for_hosts", "xy"]
+           "PythonNeed", "python_need", "python_for_hosts", "xy", "caddy_problems"]
 
 
 @dataclass(frozen=True)
@@ -230,3 +230,17 @@ def python_for_hosts(host_facts: Mapping[str, Mapping[str, Any]], need: PythonNe
     if len(defaults) == 1 and (d := defaults.pop()) in common:
         return d
     return max(common, key=_key)
+
+
+def caddy_problems(host_facts: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One sentence per web host that can get Caddy neither from its apt sources nor has it
+    (Ubuntu 22.04's archive has no ``caddy``): provisioning would fail there after the lock.
+    A host whose apt lists were never read is given the benefit of the doubt (provisioning
+    updates them first)."""
+    out = []
+    for host, facts in sorted(host_facts.items()):
+        if facts.get("apt_lists") and not facts.get("caddy_candidate") and not facts.get("caddy_installed"):
+            out.append(f"{host} ({describe(facts)}): its apt sources have no caddy package and "
+                       "none is installed; add Caddy's apt repository on that host (see "
+                       "caddyserver.com/docs/install) or install caddy, then deploy again")
+    return out

@@ -11,6 +11,8 @@ Gathered once per host per run, before any play; modules read it through
      "apt_pythons": ["3.11"],          # python3.X packages in the apt lists ([] if never read)
      "python3_candidate": "3.11.2-1+b1",   # the distro's python3 package, "" if apt cannot tell
      "caddy_candidate": "2.6.2-5",     # the caddy package apt would install, "" if none
+     "apt_lists": True,                # apt has package lists (candidates above are known)
+     "caddy_installed": False,         # a caddy binary on PATH (however it was installed)
      "apt_lists_age": 120,             # seconds since the apt lists were updated, -1 never
      "systemd": "252", "boot_id": "…", "uptime": 123.4,       # uptime in seconds
      "postgresql": {...}}              # see :func:`postgresql_fact`
@@ -41,6 +43,7 @@ done < /proc/meminfo
 read -r a b c _ < /proc/loadavg; echo "load=$a $b $c"
 printf 'pythons='; for f in /usr/bin/python3.*; do printf '%s ' "${f#/usr/bin/}"; done; echo
 if ls /var/lib/apt/lists/ 2>/dev/null | grep -q '_Packages'; then
+  echo apt_lists=yes
   printf 'apt_pythons='; apt-cache pkgnames python3. 2>/dev/null | grep -E '^python3\.[0-9]+$' | tr '\n' ' '; echo
   LC_ALL=C apt-cache policy python3 caddy 2>/dev/null | while read -r k v _; do
     case $k in python3:|caddy:) p=${k%:};; Candidate:) [ "$v" = "(none)" ] || echo "${p}_candidate=$v";; esac
@@ -51,6 +54,7 @@ if [ -e /var/lib/apt/periodic/shipit-update-success-stamp ]; then
 else
   echo "apt_lists_mtime=$(ls -t /var/lib/apt/lists/*_Packages* 2>/dev/null | head -1 | xargs -r stat -c %Y)"
 fi
+if command -v caddy >/dev/null 2>&1; then echo caddy_installed=yes; fi
 printf 'now='; date +%s
 printf 'systemd='; systemctl --version 2>/dev/null | { read -r _ v _; echo "$v"; }
 read -r b < /proc/sys/kernel/random/boot_id; echo "boot_id=$b"
@@ -104,6 +108,8 @@ def parse(stdout: str) -> dict[str, Any]:
         ),
         "python3_candidate": raw.get("python3_candidate", ""),
         "caddy_candidate": raw.get("caddy_candidate", ""),
+        "apt_lists": raw.get("apt_lists") == "yes",
+        "caddy_installed": raw.get("caddy_installed") == "yes",
         "apt_lists_age": int(now - float(lists_mtime)) if lists_mtime.isdigit() else -1,
         "systemd": raw.get("systemd", ""),
         "boot_id": raw.get("boot_id", ""),

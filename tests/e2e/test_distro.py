@@ -5,8 +5,9 @@ both. First deploy over HTTPS on every host, the release venv on the distro's ow
 nothing, a code change rolled out and rolled back; and an app whose ``requires-python`` the
 hosts cannot meet refused with exit 2 before anything changes.
 
-The app is the example app without its database (``database:``, ``migrate``,
-``DATABASE_URL``): PostgreSQL's version and paths are provisioned elsewhere
+The app is the example app on SQLite in its shared dir instead of PostgreSQL (no
+``database:``; ``migrate`` runs alembic against SQLite on the leader; ``/health`` does a
+``SELECT 1``): PostgreSQL's version and paths are provisioned elsewhere
 (tests/e2e/test_deploy.py covers the database path), and this file should fail only for
 what differs between releases in the web path: Python, uv venvs, Caddy, systemd.
 """
@@ -27,6 +28,7 @@ import pytest
 
 from shipit.distro import RELEASES
 from shipit.lab import LabState
+from shipit.layout import Layout
 from tests.e2e.conftest import SUITE
 from tests.e2e.test_deploy import EXAMPLE, WEB, Env
 
@@ -37,12 +39,13 @@ DOMAIN = "distro.shipit.test"  # its own app, port and site: it may share a lab 
 
 
 def web_only_app(dest: Path, requires_python: str | None = None, suffix: str = "") -> Path:
-    """The example app renamed, without its database; optionally another requires-python
-    and a changed response (``suffix`` appended to main.py)."""
+    """The example app renamed, on SQLite instead of PostgreSQL; optionally another
+    requires-python and a changed response (``suffix`` appended to main.py)."""
     shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".venv"))
     spec = dest / "shipit.yml"
-    lines = [line for line in spec.read_text().splitlines()
-             if not line.startswith(("migrate:", "secrets:", "database:", "python:", "  DATABASE_URL:", "  - {name: heartbeat"))]
+    sqlite = f'  DATABASE_URL: "sqlite:///{Layout(APP).shared}/smoke.db"'
+    lines = [sqlite if line.startswith("  DATABASE_URL:") else line for line in spec.read_text().splitlines()
+             if not line.startswith(("secrets:", "database:", "python:", "  - {name: heartbeat"))]
     text = "\n".join(lines) + "\n"
     text = text.replace("name: example\n", f"name: {APP}\n").replace("port: 8000", "port: 8100")
     text = text.replace("example.shipit.test", DOMAIN)

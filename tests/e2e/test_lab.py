@@ -19,9 +19,11 @@ from shipit.lab.cli import lab as lab_cli
 from shipit.lab.image import SUITES
 from shipit.lab.naming import HostSpec
 from shipit.lab.plan import DataHostError
-from tests.e2e.conftest import SUITE
+from tests.e2e.conftest import LAB_NAME, SUITE
 
 pytestmark = pytest.mark.e2e
+
+DOWN_LAB = f"{LAB_NAME[:26]}-down"  # a second, throwaway lab beside the session's
 
 
 def connect(host: HostSpec, key: Path, known_hosts: Path) -> paramiko.SSHClient:
@@ -173,7 +175,7 @@ def test_fresh_lab_heals_and_down_leaves_nothing(lab: LabState, tmp_path: Path,
                                                   lab_timings: dict[str, float]) -> None:
     # `lab` first, so the shared lab is already in the before-snapshot
     before = snapshot()
-    other = Lab("shipit-test-down", tmp_path)
+    other = Lab(DOWN_LAB, tmp_path)
     try:
         started = time.monotonic()
         state = other.up(hosts=1, db=False)
@@ -200,7 +202,7 @@ def test_fresh_lab_heals_and_down_leaves_nothing(lab: LabState, tmp_path: Path,
         said: list[str] = []
         suite = next(s for s in SUITES if s != healed.suite)
         started = time.monotonic()
-        switched = Lab("shipit-test-down", tmp_path, log=said.append).up(hosts=1, suite=suite)
+        switched = Lab(DOWN_LAB, tmp_path, log=said.append).up(hosts=1, suite=suite)
         lab_timings[f"up 1 host, suite -> {suite}"] = time.monotonic() - started
         assert f"replacing web1: {healed.suite} -> {suite}" in said and switched.suite == suite
         client = connect(switched.hosts[0], switched.key, switched.known_hosts)

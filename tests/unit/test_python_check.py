@@ -145,3 +145,29 @@ def test_cli_exit_2_names_the_host_for_spec_python(cli_fleet: Fleet) -> None:
             "(installed or in its apt sources); the app needs Python 3.11") in result.stderr
     assert "Traceback" not in result.stderr
     assert all(f.lock is None and f.current is None for f in cli_fleet.hosts.values())
+
+
+def test_caddy_from_the_hosts_apt_sources() -> None:
+    from shipit.distro import caddy_problems
+
+    assert TRIXIE["apt_lists"] is True and caddy_problems({"web1": TRIXIE}) == []
+    jammy = {"os_id": "ubuntu", "os_version": "22.04", "codename": "jammy", "apt_lists": True,
+             "caddy_candidate": "", "caddy_installed": False}
+    assert caddy_problems({"web1": jammy}) == [
+        "web1 (Ubuntu 22.04 (jammy)): its apt sources have no caddy package and none is "
+        "installed; add Caddy's apt repository on that host (see caddyserver.com/docs/install) "
+        "or install caddy, then deploy again"]
+    assert caddy_problems({"web1": dict(jammy, caddy_installed=True)}) == []
+    assert caddy_problems({"web1": dict(jammy, apt_lists=False)}) == []  # lists never read: provision updates them
+
+
+def test_deployer_refuses_hosts_without_caddy_before_the_lock(tmp_path: Path) -> None:
+    from shipit.deploy import DeployFailed
+
+    fleet = Fleet(tmp_path)
+    on_trixie(fleet, *WEB)
+    fleet.hosts["web2"].host_facts = TRIXIE_TEXT.replace("caddy_candidate=", "was_caddy=")
+    deployer, _ = fleet.deployer()
+    with pytest.raises(DeployFailed, match="web2 .Debian 13 .trixie..: its apt sources have no caddy"):
+        deployer.deploy(str(tmp_path / "out"))
+    assert fleet.targets == [] and all(f.lock is None for f in fleet.hosts.values())
