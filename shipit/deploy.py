@@ -52,7 +52,7 @@ from typing import Any, Protocol
 from shipit import envfile, hardening
 from shipit.app import AppSpec, load_app_spec, load_secrets, parse_size
 from shipit.artifact import BuildError, build_artifact
-from shipit.distro import caddy_problems, python_for_hosts, python_need
+from shipit.distro import PythonNeed, caddy_problems, python_for_hosts, python_need
 from shipit.errors import Problem, ShipitError, ValidationError
 from shipit.executor import Executor, PlayResult, Reporter, RunOptions
 from shipit.facts import FactKind
@@ -1034,7 +1034,12 @@ class Deployer:
             raise DeployFailed("; ".join(problems) + "; nothing was changed")
         release = to or max(targets.values())
         workers = size_workers(spec, {h: s["facts"] for h, s in live.items()}, self.budgets())
-        app = app_vars(spec, workers, self.target.secrets, release)
+        try:  # the hosts' Python (not the runner's) for `app.python`; rollback builds nothing
+            python = python_for_hosts({h: s["facts"] for h, s in live.items()},
+                                      PythonNeed(exact=spec.python))
+        except ValidationError:
+            python = None
+        app = app_vars(spec, workers, self.target.secrets, release, python)
         extra = {**self._base_extra(app, release, "rollback", self.lock_token(release)), "host_release": targets}
         plays = self._playbook(extra)
 

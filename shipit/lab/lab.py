@@ -25,7 +25,7 @@ from shipit.lab.image import DEFAULT_SUITE, ensure_base_image, recipe_for
 from shipit.lab.inventory import render_inventory, render_known_hosts, write_file_atomic
 from shipit.lab.machine import HostConfig, Machine
 from shipit.lab.naming import HostSpec, lab_net, plan_hosts
-from shipit.lab.plan import UpPlan, plan_up
+from shipit.lab.plan import plan_up
 from shipit.lab.prereq import check_prerequisites
 from shipit.lab.procs import find_container_inits, find_pids, terminate
 from shipit.lab.ready import Readiness, probe
@@ -149,13 +149,6 @@ class Lab:
             spec = specs.get(name) or defaults.get(name) or HostSpec(name, "", "")
             out[name] = (spec, suites.get(name, st.get("suite", DEFAULT_SUITE)))
         return out
-
-    def plan(self, hosts: int = 3, db: bool = False, suite: str = DEFAULT_SUITE,
-             prune: bool = False) -> UpPlan:
-        """What :meth:`up` would do to this lab's hosts, without doing it (see
-        :func:`shipit.lab.plan.plan_up`). Raises DataHostError, ValueError."""
-        recipe_for(suite)
-        return plan_up(self._existing(), plan_hosts(self.net, hosts, db), suite, prune, self.name)
 
     def _up(self, wanted: list[HostSpec], boot_timeout: float, suite: str, prune: bool) -> LabState:
         t0 = time.monotonic()
