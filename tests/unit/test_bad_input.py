@@ -294,7 +294,7 @@ CASES = [
     app("acme-email-space", "tls: internal", 'tls: {acme_email: "ops @example.com"}', "tls.acme_email", "email"),
     app("tls-unknown", "tls: internal", "tls: letsencrypt", "tls", "internal"),
     app("name-bad", "name: example", 'name: "Ex ample"', "name", "short lowercase"),
-    app("python-float", 'python: "3.11"', "python: 3.11", "python", '"3.X"'),
+    app("python-float", "name: example\n", "name: example\npython: 3.11  # <-\n", "python", '"3.X"'),
     app("source-missing", "name: example", "name: example\nsource: no/such/dir  # <-", "source", "no such directory"),
     app("unknown-key", "max_fail: 0", "max_fail: 0\nmax_fails: 1  # <-", "max_fails", "unknown app key"),
     app("app-alias-bomb", "max_fail: 0", "max_fail: 0\n" + BOMB.replace("lol", "x_lol"), "", "too many alias expansions"),
