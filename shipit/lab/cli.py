@@ -97,12 +97,14 @@ def down(name: str, inventory_dir: Path) -> None:
 @_errors
 def status(name: str) -> None:
     """Show each host: address, machine state, SSH readiness."""
-    rows = Lab(name, log=_progress).status()
+    the_lab = Lab(name, log=_progress)
+    rows = the_lab.status()
     console = Console()
-    if not rows:
+    state = the_lab.state()
+    if not rows or state is None:
         console.print(f"lab {name!r} is not up")
         return
-    table = Table(title=f"lab {name}")
+    table = Table(title=f"lab {name} (Debian {state.suite})")
     for col in ("host", "address", "machine", "ssh ready", "detail"):
         table.add_column(col)
     for r in rows:
