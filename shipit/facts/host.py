@@ -8,7 +8,7 @@ Gathered once per host per run, before any play; modules read it through
      "hostname": "web1", "cpus": 2,
      "mem_total": 25165824000, "mem_available": 2400000000,   # bytes
      "load": [0.1, 0.05, 0.0], "pythons": ["3.11"],           # /usr/bin/python3.X present
-     "apt_pythons": ["3.11"],          # python3.X packages in the apt lists ([] if never read)
+     "apt_pythons": ["3.11"],          # python3.X (3.8..3.16) apt can install ([] if no lists)
      "python3_candidate": "3.11.2-1+b1",   # the distro's python3 package, "" if apt cannot tell
      "caddy_candidate": "2.6.2-5",     # the caddy package apt would install, "" if none
      "apt_lists": True,                # apt has package lists (candidates above are known)
@@ -44,10 +44,15 @@ read -r a b c _ < /proc/loadavg; echo "load=$a $b $c"
 printf 'pythons='; for f in /usr/bin/python3.*; do printf '%s ' "${f#/usr/bin/}"; done; echo
 if ls /var/lib/apt/lists/ 2>/dev/null | grep -q '_Packages'; then
   echo apt_lists=yes
-  printf 'apt_pythons='; apt-cache pkgnames python3. 2>/dev/null | grep -E '^python3\.[0-9]+$' | tr '\n' ' '; echo
-  LC_ALL=C apt-cache policy python3 caddy 2>/dev/null | while read -r k v _; do
-    case $k in python3:|caddy:) p=${k%:};; Candidate:) [ "$v" = "(none)" ] || echo "${p}_candidate=$v";; esac
-  done
+  # one apt-cache run (it may rebuild its cache each time): python3, caddy, python3.8..3.16
+  LC_ALL=C apt-cache policy python3 caddy $(seq -f 'python3.%g' 8 16) 2>/dev/null | { p=; while read -r k v _; do
+    case $k in
+      Candidate:) if [ -n "$p" ] && [ "$v" != "(none)" ]; then echo "${p}_candidate=$v"; fi;;
+      *:) if [ -z "$v" ]; then  # a package header (apt may add regex matches: skip them)
+            case $k in python3:|caddy:|python3.[0-9]:|python3.[0-9][0-9]:) p=${k%:};; *) p=;; esac
+          fi;;
+    esac
+  done; }
 fi
 if [ -e /var/lib/apt/periodic/shipit-update-success-stamp ]; then
   stat -c 'apt_lists_mtime=%Y' /var/lib/apt/periodic/shipit-update-success-stamp
@@ -102,8 +107,8 @@ def parse(stdout: str) -> dict[str, Any]:
             key=lambda v: tuple(int(x) for x in v.split(".")),
         ),
         "apt_pythons": sorted(
-            {p.removeprefix("python") for p in raw.get("apt_pythons", "").split()
-             if re.fullmatch(r"python3\.[0-9]+", p)},
+            {k.removeprefix("python").removesuffix("_candidate") for k in raw
+             if re.fullmatch(r"python3\.[0-9]+_candidate", k)},
             key=lambda v: tuple(int(x) for x in v.split(".")),
         ),
         "python3_candidate": raw.get("python3_candidate", ""),
