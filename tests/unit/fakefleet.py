@@ -150,7 +150,7 @@ class FakeHost:
         if kind == "host":
             return ("os_id=debian\nos_version=12\ncodename=bookworm\narch=amd64\nmachine=x86_64\nglibc=2.36\n"
                     f"hostname={self.name}\ncpus=2\nmem_total_kb=4000000\nmem_available_kb=3000000\n"
-                    "load=0.1 0.1 0.1\npythons=python3.11\napt_lists=yes\napt_pythons=python3.11\n"
+                    "load=0.1 0.1 0.1\npythons=python3.11\napt_lists=yes\npython3.11_candidate=3.11.2-6+deb12u9\n"
                     "python3_candidate=3.11.2-1+b1\ncaddy_candidate=2.6.2-5\nsystemd=252\n")
         return ""
 
