@@ -378,14 +378,20 @@ class StubLab:
         if StubLab.fail is not None:
             raise StubLab.fail
 
-    def up(self, hosts: int = 3, db: bool = False) -> Any:
-        StubLab.calls.append(("up", hosts, db))
+    def up(self, hosts: int = 3, db: bool = False, suite: str = "bookworm", prune: bool = False) -> Any:
+        StubLab.calls.append(("up", hosts, db, suite, prune))
         self._maybe_fail()
         from shipit.lab.lab import LabState
         from shipit.lab.naming import lab_net, plan_hosts
 
         specs = tuple(plan_hosts(lab_net(self.name), hosts, db))
-        return LabState(self.name, self.inventory_dir / f"{self.name}.yml", Path("key"), Path("kh"), specs, None)
+        return LabState(self.name, self.inventory_dir / f"{self.name}.yml", Path("key"), Path("kh"), specs,
+                        None, suite)
+
+    def state(self) -> Any:
+        from shipit.lab.lab import LabState
+
+        return LabState(self.name, Path("inv"), Path("key"), Path("kh"), (), None, "trixie") if StubLab.rows else None
 
     def down(self) -> None:
         StubLab.calls.append(("down",))
@@ -415,8 +421,11 @@ def stub_lab(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> type[StubLab]:
 def test_lab_up_and_down(stub_lab: type[StubLab]) -> None:
     result = invoke("lab", "up", "--hosts", "2", "--db", "--name", "t1")
     assert result.exit_code == 0, result.output
-    assert stub_lab.calls == [("init", "t1", "inventories"), ("up", 2, True)]
-    assert "lab 't1': 3 hosts ready in" in result.stdout and "inventory inventories/t1.yml" in result.stdout
+    assert stub_lab.calls == [("init", "t1", "inventories"), ("up", 2, True, "bookworm", False)]
+    assert "lab 't1': 3 bookworm hosts ready in" in result.stdout and "inventory inventories/t1.yml" in result.stdout
+    result = invoke("lab", "up", "--name", "t1", "--suite", "trixie", "--prune")
+    assert result.exit_code == 0 and stub_lab.calls[-1] == ("up", 3, False, "trixie", True)
+    assert "lab 't1': 3 trixie hosts ready in" in result.stdout
     result = invoke("lab", "down", "--name", "t1", "--inventory-dir", "elsewhere")
     assert result.exit_code == 0 and "lab 't1' is down" in result.stdout
     assert stub_lab.calls[-2:] == [("init", "t1", "elsewhere"), ("down",)]
@@ -426,6 +435,9 @@ def test_lab_bad_input_is_a_usage_error(stub_lab: type[StubLab]) -> None:
     result = invoke("lab", "up", "--hosts", "500")
     no_traceback(result)
     assert result.exit_code == 2 and "--hosts" in result.stderr and stub_lab.calls == []
+    result = invoke("lab", "up", "--suite", "sid")
+    no_traceback(result)
+    assert result.exit_code == 2 and "'sid' is not one of 'bookworm', 'trixie'" in result.stderr
     stub_lab.fail = ValueError("bad lab name 'A B': expected [a-z0-9-]")
     result = invoke("lab", "up", "--name", "A B")
     no_traceback(result)
@@ -454,6 +466,7 @@ def test_lab_status(stub_lab: type[StubLab]) -> None:
     lines = result.stdout.splitlines()
     assert any("web1" in line and "10.9.0.2" in line and "yes" in line for line in lines)
     assert any("web2" in line and "stopped" in line and "no" in line and "not booted" in line for line in lines)
+    assert "lab t1 (Debian trixie)" in result.stdout
 
 
 def test_lab_ssh_execs_ssh_with_the_command(stub_lab: type[StubLab], monkeypatch: pytest.MonkeyPatch) -> None:
