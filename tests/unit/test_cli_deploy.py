@@ -164,3 +164,17 @@ def test_a_lock_that_cannot_be_freed_is_a_warning_with_the_reason(fleet: Fleet) 
     text = out + err  # progress and notes go to stdout without --json
     assert code == 0
     assert "warning: the deploy lock on web1 could not be freed" in text and "read-only file system" in text
+
+
+def test_unlock_honours_limit(fleet: Fleet) -> None:
+    """Regression (#11 item 3): `unlock -l` dropped the limit. The lock lives on the leader:
+    a limit that leaves the leader out is an exit-2 error, touching nothing."""
+    fleet.hosts["web1"].lock = "who=dead@ci when=2026-12-01T00:00:00Z release=x"
+    code, _, err = shipit(fleet, "unlock", "prod", "--limit", "web3")
+    assert code == 2 and "leader web1" in err and "--limit" in err and "Traceback" not in err
+    assert fleet.hosts["web1"].lock is not None
+    assert all(h.scripts == [] for h in fleet.hosts.values())
+    code, _, err = shipit(fleet, "unlock", "prod", "--limit", "web1")
+    assert code == 0 and "who=dead@ci" in err and fleet.hosts["web1"].lock is None
+    code, _, err = shipit(fleet, "unlock", "prod", "--limit", "nope")
+    assert code == 2 and "nope" in err
