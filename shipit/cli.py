@@ -528,7 +528,7 @@ def unlock_cmd(env: str, app_dir: str, inventory: str | None, limit: str | None,
     def body() -> int:
         console = Console(stderr=True, highlight=False)
         deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console,
-                             need_secrets=False)
+                             limit=limit, need_secrets=False)
         try:
             held = deployer.force_unlock()
         finally:

@@ -571,8 +571,15 @@ class Deployer:
         """Remove the lock whoever holds it; returns what the lock said ("" if not held).
 
         Raises:
+            ValidationError: ``--limit`` leaves the leader (where the lock lives) out; nothing
+                is touched.
             DeployFailed: the leader could not be reached or the unlock failed.
         """
+        if self.target.leader not in self.target.web:
+            raise ValidationError([Problem("--limit", 0, str(self.target.limit),
+                                           f"the deploy lock is on the leader {self.target.leader}, which this "
+                                           f"--limit leaves out; add {self.target.leader} to the limit "
+                                           "(nothing was changed)")])
         state = self.states([self.target.leader])[self.target.leader]
         if isinstance(state, str):
             raise DeployFailed(f"cannot reach the leader {self.target.leader}: {state}")
