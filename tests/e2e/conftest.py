@@ -5,7 +5,8 @@ inventory dir and takes it down at the end of the session, even when tests fail.
 run Debian ``SHIPIT_TEST_SUITE`` (``bookworm``, the default, or ``trixie``): the same tests
 run on either (scripts/test runs the deploy smoke test on trixie too). When the
 lab cannot start: with ``SHIPIT_E2E_REQUIRED=1`` (CI) the test fails with the reason,
-otherwise it is skipped with the reason.
+otherwise it is skipped with the reason. ``SHIPIT_TEST_KEEP_LAB=1`` leaves it running at the end
+(a developer's next session then starts from the deployed hosts; CI never sets it).
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory, lab_timings: dict[str, float])
     try:
         yield state
     finally:
-        the_lab.down()
+        if os.environ.get("SHIPIT_TEST_KEEP_LAB") != "1":
+            the_lab.down()
 
 
 @pytest.fixture(scope="session")
