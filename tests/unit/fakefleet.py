@@ -117,6 +117,7 @@ class FakeHost:
     scripts: list[str] = field(default_factory=list)
     cancelled: threading.Event = field(default_factory=threading.Event)
     hanging: threading.Event = field(default_factory=threading.Event)  # set when a hang begins
+    hang_seconds: float = 1.0  # how long a hang lasts at most (as if its timeout had passed)
 
     # ---- facts ------------------------------------------------------------------------
     def fact(self, kind: str, arg: str) -> str:
@@ -249,8 +250,9 @@ class FakeFleetTransport:
         fake.scripts.append(script)
         if fake.hang and fake.hang in script:
             fake.hanging.set()
-            # a fake hang ends after at most 1 s (as if the timeout had passed), or on cancel
-            if fake.cancelled.wait(min(timeout, 1.0) if timeout is not None else 1.0):
+            # a fake hang ends after hang_seconds at most (as if the timeout had passed), or on cancel
+            limit = fake.hang_seconds if timeout is None else min(timeout, fake.hang_seconds)
+            if fake.cancelled.wait(limit):
                 from shipit.errors import ShipitError
                 raise ShipitError(f"{fake.name}: the command was interrupted")
             from shipit.errors import ShipitError

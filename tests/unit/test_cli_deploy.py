@@ -103,8 +103,13 @@ def test_sigterm_during_a_deploy_exits_143_and_frees_the_lock(fleet: Fleet) -> N
     first = json.loads(shipit(fleet, "deploy", "prod", "--json")[1])["release"]
     fleet.version = 1
     fleet.hosts["web1"].hang = "__change release_command"
+    # the migration hangs until the SIGTERM cancels it: with the default 1 s hang a loaded
+    # runner could schedule the killer after the hang had already ended as a timeout
+    fleet.hosts["web1"].hang_seconds = 300.0
     old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
-    killer = threading.Thread(target=lambda: fleet.hosts["web1"].hanging.wait(10)
+    # generous bounds, never measured durations: on a loaded runner the deploy can take well
+    # over 10 s to reach the migration
+    killer = threading.Thread(target=lambda: fleet.hosts["web1"].hanging.wait(300)
                               and os.kill(os.getpid(), signal.SIGTERM))
     killer.start()
     try:

@@ -261,7 +261,8 @@ def test_ctrl_c_during_a_hanging_command_frees_the_lock_and_says_where_hosts_sta
     fleet.version = 1
     deployer, rec = fleet.deployer()
     fleet.hosts["web1"].hang = "__change release_command"  # the migration hangs on the leader
-    timer = threading.Thread(target=lambda: fleet.hosts["web1"].hanging.wait(10) and _interrupt_main())
+    fleet.hosts["web1"].hang_seconds = 300.0  # until the Ctrl-C cancels it (a bound, not a duration)
+    timer = threading.Thread(target=lambda: fleet.hosts["web1"].hanging.wait(300) and _interrupt_main())
     timer.start()
     try:
         with pytest.raises(DeployFailed) as info:
