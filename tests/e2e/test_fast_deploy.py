@@ -59,6 +59,11 @@ def uses(env: Env, host: str) -> dict[str, set[str]]:
 
 @pytest.fixture(scope="module")
 def first(env: Env) -> dict[str, Any]:
+    # the session's lab may hold this app's parts already (an earlier test file deployed the
+    # example app there): start from an empty store, as on a host shipit never deployed to
+    # (releases already built do not need their parts)
+    for host in WEB:
+        env.run_on(host, f"rm -rf -- {LAY.parts}\n")
     return deploy_json(env, "deploy", app_version(env, 0))
 
 
