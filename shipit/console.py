@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 
 from shipit.layout import Layout
-from shipit.modules.release_command import DEFAULT_PATH
+from shipit.modules.release_command import release_environment
 from shipit.quoting import q
 
 _RELEASE_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6,64}$")
@@ -47,10 +47,7 @@ def console_argv(layout: Layout, release: str, user: str, command: Sequence[str]
     caller). ``timeout``: seconds before systemd stops it (``RuntimeMaxSec``); None: no limit.
     """
     props = [
-        f"User={user}", f"Group={user}", f"WorkingDirectory={layout.release(release)}",
-        f"EnvironmentFile={layout.release_env(release)}",
-        f"EnvironmentFile={layout.env_file(release)}",
-        f"Environment=PATH={layout.venv(release)}/bin:{DEFAULT_PATH}",
+        *release_environment(layout, release, user),
         f"Environment=VIRTUAL_ENV={layout.venv(release)}",
         "PrivateTmp=yes", "NoNewPrivileges=yes", "ProtectSystem=full",
     ]

@@ -28,6 +28,19 @@ from shipit.quoting import q
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
+def release_environment(layout: Layout, release: str, user: str) -> list[str]:
+    """The ``systemd-run -p`` properties that put a command in ``release``'s environment, as
+    the app's units have it: ``user`` (and its group), the release dir, ``release.env`` and
+    the release's env file (read by systemd: secrets never in an argv), the venv first on
+    ``PATH``. Pure: words, unquoted."""
+    return [
+        f"User={user}", f"Group={user}", f"WorkingDirectory={layout.release(release)}",
+        f"EnvironmentFile={layout.release_env(release)}",
+        f"EnvironmentFile={layout.env_file(release)}",
+        f"Environment=PATH={layout.venv(release)}/bin:{DEFAULT_PATH}",
+    ]
+
+
 def systemd_run_argv(layout: Layout, release: str, command: str, user: str, timeout: float,
                      extra_env: Mapping[str, str] | None = None) -> list[str]:
     """The ``systemd-run`` argv running ``command`` (sh -c) in ``release`` as ``user``.
@@ -35,10 +48,7 @@ def systemd_run_argv(layout: Layout, release: str, command: str, user: str, time
     ``timeout`` is in seconds (whole seconds, at least 1). Pure: returns words, unquoted.
     """
     props = [
-        f"User={user}", f"Group={user}", f"WorkingDirectory={layout.release(release)}",
-        f"EnvironmentFile={layout.release_env(release)}",
-        f"EnvironmentFile={layout.env_file(release)}",
-        f"Environment=PATH={layout.venv(release)}/bin:{DEFAULT_PATH}",
+        *release_environment(layout, release, user),
         f"RuntimeMaxSec={max(1, int(timeout))}",
         *hardening.directives([layout.shared]),  # the sandbox of the app's own units
     ]
