@@ -207,11 +207,16 @@ def test_services_are_unprivileged_and_env_file_is_private(env: Env, first: dict
     # processes are called (a uv venv's interpreter is "python", not "python3")
     users = env.run_on("web1", "ps -eo user=,unit= | awk '$2 ~ /^example-/ {print $1}' | sort -u\n")
     assert users.split() == ["example"], users
-    out = env.run_on("web1", "stat -c '%a %U' /srv/example/env/*.env /srv/example/env | sort -u; "
-                             "systemctl is-enabled example-web@8000.service\n")
+    modes = env.run_on("web1", "stat -c '%a %U' /srv/example/env/*.env /srv/example/env | sort -u\n")
     # env files are root's (0600, in a 0700 root dir): systemd reads them, the app user can
     # neither read nor replace them (#15 item 1)
-    assert "600 root" in out and "700 root" in out and "enabled" in out
+    assert modes.split("\n")[:2] == ["600 root", "700 root"], modes
+    # the live web slot (blue/green: 8000 or 8001, whichever the earlier tests left serving)
+    # starts on boot
+    live = env.run_on("web1", "systemctl list-units --state=active --plain --no-legend "
+                              "'example-web@*.service' | awk '{print $1}'\n").split()
+    assert len(live) == 1, live
+    assert env.run_on("web1", f"systemctl is-enabled {live[0]}\n").strip() == "enabled"
 
 
 def test_redeploy_of_the_unchanged_app_changes_nothing(env: Env, first: dict[str, Any]) -> None:
