@@ -1,7 +1,10 @@
 """Fixtures for end-to-end tests against the lab's real Debian hosts.
 
 ``lab`` (session scope) brings up a lab named ``shipit-test`` (3 web hosts + db1) into a temp
-inventory dir and takes it down at the end of the session, even when tests fail. Its hosts
+inventory dir and takes it down at the end of the session, even when tests fail. Under
+pytest-xdist (scripts/test runs ``-n 2 --dist loadfile``) every worker is a session of its own
+with a lab of its own, ``shipit-test-gw0``, ``shipit-test-gw1``: a test module runs whole on one
+worker, so a module's fixtures (its deploys) are never split across labs. Its hosts
 run Debian ``SHIPIT_TEST_SUITE`` (``bookworm``, the default, or ``trixie``): the same tests
 run on either (scripts/test runs the deploy smoke test on trixie too). When the
 lab cannot start: with ``SHIPIT_E2E_REQUIRED=1`` (CI) the test fails with the reason,
@@ -21,7 +24,10 @@ from shipit.errors import ShipitError
 from shipit.lab import Lab, LabState
 from shipit.lab.image import DEFAULT_SUITE
 
-LAB_NAME = os.environ.get("SHIPIT_TEST_LAB", "shipit-test")  # another name runs a second suite beside
+#: pytest-xdist's worker id ("gw0", "gw1"…), empty without xdist: each worker has a lab of its own
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+#: another name runs a second suite beside; under xdist each worker's lab is "<name>-<worker>"
+LAB_NAME = os.environ.get("SHIPIT_TEST_LAB", "shipit-test") + (f"-{_WORKER}" if _WORKER else "")
 SUITE = os.environ.get("SHIPIT_TEST_SUITE", DEFAULT_SUITE)  # the Debian release of the lab's hosts
 
 

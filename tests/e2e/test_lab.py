@@ -17,7 +17,7 @@ from shipit.lab import Lab, LabState
 from shipit.lab.aptsrc import read_apt_mirror, read_security_mirror
 from shipit.lab.cli import lab as lab_cli
 from shipit.lab.image import SUITES
-from shipit.lab.naming import HostSpec
+from shipit.lab.naming import HostSpec, lab_net
 from shipit.lab.plan import DataHostError
 from tests.e2e.conftest import LAB_NAME, SUITE
 
@@ -157,29 +157,37 @@ def test_status_command(lab: LabState) -> None:
         assert "running" in row and "yes" in row and host.address in row
 
 
-def snapshot() -> dict[str, str]:
-    """What a lab must leave as it found: links, mounts, iptables rules."""
-    def out(*argv: str) -> str:
-        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+def snapshot(name: str) -> dict[str, str]:
+    """What lab ``name`` must leave as it found: its links, mounts, iptables rules and cgroups
+    (the lines naming its tag or name: other labs, e.g. another xdist worker's, come and go
+    meanwhile)."""
+    net = lab_net(name)
+
+    def out(*argv: str) -> list[str]:
+        lines = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.splitlines()
+        return [line for line in lines if net.tag in line or f"/{name}/" in line or net.comment in line]
 
     return {
-        "ip link": "\n".join(line.split(":")[1] for line in out("ip", "-o", "link").splitlines()),
-        "mount": out("mount"),
-        "iptables -t nat -S": out("iptables", "-w", "-t", "nat", "-S"),
-        "iptables -S": out("iptables", "-w", "-S"),
-        "cgroups": "\n".join(sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/shipit-lab/*"))),
+        "ip link": "\n".join(line.split(":")[1] for line in out("ip", "-o", "link")),
+        "mount": "\n".join(out("mount")),
+        "iptables -t nat -S": "\n".join(out("iptables", "-w", "-t", "nat", "-S")),
+        "iptables -S": "\n".join(out("iptables", "-w", "-S")),
+        "cgroups": "\n".join(sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/shipit-lab/*")
+                                     if p.name in (name, net.tag))),
     }
 
 
 def test_fresh_lab_heals_and_down_leaves_nothing(lab: LabState, tmp_path: Path,
                                                   lab_timings: dict[str, float]) -> None:
     # `lab` first, so the shared lab is already in the before-snapshot
-    before = snapshot()
+    before = snapshot(DOWN_LAB)
     other = Lab(DOWN_LAB, tmp_path)
     try:
         started = time.monotonic()
         state = other.up(hosts=1, db=False)
         lab_timings["up 1 host (separate lab)"] = time.monotonic() - started
+        during = snapshot(DOWN_LAB)       # the filter sees this lab's own links, mounts and rules
+        assert all(during[what] for what in ("ip link", "mount", "iptables -t nat -S")), during
         client = connect(state.hosts[0], state.key, state.known_hosts)
         try:
             assert run(client, "command -v python3 || echo absent")[1] == "absent"
@@ -215,7 +223,7 @@ def test_fresh_lab_heals_and_down_leaves_nothing(lab: LabState, tmp_path: Path,
         started = time.monotonic()
         other.down()
         lab_timings["down (separate lab)"] = time.monotonic() - started
-    after = snapshot()
+    after = snapshot(DOWN_LAB)
     for what in before:
         assert after[what] == before[what], f"`{what}` differs after down"
     assert not list(tmp_path.iterdir()), "down must remove the inventory, key and known_hosts"
