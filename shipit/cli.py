@@ -490,28 +490,34 @@ def releases_cmd(env: str, app_dir: str, inventory: str | None, limit: str | Non
 @main.command("status")
 @click.argument("env")
 @app_option
+@click.option("--detail", "-d", is_flag=True,
+              help="A block per host with everything: full release id, every service, health "
+                   "answer, certificate expiry date, host memory (narrow to hosts with -l).")
 @common_run_options
-def status_cmd(env: str, app_dir: str, inventory: str | None, limit: str | None, forks: int,
-               as_json: bool, accept_new_host_keys: bool) -> None:
-    """Show each web host: reachable, current release, each app service's state and restarts,
-    workers, the app's CPU and memory, the host's memory and load. Exit 1 if any is unreachable."""
+def status_cmd(env: str, app_dir: str, detail: bool, inventory: str | None, limit: str | None,
+               forks: int, as_json: bool, accept_new_host_keys: bool) -> None:
+    """Show each web host on one line (fits 80 columns): release, state, the health endpoint's
+    answer and latency through Caddy, workers, the app's CPU and memory, load, and the days
+    left on the TLS certificate. --detail: everything per host. Exit 1 if any is unreachable."""
     from shipit.app import load_app_spec
-    from shipit.status import gather_status, status_hosts, status_table
+    from shipit.status import gather_status, health_target, status_detail, status_hosts, status_lines
 
     def body() -> int:
         console = Console(highlight=False)
         inv = load_inventory(inventory_path(env, inventory))
         spec = load_app_spec(app_dir, inv.app, inv.path)  # no secrets needed to look
         hosts = status_hosts(inv, limit)
+        probe = health_target(spec.domains, spec.health_path, getattr(spec, "health_host", None))
         pool = ssh_pool(inv, accept_new_host_keys)
         try:
-            statuses = gather_status(inv, spec.name, hosts, pool, Console(stderr=True, highlight=False), forks)
+            statuses = gather_status(inv, spec.name, hosts, pool, Console(stderr=True, highlight=False),
+                                     forks, probe=probe)
         finally:
             pool.close()
         if as_json:
             print_json(statuses)
         else:
-            console.print(status_table(statuses))
+            console.print(status_detail(statuses) if detail else status_lines(statuses))
         return 0 if all(s["reachable"] for s in statuses.values()) else 1
 
     run_guarded(body, as_json=as_json)
