@@ -156,6 +156,22 @@ def common_run_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def verbosity_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``-v`` (repeatable) and ``-q`` for commands that run tasks: the command gets
+    ``verbose`` (0, 1, 2: the count) and ``quiet``; both at once is a usage error (exit 2)."""
+    def check_quiet(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+        if value and ctx.params.get("verbose"):
+            raise click.BadParameter("-q and -v exclude each other", ctx=ctx, param=param)
+        return value
+
+    f = click.option("-q", "--quiet", is_flag=True, callback=check_quiet,
+                     help="Print only failures, warnings and the recap.")(f)
+    f = click.option("-v", "--verbose", count=True, is_eager=True,
+                     help="-v: also print ok and skipped tasks; -vv: also stream the remote "
+                          "commands' output live, each line prefixed with its host.")(f)
+    return f
+
+
 class ShipitGroup(click.Group):
     """The top-level group; command groups of their own packages load only when used.
 
@@ -214,10 +230,10 @@ def main() -> None:
 @click.option("--diff", "-D", is_flag=True, help="Show file diffs (secrets masked).")
 @click.option("-e", "--extra-vars", "extra", multiple=True, metavar="KEY=VALUE",
               help="Extra variables, highest precedence (repeatable).")
-@click.option("-v", "--verbose", is_flag=True, help="Also print ok and skipped tasks.")
+@verbosity_options
 @common_run_options
-def run_cmd(env: str, playbook: str, check: bool, diff: bool, extra: tuple[str, ...], verbose: bool,
-            inventory: str | None, limit: str | None, forks: int, as_json: bool,
+def run_cmd(env: str, playbook: str, check: bool, diff: bool, extra: tuple[str, ...], verbose: int,
+            quiet: bool, inventory: str | None, limit: str | None, forks: int, as_json: bool,
             accept_new_host_keys: bool) -> None:
     """Run PLAYBOOK (a file, or a built-in name) against environment ENV's inventory."""
 
@@ -228,7 +244,7 @@ def run_cmd(env: str, playbook: str, check: bool, diff: bool, extra: tuple[str, 
         book = load_playbook(playbook_path(playbook), modules, inv, extra_vars)
         _check_limit(inv, limit)
         progress, out = _consoles(as_json)
-        reporter = ConsoleReporter(progress, verbose=verbose, show_diff=diff)
+        reporter = ConsoleReporter(progress, verbose=verbose, show_diff=diff, quiet=quiet)
         pool = ssh_pool(inv, accept_new_host_keys)
         try:
             executor = Executor(inv, pool, modules, fact_kinds(), reporter,
@@ -333,16 +349,17 @@ def modules_cmd() -> None:
 
 
 def _deployer(env: str, inventory: str | None, app_dir: str, forks: int, accept_new_host_keys: bool,
-              progress: Console, verbose: bool = False, lock_wait: float = 0.0,
-              limit: str | None = None, need_secrets: bool = True, hooks: bool = False) -> Any:
+              progress: Console, verbose: int = 0, lock_wait: float = 0.0,
+              limit: str | None = None, need_secrets: bool = True, hooks: bool = False,
+              quiet: bool = False) -> Any:
     from shipit.deploy import Deployer, load_target
     from shipit.hooks import Hooks
 
     inv = load_inventory(inventory_path(env, inventory))
     target = load_target(env, inv, app_dir, limit=limit, need_secrets=need_secrets)
     found = Hooks.load(app_dir) if hooks else None  # a misnamed hook is bad input: exit 2
-    return Deployer(target, ssh_pool(inv, accept_new_host_keys), ConsoleReporter(progress, verbose=verbose),
-                    forks, lock_wait, hooks=found)
+    return Deployer(target, ssh_pool(inv, accept_new_host_keys),
+                    ConsoleReporter(progress, verbose=verbose, quiet=quiet), forks, lock_wait, hooks=found)
 
 
 class Terminated(KeyboardInterrupt):
@@ -408,9 +425,9 @@ def app_option(f: Callable[..., Any]) -> Callable[..., Any]:
 @app_option
 @click.option("--lock-wait", type=click.FloatRange(0, 86400), default=0.0, metavar="SECONDS",
               help="Wait this long for another deploy's lock.")
-@click.option("-v", "--verbose", is_flag=True, help="Also print ok and skipped tasks.")
+@verbosity_options
 @common_run_options
-def deploy_cmd(env: str, app_dir: str, lock_wait: float, verbose: bool, inventory: str | None,
+def deploy_cmd(env: str, app_dir: str, lock_wait: float, verbose: int, quiet: bool, inventory: str | None,
                limit: str | None, forks: int, as_json: bool, accept_new_host_keys: bool) -> None:
     """Build the app once, then provision, upload, migrate on the leader and switch the web
     hosts of ENV batch by batch behind health checks."""
@@ -418,7 +435,7 @@ def deploy_cmd(env: str, app_dir: str, lock_wait: float, verbose: bool, inventor
     def body() -> int:
         console = Console(stderr=as_json, highlight=False)
         deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console, verbose,
-                             lock_wait, limit, hooks=True)
+                             lock_wait, limit, hooks=True, quiet=quiet)
         outcome_code = _run_deploy_command(
             as_json, console, lambda: deployer.deploy(str(Path(".shipit/artifacts").resolve())),
             deployer.pool.close)
@@ -434,16 +451,17 @@ def deploy_cmd(env: str, app_dir: str, lock_wait: float, verbose: bool, inventor
               "that served before the current one, on each host).")
 @click.option("--force", is_flag=True, help="With --to: allow a release that never went live.")
 @click.option("--lock-wait", type=click.FloatRange(0, 86400), default=0.0, metavar="SECONDS")
+@verbosity_options
 @common_run_options
-def rollback_cmd(env: str, app_dir: str, to: str | None, force: bool, lock_wait: float,
-                 inventory: str | None, limit: str | None, forks: int, as_json: bool,
+def rollback_cmd(env: str, app_dir: str, to: str | None, force: bool, lock_wait: float, verbose: int,
+                 quiet: bool, inventory: str | None, limit: str | None, forks: int, as_json: bool,
                  accept_new_host_keys: bool) -> None:
     """Switch ENV's web hosts back to the release that served before, batch by batch."""
 
     def body() -> int:
         console = Console(stderr=as_json, highlight=False)
-        deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console, False,
-                             lock_wait, limit, hooks=True)
+        deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console, verbose,
+                             lock_wait, limit, hooks=True, quiet=quiet)
         console.print("[yellow]note:[/] database migrations are NOT reverted by a rollback; "
                       "the previous release runs against the current schema.")
         return _run_deploy_command(as_json, console, lambda: deployer.rollback(to, force),

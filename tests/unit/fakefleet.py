@@ -108,6 +108,7 @@ class FakeHost:
     truncate_facts: bool = False
     hang: str = ""  # a script containing this text never returns (until cancelled or timed out)
     host_facts: str | None = None  # the `host` fact's output (None: a Debian 12 host with 3.11)
+    change_stderr: str = ""  # printed on stderr by every script that applies changes (-vv tests)
     probe: str | None = None  # the `web_probe` fact's output (None: 200 in 12 ms while a slot runs)
     migrations: int = 0
     release_steps: list[str] = field(default_factory=list)  # release: commands run, in order
@@ -279,6 +280,8 @@ class FakeFleetTransport:
                 else fake.apply(module, params)
             if text:
                 err.append(text)
+            if fake.change_stderr:
+                err.append(fake.change_stderr)
             if rc:
                 failed_rc = rc
                 break
