@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 import yaml
+from click.shell_completion import CompletionItem
 from rich.console import Console
 
 from shipit.errors import Problem, ShipitError, ValidationError
@@ -50,6 +51,24 @@ def inventory_path(env: str, explicit: str | None = None) -> Path:
     raise ValidationError([Problem(f"inventories/{env}.yml", 0, "",
                                    f"no inventory for environment '{env}' (looked for "
                                    f"inventories/{env}.yml, .yaml, .ini under {Path.cwd()})")])
+
+
+def environments(where: Path | None = None) -> list[str]:
+    """The environments with an inventory under ``where`` (default: the current directory):
+    the names of ``inventories/*.yml`` (``.yaml``, ``.ini``), sorted, without
+    ``*.example.*`` templates. Never raises (no directory: none)."""
+    base = (where or Path.cwd()) / "inventories"
+    try:
+        files = [p for p in base.iterdir() if p.is_file() and p.suffix in (".yml", ".yaml", ".ini")]
+    except OSError:
+        return []
+    return sorted({p.stem for p in files if not p.stem.endswith(".example")})
+
+
+def complete_env(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Shell completion of an ENV argument (click's ``shell_complete``): the environments of
+    :func:`environments` starting with what is typed so far."""
+    return [CompletionItem(env) for env in environments() if env.startswith(incomplete)]
 
 
 def playbook_path(name: str) -> Path:
@@ -224,7 +243,7 @@ def main() -> None:
 
 
 @main.command("run")
-@click.argument("env")
+@click.argument("env", shell_complete=complete_env)
 @click.argument("playbook")
 @click.option("--check", "-C", is_flag=True, help="Change nothing; report what would change.")
 @click.option("--diff", "-D", is_flag=True, help="Show file diffs (secrets masked).")
@@ -275,7 +294,7 @@ def _adhoc_playbook(task: Task, hosts: str) -> Playbook:
 
 
 @main.command("facts")
-@click.argument("env")
+@click.argument("env", shell_complete=complete_env)
 @common_run_options
 def facts_cmd(env: str, inventory: str | None, limit: str | None, forks: int, as_json: bool,
               accept_new_host_keys: bool) -> None:
@@ -305,7 +324,7 @@ def facts_cmd(env: str, inventory: str | None, limit: str | None, forks: int, as
 
 
 @main.command("exec", context_settings={"ignore_unknown_options": True})
-@click.argument("env")
+@click.argument("env", shell_complete=complete_env)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--become/--no-become", default=False, show_default=True, help="Run as root via sudo.")
 @click.option("--timeout", type=click.FloatRange(1, 7 * 86400), default=3600.0, show_default=True,
@@ -421,7 +440,7 @@ def app_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @main.command("deploy")
-@click.argument("env")
+@click.argument("env", shell_complete=complete_env)
 @app_option
 @click.option("--lock-wait", type=click.FloatRange(0, 86400), default=0.0, metavar="SECONDS",
               help="Wait this long for another deploy's lock.")
@@ -445,7 +464,7 @@ def deploy_cmd(env: str, app_dir: str, lock_wait: float, verbose: int, quiet: bo
 
 
 @main.command("rollback")
-@click.argument("env")
+@click.argument("env", shell_complete=complete_env)
 @app_option
 @click.option("--to", "to", metavar="RELEASE", help="Release id to go back to (default: the one "
               "that served before the current one, on each host).")
@@ -471,7 +490,7 @@ def rollback_cmd(env: str, app_dir: str, to: str | None, force: bool, lock_wait:
 
 
 @main.command("releases")
-@click.argument("env")
+@click.argument("env", shell_complete=complete_env)
 @app_option
 @common_run_options
 def releases_cmd(env: str, app_dir: str, inventory: str | None, limit: str | None, forks: int,
@@ -506,7 +525,7 @@ def releases_cmd(env: str, app_dir: str, inventory: str | None, limit: str | Non
 
 
 @main.command("status")
-@click.argument("env")
+@click.argument("env", shell_complete=complete_env)
 @app_option
 @click.option("--detail", "-d", is_flag=True,
               help="A block per host with everything: full release id, every service, health "
@@ -542,7 +561,7 @@ def status_cmd(env: str, app_dir: str, detail: bool, inventory: str | None, limi
 
 
 @main.command("unlock")
-@click.argument("env")
+@click.argument("env", shell_complete=complete_env)
 @app_option
 @common_run_options
 def unlock_cmd(env: str, app_dir: str, inventory: str | None, limit: str | None, forks: int,

@@ -38,7 +38,7 @@ def _ssh_options(f: Any) -> Any:
 
 
 @click.command("logs")
-@click.argument("env")
+@click.argument("env", shell_complete=cli.complete_env)
 @click.argument("process", required=False)
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming new lines from every host until Ctrl-C.")
 @click.option("--since", metavar="WHEN", help="Only lines since: 10m, 2h, 1d, 2026-12-01 10:00, today.")
@@ -156,7 +156,7 @@ def console_host(inv: Inventory, host: str | None) -> str:
 
 
 @click.command("console", context_settings={"ignore_unknown_options": True})
-@click.argument("env")
+@click.argument("env", shell_complete=cli.complete_env)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--host", "-l", "host", metavar="HOST", help="The web host to run on (default: the leader).")
 @click.option("--tty/--no-tty", "-t/-T", default=None,
@@ -211,7 +211,7 @@ def console_cmd(env: str, command: tuple[str, ...], host: str | None, tty: bool 
 
 
 @click.command("check")
-@click.argument("env")
+@click.argument("env", shell_complete=cli.complete_env)
 @click.option("--playbook", "playbooks", multiple=True, metavar="FILE",
               help="Also validate this playbook as `shipit run` would (repeatable).")
 @click.option("--hosts", "with_hosts", is_flag=True,
@@ -268,7 +268,7 @@ def check_cmd(env: str, playbooks: tuple[str, ...], with_hosts: bool, limit: str
 
 
 @click.command("config")
-@click.argument("env")
+@click.argument("env", shell_complete=cli.complete_env)
 @click.option("-i", "--inventory", "inventory", metavar="PATH",
               help="Inventory file (default: inventories/ENV.yml).")
 @click.option("--json", "as_json", is_flag=True, help="{key: {value, from}} on stdout.")
