@@ -200,7 +200,8 @@ class ShipitGroup(click.Group):
 
     lazy = {"lab": ("shipit.lab.cli", "lab"),
             "logs": ("shipit.daytwo", "logs_cmd"), "console": ("shipit.daytwo", "console_cmd"),
-            "check": ("shipit.daytwo", "check_cmd"), "config": ("shipit.daytwo", "config_cmd")}
+            "check": ("shipit.daytwo", "check_cmd"), "config": ("shipit.daytwo", "config_cmd"),
+            "init": ("shipit.daytwo", "init_cmd")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -291,3 +292,39 @@ def config_cmd(env: str, inventory: str | None, as_json: bool, app_dir: str) -> 
         return 0
 
     cli.run_guarded(body, as_json=as_json)
+
+
+@click.command("init")
+@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--ci", type=click.Choice(["github"]), help="Also write a CI workflow (.github/workflows/deploy.yml).")
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+def init_cmd(directory: Path, ci: str | None, force: bool) -> None:
+    """Look at the app in DIRECTORY (default: here) and write a commented shipit.yml and
+    inventories/prod.example.yml (and with --ci github a deploy workflow).
+
+    Detects FastAPI, Django, Flask, Starlette and plain ASGI/WSGI apps from the dependencies
+    and the layout, statically (the app is never imported). Refuses to overwrite a file
+    (exit 2, naming it) unless --force; exit 2 also when no web app is found.
+    """
+    from shipit import init as initmod
+
+    def body() -> int:
+        found = initmod.detect(directory)
+        files = initmod.plan_files(directory, found, ci)
+        there = initmod.existing(directory, files)
+        if there and not force:
+            raise ValidationError([Problem(str(directory / rel), 0, "", "exists (--force overwrites it)")
+                                   for rel in there])
+        for rel, text in files.items():
+            path = directory / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            click.echo(f"wrote {path}")
+        click.echo(f"{found.framework} app {found.app_ref} ({found.interface}, {found.server})")
+        for note in found.notes:
+            click.echo(f"note: {note}", err=True)
+        click.echo("next: cp inventories/prod.example.yml inventories/prod.yml, edit it, "
+                   "then shipit check prod")
+        return 0
+
+    cli.run_guarded(body)
