@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shipit.errors import Problem, ValidationError
+from shipit.layout import Layout
 
 #: Constructors of framework app objects -> (framework, interface).
 FRAMEWORKS: dict[str, tuple[str, str]] = {
@@ -277,7 +278,7 @@ def render_spec(d: Detected) -> str:
     lines = [
         f"# shipit.yml, written by `shipit init` for a {d.framework} app ({d.source_file}).",
         "# Format: README \"The app spec\"; the inventory's `app:` overrides any key per environment.",
-        f"name: {d.name}  # /srv/{d.name}, its user and units",
+        f"name: {d.name}  # {Layout(d.name).root}, its user and units",
         "# python: \"3.11\"                  # default: the hosts' Python that fits requires-python",
         "web:",
         f"  {d.interface}: {d.app_ref}  # module:attribute, found statically",
