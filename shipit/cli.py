@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 import yaml
+from click.shell_completion import CompletionItem
 from rich.console import Console
 
 from shipit.errors import Problem, ShipitError, ValidationError
@@ -50,6 +51,24 @@ def inventory_path(env: str, explicit: str | None = None) -> Path:
     raise ValidationError([Problem(f"inventories/{env}.yml", 0, "",
                                    f"no inventory for environment '{env}' (looked for "
                                    f"inventories/{env}.yml, .yaml, .ini under {Path.cwd()})")])
+
+
+def environments(where: Path | None = None) -> list[str]:
+    """The environments with an inventory under ``where`` (default: the current directory):
+    the names of ``inventories/*.yml`` (``.yaml``, ``.ini``), sorted, without
+    ``*.example.*`` templates. Never raises (no directory: none)."""
+    base = (where or Path.cwd()) / "inventories"
+    try:
+        files = [p for p in base.iterdir() if p.is_file() and p.suffix in (".yml", ".yaml", ".ini")]
+    except OSError:
+        return []
+    return sorted({p.stem for p in files if not p.stem.endswith(".example")})
+
+
+def complete_env(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Shell completion of an ENV argument (click's ``shell_complete``): the environments of
+    :func:`environments` starting with what is typed so far."""
+    return [CompletionItem(env) for env in environments() if env.startswith(incomplete)]
 
 
 def playbook_path(name: str) -> Path:
@@ -156,6 +175,22 @@ def common_run_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def verbosity_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``-v`` (repeatable) and ``-q`` for commands that run tasks: the command gets
+    ``verbose`` (0, 1, 2: the count) and ``quiet``; both at once is a usage error (exit 2)."""
+    def check_quiet(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+        if value and ctx.params.get("verbose"):
+            raise click.BadParameter("-q and -v exclude each other", ctx=ctx, param=param)
+        return value
+
+    f = click.option("-q", "--quiet", is_flag=True, callback=check_quiet,
+                     help="Print only failures, warnings and the recap.")(f)
+    f = click.option("-v", "--verbose", count=True, is_eager=True,
+                     help="-v: also print ok and skipped tasks; -vv: also stream the remote "
+                          "commands' output live, each line prefixed with its host.")(f)
+    return f
+
+
 class ShipitGroup(click.Group):
     """The top-level group; command groups of their own packages load only when used.
 
@@ -165,7 +200,8 @@ class ShipitGroup(click.Group):
 
     lazy = {"lab": ("shipit.lab.cli", "lab"),
             "logs": ("shipit.daytwo", "logs_cmd"), "console": ("shipit.daytwo", "console_cmd"),
-            "check": ("shipit.daytwo", "check_cmd"), "config": ("shipit.daytwo", "config_cmd")}
+            "check": ("shipit.daytwo", "check_cmd"), "config": ("shipit.daytwo", "config_cmd"),
+            "init": ("shipit.daytwo", "init_cmd")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -208,16 +244,16 @@ def main() -> None:
 
 
 @main.command("run")
-@click.argument("env")
+@click.argument("env", shell_complete=complete_env)
 @click.argument("playbook")
 @click.option("--check", "-C", is_flag=True, help="Change nothing; report what would change.")
 @click.option("--diff", "-D", is_flag=True, help="Show file diffs (secrets masked).")
 @click.option("-e", "--extra-vars", "extra", multiple=True, metavar="KEY=VALUE",
               help="Extra variables, highest precedence (repeatable).")
-@click.option("-v", "--verbose", is_flag=True, help="Also print ok and skipped tasks.")
+@verbosity_options
 @common_run_options
-def run_cmd(env: str, playbook: str, check: bool, diff: bool, extra: tuple[str, ...], verbose: bool,
-            inventory: str | None, limit: str | None, forks: int, as_json: bool,
+def run_cmd(env: str, playbook: str, check: bool, diff: bool, extra: tuple[str, ...], verbose: int,
+            quiet: bool, inventory: str | None, limit: str | None, forks: int, as_json: bool,
             accept_new_host_keys: bool) -> None:
     """Run PLAYBOOK (a file, or a built-in name) against environment ENV's inventory."""
 
@@ -228,7 +264,7 @@ def run_cmd(env: str, playbook: str, check: bool, diff: bool, extra: tuple[str, 
         book = load_playbook(playbook_path(playbook), modules, inv, extra_vars)
         _check_limit(inv, limit)
         progress, out = _consoles(as_json)
-        reporter = ConsoleReporter(progress, verbose=verbose, show_diff=diff)
+        reporter = ConsoleReporter(progress, verbose=verbose, show_diff=diff, quiet=quiet)
         pool = ssh_pool(inv, accept_new_host_keys)
         try:
             executor = Executor(inv, pool, modules, fact_kinds(), reporter,
@@ -259,7 +295,7 @@ def _adhoc_playbook(task: Task, hosts: str) -> Playbook:
 
 
 @main.command("facts")
-@click.argument("env")
+@click.argument("env", shell_complete=complete_env)
 @common_run_options
 def facts_cmd(env: str, inventory: str | None, limit: str | None, forks: int, as_json: bool,
               accept_new_host_keys: bool) -> None:
@@ -289,7 +325,7 @@ def facts_cmd(env: str, inventory: str | None, limit: str | None, forks: int, as
 
 
 @main.command("exec", context_settings={"ignore_unknown_options": True})
-@click.argument("env")
+@click.argument("env", shell_complete=complete_env)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--become/--no-become", default=False, show_default=True, help="Run as root via sudo.")
 @click.option("--timeout", type=click.FloatRange(1, 7 * 86400), default=3600.0, show_default=True,
@@ -333,16 +369,17 @@ def modules_cmd() -> None:
 
 
 def _deployer(env: str, inventory: str | None, app_dir: str, forks: int, accept_new_host_keys: bool,
-              progress: Console, verbose: bool = False, lock_wait: float = 0.0,
-              limit: str | None = None, need_secrets: bool = True, hooks: bool = False) -> Any:
+              progress: Console, verbose: int = 0, lock_wait: float = 0.0,
+              limit: str | None = None, need_secrets: bool = True, hooks: bool = False,
+              quiet: bool = False) -> Any:
     from shipit.deploy import Deployer, load_target
     from shipit.hooks import Hooks
 
     inv = load_inventory(inventory_path(env, inventory))
     target = load_target(env, inv, app_dir, limit=limit, need_secrets=need_secrets)
     found = Hooks.load(app_dir) if hooks else None  # a misnamed hook is bad input: exit 2
-    return Deployer(target, ssh_pool(inv, accept_new_host_keys), ConsoleReporter(progress, verbose=verbose),
-                    forks, lock_wait, hooks=found)
+    return Deployer(target, ssh_pool(inv, accept_new_host_keys),
+                    ConsoleReporter(progress, verbose=verbose, quiet=quiet), forks, lock_wait, hooks=found)
 
 
 class Terminated(KeyboardInterrupt):
@@ -404,13 +441,13 @@ def app_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @main.command("deploy")
-@click.argument("env")
+@click.argument("env", shell_complete=complete_env)
 @app_option
 @click.option("--lock-wait", type=click.FloatRange(0, 86400), default=0.0, metavar="SECONDS",
               help="Wait this long for another deploy's lock.")
-@click.option("-v", "--verbose", is_flag=True, help="Also print ok and skipped tasks.")
+@verbosity_options
 @common_run_options
-def deploy_cmd(env: str, app_dir: str, lock_wait: float, verbose: bool, inventory: str | None,
+def deploy_cmd(env: str, app_dir: str, lock_wait: float, verbose: int, quiet: bool, inventory: str | None,
                limit: str | None, forks: int, as_json: bool, accept_new_host_keys: bool) -> None:
     """Build the app once, then provision, upload, migrate on the leader and switch the web
     hosts of ENV batch by batch behind health checks."""
@@ -418,7 +455,7 @@ def deploy_cmd(env: str, app_dir: str, lock_wait: float, verbose: bool, inventor
     def body() -> int:
         console = Console(stderr=as_json, highlight=False)
         deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console, verbose,
-                             lock_wait, limit, hooks=True)
+                             lock_wait, limit, hooks=True, quiet=quiet)
         outcome_code = _run_deploy_command(
             as_json, console, lambda: deployer.deploy(str(Path(".shipit/artifacts").resolve())),
             deployer.pool.close)
@@ -428,22 +465,23 @@ def deploy_cmd(env: str, app_dir: str, lock_wait: float, verbose: bool, inventor
 
 
 @main.command("rollback")
-@click.argument("env")
+@click.argument("env", shell_complete=complete_env)
 @app_option
 @click.option("--to", "to", metavar="RELEASE", help="Release id to go back to (default: the one "
               "that served before the current one, on each host).")
 @click.option("--force", is_flag=True, help="With --to: allow a release that never went live.")
 @click.option("--lock-wait", type=click.FloatRange(0, 86400), default=0.0, metavar="SECONDS")
+@verbosity_options
 @common_run_options
-def rollback_cmd(env: str, app_dir: str, to: str | None, force: bool, lock_wait: float,
-                 inventory: str | None, limit: str | None, forks: int, as_json: bool,
+def rollback_cmd(env: str, app_dir: str, to: str | None, force: bool, lock_wait: float, verbose: int,
+                 quiet: bool, inventory: str | None, limit: str | None, forks: int, as_json: bool,
                  accept_new_host_keys: bool) -> None:
     """Switch ENV's web hosts back to the release that served before, batch by batch."""
 
     def body() -> int:
         console = Console(stderr=as_json, highlight=False)
-        deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console, False,
-                             lock_wait, limit, hooks=True)
+        deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console, verbose,
+                             lock_wait, limit, hooks=True, quiet=quiet)
         console.print("[yellow]note:[/] database migrations are NOT reverted by a rollback; "
                       "the previous release runs against the current schema.")
         return _run_deploy_command(as_json, console, lambda: deployer.rollback(to, force),
@@ -453,7 +491,7 @@ def rollback_cmd(env: str, app_dir: str, to: str | None, force: bool, lock_wait:
 
 
 @main.command("releases")
-@click.argument("env")
+@click.argument("env", shell_complete=complete_env)
 @app_option
 @common_run_options
 def releases_cmd(env: str, app_dir: str, inventory: str | None, limit: str | None, forks: int,
@@ -488,37 +526,43 @@ def releases_cmd(env: str, app_dir: str, inventory: str | None, limit: str | Non
 
 
 @main.command("status")
-@click.argument("env")
+@click.argument("env", shell_complete=complete_env)
 @app_option
+@click.option("--detail", "-d", is_flag=True,
+              help="A block per host with everything: full release id, every service, health "
+                   "answer, certificate expiry date, host memory (narrow to hosts with -l).")
 @common_run_options
-def status_cmd(env: str, app_dir: str, inventory: str | None, limit: str | None, forks: int,
-               as_json: bool, accept_new_host_keys: bool) -> None:
-    """Show each web host: reachable, current release, each app service's state and restarts,
-    workers, the app's CPU and memory, the host's memory and load. Exit 1 if any is unreachable."""
+def status_cmd(env: str, app_dir: str, detail: bool, inventory: str | None, limit: str | None,
+               forks: int, as_json: bool, accept_new_host_keys: bool) -> None:
+    """Show each web host on one line (fits 80 columns): release, state, the health endpoint's
+    answer and latency through Caddy, workers, the app's CPU and memory, load, and the days
+    left on the TLS certificate. --detail: everything per host. Exit 1 if any is unreachable."""
     from shipit.app import load_app_spec
-    from shipit.status import gather_status, status_hosts, status_table
+    from shipit.status import gather_status, health_target, status_detail, status_hosts, status_lines
 
     def body() -> int:
         console = Console(highlight=False)
         inv = load_inventory(inventory_path(env, inventory))
         spec = load_app_spec(app_dir, inv.app, inv.path)  # no secrets needed to look
         hosts = status_hosts(inv, limit)
+        probe = health_target(spec.domains, spec.health_path, getattr(spec, "health_host", None))
         pool = ssh_pool(inv, accept_new_host_keys)
         try:
-            statuses = gather_status(inv, spec.name, hosts, pool, Console(stderr=True, highlight=False), forks)
+            statuses = gather_status(inv, spec.name, hosts, pool, Console(stderr=True, highlight=False),
+                                     forks, probe=probe)
         finally:
             pool.close()
         if as_json:
             print_json(statuses)
         else:
-            console.print(status_table(statuses))
+            console.print(status_detail(statuses) if detail else status_lines(statuses))
         return 0 if all(s["reachable"] for s in statuses.values()) else 1
 
     run_guarded(body, as_json=as_json)
 
 
 @main.command("unlock")
-@click.argument("env")
+@click.argument("env", shell_complete=complete_env)
 @app_option
 @common_run_options
 def unlock_cmd(env: str, app_dir: str, inventory: str | None, limit: str | None, forks: int,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -38,7 +39,7 @@ def _ssh_options(f: Any) -> Any:
 
 
 @click.command("logs")
-@click.argument("env")
+@click.argument("env", shell_complete=cli.complete_env)
 @click.argument("process", required=False)
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming new lines from every host until Ctrl-C.")
 @click.option("--since", metavar="WHEN", help="Only lines since: 10m, 2h, 1d, 2026-12-01 10:00, today.")
@@ -156,7 +157,7 @@ def console_host(inv: Inventory, host: str | None) -> str:
 
 
 @click.command("console", context_settings={"ignore_unknown_options": True})
-@click.argument("env")
+@click.argument("env", shell_complete=cli.complete_env)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--host", "-l", "host", metavar="HOST", help="The web host to run on (default: the leader).")
 @click.option("--tty/--no-tty", "-t/-T", default=None,
@@ -211,7 +212,7 @@ def console_cmd(env: str, command: tuple[str, ...], host: str | None, tty: bool 
 
 
 @click.command("check")
-@click.argument("env")
+@click.argument("env", shell_complete=cli.complete_env)
 @click.option("--playbook", "playbooks", multiple=True, metavar="FILE",
               help="Also validate this playbook as `shipit run` would (repeatable).")
 @click.option("--hosts", "with_hosts", is_flag=True,
@@ -268,7 +269,7 @@ def check_cmd(env: str, playbooks: tuple[str, ...], with_hosts: bool, limit: str
 
 
 @click.command("config")
-@click.argument("env")
+@click.argument("env", shell_complete=cli.complete_env)
 @click.option("-i", "--inventory", "inventory", metavar="PATH",
               help="Inventory file (default: inventories/ENV.yml).")
 @click.option("--json", "as_json", is_flag=True, help="{key: {value, from}} on stdout.")
@@ -291,3 +292,39 @@ def config_cmd(env: str, inventory: str | None, as_json: bool, app_dir: str) -> 
         return 0
 
     cli.run_guarded(body, as_json=as_json)
+
+
+@click.command("init")
+@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--ci", type=click.Choice(["github"]), help="Also write a CI workflow (.github/workflows/deploy.yml).")
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+def init_cmd(directory: Path, ci: str | None, force: bool) -> None:
+    """Look at the app in DIRECTORY (default: here) and write a commented shipit.yml and
+    inventories/prod.example.yml (and with --ci github a deploy workflow).
+
+    Detects FastAPI, Django, Flask, Starlette and plain ASGI/WSGI apps from the dependencies
+    and the layout, statically (the app is never imported). Refuses to overwrite a file
+    (exit 2, naming it) unless --force; exit 2 also when no web app is found.
+    """
+    from shipit import init as initmod
+
+    def body() -> int:
+        found = initmod.detect(directory)
+        files = initmod.plan_files(directory, found, ci)
+        there = initmod.existing(directory, files)
+        if there and not force:
+            raise ValidationError([Problem(str(directory / rel), 0, "", "exists (--force overwrites it)")
+                                   for rel in there])
+        for rel, text in files.items():
+            path = directory / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            click.echo(f"wrote {path}")
+        click.echo(f"{found.framework} app {found.app_ref} ({found.interface}, {found.server})")
+        for note in found.notes:
+            click.echo(f"note: {note}", err=True)
+        click.echo("next: cp inventories/prod.example.yml inventories/prod.yml, edit it, "
+                   "then shipit check prod")
+        return 0
+
+    cli.run_guarded(body)

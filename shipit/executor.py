@@ -42,7 +42,7 @@ from shipit.modules.base import Change, Module, Plan, PlanContext, mask
 from shipit.playbook import Play, Playbook, Task, batches
 from shipit.pool import TransportPool
 from shipit.templating import Templar, make_environment, variables_in
-from shipit.transport import HostUnreachable, Transport
+from shipit.transport import CommandResult, HostUnreachable, Transport
 
 HOST_QUERY = host_fact()
 GATHER_TIMEOUT = 120.0
@@ -183,6 +183,18 @@ class Reporter(Protocol):
 
     def host_unreachable(self, host: str, message: str) -> None:
         """``host`` could not be reached; ``message`` says why."""
+        ...
+
+
+class LiveOutput(Protocol):
+    """A reporter that also wants the change scripts' output live (``-vv``): when its
+    ``streams_output`` is true, the executor streams each change script and calls
+    ``remote_output(host, line)`` for every whole line it prints (secrets masked), from the
+    worker threads, several at once."""
+
+    streams_output: bool
+
+    def remote_output(self, host: str, line: str) -> None:
         ...
 
 
@@ -699,15 +711,44 @@ class Executor:
 
     # ---- remote scripts ---------------------------------------------------------------------
     def _run_remote(self, transport: Transport, script: str, become: bool, timeout: float,
-                    interruptible: bool = True) -> Any:
-        """``transport.run`` with a timeout, registered as in flight (for Ctrl-C)."""
+                    interruptible: bool = True, live: bool = False) -> Any:
+        """``transport.run`` with a timeout, registered as in flight (for Ctrl-C). With
+        ``live`` and a reporter that streams (:class:`LiveOutput`), the script's stderr
+        reaches the reporter line by line as it runs (its stdout is kept for parsing)."""
         with self._lock:
             self._in_flight[transport.host] = interruptible
         try:
+            if live and getattr(self.reporter, "streams_output", False):
+                return self._stream_remote(transport, script, become, timeout)
             return transport.run(script, become=become, timeout=timeout)
         finally:
             with self._lock:
                 self._in_flight.pop(transport.host, None)
+
+    def _stream_remote(self, transport: Transport, script: str, become: bool, timeout: float) -> CommandResult:
+        """:meth:`_run_remote` streaming: the same :class:`CommandResult`, and each stderr line
+        handed to the reporter's ``remote_output`` (secrets, and each line of a multi-line
+        secret, masked) as it arrives. Raises what ``transport.stream`` raises."""
+        from shipit.streaming import LineSplitter
+
+        show = self.reporter.remote_output  # type: ignore[attr-defined]
+        terms = live_mask_terms(self.options.secrets)
+        splitter = LineSplitter()
+        chunks: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+
+        def sink(stream: str, data: bytes) -> None:
+            chunks[stream].append(data)
+            if stream == "stderr":
+                for line in splitter.feed(data):
+                    show(transport.host, mask(line, terms))
+
+        try:
+            rc = transport.stream(script, sink, become=become, timeout=timeout)
+        finally:
+            for line in splitter.flush():
+                show(transport.host, mask(line, terms))
+        return CommandResult(rc, b"".join(chunks["stdout"]).decode("utf-8", "replace"),
+                             b"".join(chunks["stderr"]).decode("utf-8", "replace"))
 
     def _gather(self, transport: Transport, queries: list[FactQuery], become: bool) -> dict[FactQuery, Any]:
         """Run one gather script; raises HostUnreachable or ShipitError (cut short, timed out)."""
@@ -743,7 +784,7 @@ class Executor:
                   f"echo \"{marker}$__shipit_rc\"\n"
                   f"if [ \"$__shipit_rc\" = 0 ]; then\n"
                   f"{build_gather_script(refresh, self.kinds, self.nonce)}fi\n")
-        result = self._run_remote(transport, script, become, timeout + GATHER_TIMEOUT, interruptible)
+        result = self._run_remote(transport, script, become, timeout + GATHER_TIMEOUT, interruptible, live=True)
         head, sep, tail = result.stdout.partition(marker)
         if not sep:
             return (result.rc or 1), (result.stderr + head), {}
@@ -754,6 +795,16 @@ class Executor:
         except ValueError as exc:
             return 1, result.stderr + f"\nshipit: the refreshed facts were cut short: {exc}", {}
         return rc, result.stderr, facts
+
+
+def live_mask_terms(secrets: Sequence[str]) -> list[str]:
+    """What to mask in output shown line by line: each secret, and each line (3 characters
+    or more) of a secret that spans lines (a line of output never holds a whole one)."""
+    terms = [s for s in secrets if s]
+    for secret in terms[:]:
+        if "\n" in secret:
+            terms += [part for part in secret.splitlines() if len(part.strip()) >= 3]
+    return terms
 
 
 def _read_local(path: str) -> bytes:

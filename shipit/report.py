@@ -40,15 +40,33 @@ class ConsoleReporter:
     """Prints each changed/failed task as it happens (every task with ``verbose``), then a recap.
 
     Output goes to ``console`` (stderr when ``--json`` is on, so stdout stays pure JSON).
+
+    Verbosity (the CLI's ``-q``, ``-v``, ``-vv``): ``verbose`` 0 or False prints changed and
+    failed tasks, phases and notes; 1 (True, ``-v``) also ok and skipped tasks; 2 (``-vv``)
+    also the change scripts' output live, each line prefixed with its host
+    (:meth:`remote_output`; the executor streams when :attr:`streams_output`). ``quiet``
+    (``-q``) prints only failed tasks, unreachable hosts, warnings and the recap.
     """
 
-    def __init__(self, console: Console, verbose: bool = False, show_diff: bool = False) -> None:
+    def __init__(self, console: Console, verbose: bool | int = False, show_diff: bool = False,
+                 quiet: bool = False) -> None:
         self.console = console
-        self.verbose = verbose
+        self.level = int(verbose)
+        self.verbose = self.level >= 1 and not quiet
+        self.quiet = quiet
+        self.streams_output = self.level >= 2 and not quiet
         self.show_diff = show_diff
         self._lock = threading.Lock()
 
+    def remote_output(self, host: str, line: str) -> None:
+        """A line a change script printed on ``host`` (``-vv``), shown as ``  web2 | line``
+        (as text, never markup). Called from worker threads."""
+        with self._lock:
+            self.console.print(Text.assemble(("  " + host, "bold"), (" | ", "dim"), line), soft_wrap=True)
+
     def play_start(self, play: Play, hosts: Sequence[str]) -> None:
+        if self.quiet:
+            return
         with self._lock:
             self.console.print(Text.assemble(("PLAY ", "bold"), (play.name, "bold blue"),
                                              f"  [{len(hosts)} host{'s' if len(hosts) != 1 else ''}"
@@ -56,6 +74,8 @@ class ConsoleReporter:
 
     def task_done(self, result: TaskResult) -> None:
         if result.status in ("ok", "skipped") and not self.verbose:
+            return
+        if self.quiet and result.status != "failed":
             return
         with self._lock:
             line = Text.assemble(("  " + result.status.ljust(8), STATUS_STYLE[result.status]),
@@ -73,17 +93,24 @@ class ConsoleReporter:
 
     def phase(self, name: str, detail: str = "") -> None:
         """A deploy phase starts (build, facts, lock, provision, upload, migrate, switch, prune)."""
+        if self.quiet:
+            return
         with self._lock:
             self.console.print(Text.assemble((name, "bold magenta"), f" {detail}" if detail else ""),
                                soft_wrap=True)
 
     def phase_done(self, name: str, seconds: float) -> None:
         """A deploy phase ended after ``seconds`` (cumulative for the phase)."""
+        if self.quiet:
+            return
         with self._lock:
             self.console.print(Text(f"  {name} {seconds:.1f} s", style="dim"))
 
     def note(self, text: str) -> None:
-        """A line of its own (a measurement, a warning) — printed as text, never as markup."""
+        """A line of its own (a measurement, a warning) — printed as text, never as markup;
+        with ``quiet`` only warnings (text starting ``warning``)."""
+        if self.quiet and not text.startswith("warning"):
+            return
         with self._lock:
             self.console.print(Text("  " + text), soft_wrap=True)
 

@@ -28,6 +28,8 @@ process alone and counts as 1.
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 from shipit.facts import FactKind, FactQuery
@@ -183,9 +185,84 @@ def parse(stdout: str) -> dict[str, Any]:
 
 
 APP_STATUS = FactKind("app_status", command, parse, "an app's units: state, restarts, workers, CPU and memory")
-KINDS = [APP_STATUS]
+
+#: Seconds the health probe may take in all (curl's --max-time); connecting: PROBE_CONNECT.
+PROBE_SECONDS = 5
+PROBE_CONNECT = 3
+
+
+def probe_command(arg: str) -> str:
+    """Shell asking the app's health endpoint through Caddy on this host (exits 0 always).
+
+    ``arg`` is ``{"host": DOMAIN, "path": HEALTH_PATH}`` as JSON (see :func:`web_probe`).
+    One ``curl -v`` over https to 127.0.0.1:443 with the domain as SNI and Host, at most
+    :data:`PROBE_SECONDS` s, prints the status code and total time; its verbose output carries
+    the served certificate's ``expire date``. Lines: ``now=EPOCH``, ``probe=CODE SECONDS``,
+    ``expire=Mon DD HH:MM:SS YYYY GMT``, ``error=curl's message``.
+    """
+    want = json.loads(arg)
+    host, path = str(want["host"]), str(want["path"])
+    url = q(f"https://{host}{path}")
+    return f"""
+echo "now=$(date +%s)"
+if command -v curl >/dev/null 2>&1; then
+  curl -sS -k -v -o /dev/null --connect-timeout {PROBE_CONNECT} --max-time {PROBE_SECONDS} \\
+    -w '\\nprobe=%{{http_code}} %{{time_total}}\\n' --resolve {q(host + ":443:127.0.0.1")} {url} 2>&1 |
+    sed -n -e 's/^\\*[[:space:]]*expire date:[[:space:]]*/expire=/p' -e 's/^probe=/probe=/p' \\
+      -e 's/^curl: ([0-9]*) /error=/p'
+else
+  echo "error=curl is not installed"
+fi
+"""
+
+
+def parse_probe(stdout: str) -> dict[str, Any]:
+    """Parse :func:`probe_command`'s output (pure; unknown lines ignored)::
+
+        {"code": 200 | None,             # HTTP status through Caddy (None: no answer)
+         "ms": 12.3 | None,              # the request's total time, milliseconds
+         "tls_expires": EPOCH | None,    # the served certificate's notAfter (seconds, UTC)
+         "tls_days": 0.5 | None,         # days from the host's clock to that
+         "error": "why not" | None}      # curl's message when the request failed
+    """
+    out: dict[str, Any] = {"code": None, "ms": None, "tls_expires": None, "tls_days": None, "error": None}
+    now: int | None = None
+    for line in stdout.splitlines():
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if key == "now":
+            now = _int(value)
+        elif key == "probe":
+            code, _, seconds = value.partition(" ")
+            out["code"] = int(code) if code.isdigit() and int(code) > 0 else None
+            try:
+                out["ms"] = round(float(seconds) * 1000, 1) if out["code"] is not None else None
+            except ValueError:
+                out["ms"] = None
+        elif key == "expire" and out["tls_expires"] is None:
+            try:
+                when = datetime.strptime(" ".join(value.split()).removesuffix(" GMT"), "%b %d %H:%M:%S %Y")
+            except ValueError:
+                continue
+            out["tls_expires"] = int(when.replace(tzinfo=UTC).timestamp())
+        elif key == "error" and value:
+            out["error"] = value
+    if out["tls_expires"] is not None and now is not None:
+        out["tls_days"] = round((out["tls_expires"] - now) / 86400, 1)
+    return out
+
+
+WEB_PROBE = FactKind("web_probe", probe_command, parse_probe,
+                     "the health endpoint through Caddy: HTTP code, latency, TLS certificate expiry")
+KINDS = [APP_STATUS, WEB_PROBE]
 
 
 def app_status(app: str) -> FactQuery:
     """The ``app_status`` fact of app ``app`` on a host (shape in the module doc)."""
     return APP_STATUS.query(app)
+
+
+def web_probe(host: str, path: str) -> FactQuery:
+    """The ``web_probe`` fact: ``https://HOST{path}`` through Caddy on the host itself
+    (shape in :func:`parse_probe`)."""
+    return WEB_PROBE.query(json.dumps({"host": host, "path": path}, sort_keys=True))

@@ -6,7 +6,7 @@ modules (``deploy_lock``, ``release_event``, ``release_switch``, ``release_prune
 
 - fact kinds are replaced by ones whose command prints ``__fact KIND ARG`` and whose parser is
   the real one: :class:`FakeHost` answers each with text in the real command's output format
-  (``release_state``, ``app_status`` and ``host`` from its model; any other kind reads empty);
+  (``release_state``, ``app_status``, ``web_probe`` and ``host`` from its model; any other kind reads empty);
 - each change script of the deploy's modules is replaced by ``__change MODULE {params}``, and
   :class:`FakeHost` applies its effect on a small model of the host (releases, current, slots,
   lock, log); every other module (provisioning) plans no change.
@@ -108,6 +108,8 @@ class FakeHost:
     truncate_facts: bool = False
     hang: str = ""  # a script containing this text never returns (until cancelled or timed out)
     host_facts: str | None = None  # the `host` fact's output (None: a Debian 12 host with 3.11)
+    change_stderr: str = ""  # printed on stderr by every script that applies changes (-vv tests)
+    probe: str | None = None  # the `web_probe` fact's output (None: 200 in 12 ms while a slot runs)
     migrations: int = 0
     release_steps: list[str] = field(default_factory=list)  # release: commands run, in order
     journal: list[str] = field(default_factory=list)  # `journalctl -o json` lines it answers
@@ -146,6 +148,12 @@ class FakeHost:
                           f"mem {unit} {64 * 2**20}"]
                 lines += [f"child {unit} {2000 + port + i} python -c spawn_main" for i in range(2)]
             return "\n".join(lines) + "\n"
+        if kind == "web_probe":  # the real command's line format (shipit.facts.status.probe_command)
+            if self.probe is not None:
+                return self.probe
+            if self.current and self.active:
+                return "now=1796230000\nexpire=Dec  5 17:02:12 2026 GMT\nprobe=200 0.012000\n"
+            return "now=1796230000\nerror=Failed to connect to 127.0.0.1 port 443\nprobe=000 0.000300\n"
         if kind == "host" and self.host_facts is not None:
             return self.host_facts
         if kind == "host":
@@ -272,6 +280,8 @@ class FakeFleetTransport:
                 else fake.apply(module, params)
             if text:
                 err.append(text)
+            if fake.change_stderr:
+                err.append(fake.change_stderr)
             if rc:
                 failed_rc = rc
                 break

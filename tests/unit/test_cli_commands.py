@@ -262,7 +262,7 @@ def on_fleet(fleet: Fleet, *args: str) -> Result:
 
 
 STATUS_KEYS = {"reachable", "current", "live_port", "units", "web_unit", "web_active", "workers", "restarts",
-               "memory", "cpu_percent", "host"}
+               "memory", "cpu_percent", "host", "probe"}
 
 
 def test_status_shows_what_each_web_host_serves(fleet: Fleet) -> None:
@@ -276,8 +276,35 @@ def test_status_shows_what_each_web_host_serves(fleet: Fleet) -> None:
         assert doc[host]["current"] == release and doc[host]["web_active"] is True
         assert doc[host]["workers"] == 2 and doc[host]["memory"] == 64 * 2**20
         assert doc[host]["host"]["cpus"] == 2
+        assert doc[host]["probe"] == {"code": 200, "ms": 12.0, "tls_expires": 1796490132, "tls_days": 3.0,
+                                      "error": None}
     table = on_fleet(fleet, "status", "prod")
-    assert table.exit_code == 0 and release in table.stdout and "(live)" in table.stdout
+    assert table.exit_code == 0
+    rows = [line.split() for line in table.stdout.splitlines() if line.split()[:1] in (["web1"], ["web2"], ["web3"])]
+    assert len(rows) == 3 and all(r[1] == release.split("-")[1][:8] and r[2:5] == ["up", "200", "12ms"] for r in rows)
+    detail = on_fleet(fleet, "status", "prod", "--detail", "-l", "web2")
+    assert detail.exit_code == 0 and release in detail.stdout and "(live)" in detail.stdout
+    assert "HTTP 200 in 12.0 ms" in detail.stdout and "web1" not in detail.stdout
+
+
+def test_status_asks_the_health_endpoint_of_the_first_domain(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+    real = status.web_probe
+    monkeypatch.setattr(status, "web_probe", lambda host, path: asked.append(f"{host}{path}") or real(host, path))
+    fleet.deploy()
+    assert on_fleet(fleet, "status", "prod").exit_code == 0
+    spec = yaml.safe_load((fleet.tmp / "app" / "shipit.yml").read_text())
+    assert asked == [f"{spec['domains'][0]}{spec.get('health', {}).get('path', '/health')}"]
+
+
+def test_status_shows_a_host_whose_health_check_fails_as_sick(fleet: Fleet) -> None:
+    fleet.deploy()
+    fleet.hosts["web2"].probe = "now=1796230000\nerror=Operation timed out after 5000 milliseconds\nprobe=000 5.0\n"
+    result = on_fleet(fleet, "status", "prod", "--json")
+    assert result.exit_code == 0  # reachable: the state says it, the exit status is for reachability
+    assert json.loads(result.stdout)["web2"]["probe"]["error"] == "Operation timed out after 5000 milliseconds"
+    row = next(line for line in on_fleet(fleet, "status", "prod").stdout.splitlines() if line.startswith("web2"))
+    assert row.split()[2:5] == ["sick", "no", "answer"]
 
 
 def test_status_with_a_host_unreachable_exits_1_and_says_why(fleet: Fleet) -> None:
@@ -358,7 +385,7 @@ def test_version_and_help() -> None:
 
 def test_every_command_is_covered_here() -> None:
     """A command added to `shipit --help` must get its CLI tests (this list is the reminder)."""
-    covered = set(CONNECTING) | {"modules", "lab", "console"}  # console: tests/unit/test_cli_daytwo.py
+    covered = set(CONNECTING) | {"modules", "lab", "console", "init"}  # console: test_cli_daytwo.py; init: test_init.py
     assert set(cli.main.list_commands(click.Context(cli.main))) == covered
 
 

@@ -1,0 +1,413 @@
+"""``shipit init``: look at an app's directory and write a commented ``shipit.yml``, an
+``inventories/prod.example.yml`` and, with ``--ci github``, a GitHub Actions workflow.
+
+Static inspection only (the app is never imported): the dependencies (``pyproject.toml``'s
+``[project].dependencies``, ``requirements*.txt``), the layout (``manage.py``, a ``src/``
+layout) and the Python files' syntax trees (:mod:`ast`), looking for a module-level web app:
+``app = FastAPI(...)`` / ``Flask(...)`` / ``Starlette(...)`` / ``Quart(...)`` / ``Litestar(...)``,
+Django's ``application`` in the settings package's ``wsgi.py``, or a plain callable named
+``app``/``application`` (``(scope, receive, send)``: ASGI, ``(environ, start_response)``: WSGI).
+
+Pure: :func:`detect` reads files and returns a :class:`Detected`; :func:`render_spec`,
+:func:`render_inventory` and :func:`render_workflow` return text; :func:`plan_files` says
+which files would be written and which already exist. Writing is the CLI's
+(:func:`shipit.daytwo.init_cmd`).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shipit.errors import Problem, ValidationError
+from shipit.layout import Layout
+
+#: Constructors of framework app objects -> (framework, interface).
+FRAMEWORKS: dict[str, tuple[str, str]] = {
+    "FastAPI": ("fastapi", "asgi"), "Starlette": ("starlette", "asgi"), "Quart": ("quart", "asgi"),
+    "Litestar": ("litestar", "asgi"), "Flask": ("flask", "wsgi"),
+}
+#: Directories never searched for the app.
+SKIP_DIRS = {"tests", "test", "migrations", "node_modules", "venv", "env", "build", "dist", "site-packages",
+             "__pycache__", "alembic", "docs"}
+#: Files looked at, at most (a big repository is not read whole).
+MAX_FILES = 2000
+
+_REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+_SETTINGS = re.compile(r"""DJANGO_SETTINGS_MODULE["']\s*,\s*["']([\w.]+)["']""")
+_STATIC_ROOT = re.compile(r"""^STATIC_ROOT\s*=\s*BASE_DIR\s*/\s*["'](\w[\w-]*)["']""", re.M)
+
+
+def normalize(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503): lowercase, runs of ``-_.`` -> ``-``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@dataclass(frozen=True)
+class Detected:
+    """What :func:`detect` found in an app's directory.
+
+    ``framework``: fastapi, django, flask, starlette, quart, litestar, or ``asgi``/``wsgi``
+    (a plain callable); ``app_ref``: ``module:attribute``; ``interface``: asgi or wsgi;
+    ``source_file``: where the app object is (relative); ``dependencies``: normalized names;
+    ``notes``: things the user should know (a missing server dependency, ...).
+    """
+
+    name: str
+    framework: str
+    app_ref: str
+    interface: str
+    source_file: str
+    dependencies: frozenset[str]
+    migrate: str | None = None
+    health_path: str = "/health"
+    env: tuple[tuple[str, str], ...] = ()
+    build: tuple[str, ...] = ()
+    static_dir: str | None = None
+    database: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def server(self) -> str:
+        return "uvicorn" if self.interface == "asgi" else "gunicorn"
+
+
+def dependencies(root: Path) -> frozenset[str]:
+    """Normalized names of the app's dependencies: ``[project].dependencies`` (and optional
+    ones) of ``pyproject.toml`` and every ``requirements*.txt`` at the top. Unreadable files
+    count as none."""
+    names: set[str] = set()
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            project = tomllib.loads(pyproject.read_text()).get("project", {})
+        except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
+            project = {}
+        deps = list(project.get("dependencies", []))
+        for extra in project.get("optional-dependencies", {}).values():
+            deps += list(extra)
+        for dep in deps:
+            if isinstance(dep, str) and (m := _REQ_NAME.match(dep)):
+                names.add(normalize(m.group(1)))
+    for req in sorted(root.glob("requirements*.txt")):
+        try:
+            lines = req.read_text().splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        for line in lines:
+            line = line.split("#", 1)[0].strip()
+            if line and not line.startswith("-") and (m := _REQ_NAME.match(line)):
+                names.add(normalize(m.group(1)))
+    return frozenset(names)
+
+
+def _project_name(root: Path) -> str:
+    """The app's name for shipit: the pyproject project's name, else the directory's, made a
+    valid app name (``[a-z][a-z0-9-]{0,30}``; ``shipit-``/``-example`` decorations kept)."""
+    raw = root.resolve().name
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            raw = str(tomllib.loads(pyproject.read_text()).get("project", {}).get("name") or raw)
+        except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
+            pass
+    name = re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-")
+    name = re.sub(r"^[^a-z]+", "", name)[:31].rstrip("-")
+    return name or "app"
+
+
+def _source_roots(root: Path) -> list[Path]:
+    """Where importable modules start: ``src/`` when there is one, and the directory itself."""
+    return [r for r in (root / "src", root) if r.is_dir()]
+
+
+def _python_files(base: Path) -> list[Path]:
+    found: list[Path] = []
+    for path in sorted(base.rglob("*.py")):
+        rel = path.relative_to(base).parts
+        if any(p.startswith(".") or p in SKIP_DIRS for p in rel[:-1]) or (base.name != "src" and rel[0] == "src"):
+            continue
+        if not all(p.isidentifier() for p in (*rel[:-1], path.stem)):
+            continue  # not importable as a module path
+        found.append(path)
+        if len(found) >= MAX_FILES:
+            break
+    return found
+
+
+def _module_of(path: Path, base: Path) -> str:
+    parts = list(path.relative_to(base).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _call_name(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Call):
+        func = node.func
+        return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+    return None
+
+
+def _candidates(tree: ast.Module) -> list[tuple[int, str, str, str]]:
+    """(rank, attribute, framework, interface) of each module-level app in ``tree``; a lower
+    rank is a better guess (framework objects before plain callables)."""
+    out: list[tuple[int, str, str, str]] = []
+    for node in tree.body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            called = _call_name(node.value) if node.value is not None else None
+            if called in FRAMEWORKS:
+                for target in targets:
+                    if isinstance(target, ast.Name):
+                        framework, interface = FRAMEWORKS[called]
+                        out.append((0 if target.id == "app" else 1, target.id, framework, interface))
+            elif called == "get_wsgi_application":
+                for target in targets:
+                    if isinstance(target, ast.Name):
+                        out.append((0, target.id, "django", "wsgi"))
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in ("app", "application"):
+            args = [a.arg for a in node.args.args]
+            if isinstance(node, ast.AsyncFunctionDef) and len(args) == 3:
+                out.append((2, node.name, "asgi", "asgi"))
+            elif isinstance(node, ast.FunctionDef) and len(args) == 2:
+                out.append((2, node.name, "wsgi", "wsgi"))
+    return out
+
+
+def _find_app(root: Path) -> tuple[str, str, str, str] | None:
+    """(module:attribute, framework, interface, file relative to root) of the best guess."""
+    best: tuple[tuple[int, int, str], tuple[str, str, str, str]] | None = None
+    for base in _source_roots(root):
+        for path in _python_files(base):
+            try:
+                tree = ast.parse(path.read_bytes(), filename=str(path))
+            except (SyntaxError, ValueError, OSError):
+                continue
+            module = _module_of(path, base)
+            if not module:
+                continue
+            for rank, attr, framework, interface in _candidates(tree):
+                key = (rank, module.count("."), module)
+                if best is None or key < best[0]:
+                    best = (key, (f"{module}:{attr}", framework, interface, str(path.relative_to(root))))
+    return best[1] if best else None
+
+
+def _mentions_health(root: Path) -> bool:
+    for base in _source_roots(root):
+        for path in _python_files(base)[:500]:
+            try:
+                text = path.read_text(errors="replace")
+            except OSError:
+                continue
+            if re.search(r"""["']/?health/?["']""", text):
+                return True
+    return False
+
+
+def detect(root: Path) -> Detected:
+    """Find the app in ``root`` (see the module docstring). Reads files, imports nothing.
+
+    Raises:
+        ValidationError: ``root`` is not a directory, or no web app could be found (the
+            message says what was looked for).
+    """
+    if not root.is_dir():
+        raise ValidationError([Problem(str(root), 0, "", "not a directory")])
+    deps = dependencies(root)
+    notes: list[str] = []
+    name = _project_name(root)
+    found: tuple[str, str, str, str] | None = None
+    env: list[tuple[str, str]] = []
+    build: list[str] = []
+    migrate: str | None = None
+    static_dir: str | None = None
+    manage = root / "manage.py"
+    if manage.is_file():  # Django: the settings module names the project package
+        m = _SETTINGS.search(manage.read_text(errors="replace"))
+        if m:
+            settings = m.group(1)
+            package = settings.rsplit(".", 1)[0]
+            wsgi = root.joinpath(*package.split("."), "wsgi.py")
+            if wsgi.is_file():
+                found = (f"{package}.wsgi:application", "django", "wsgi", str(wsgi.relative_to(root)))
+            env.append(("DJANGO_SETTINGS_MODULE", settings))
+            migrate = "python manage.py migrate --noinput"
+            settings_file = root.joinpath(*settings.split(".")).with_suffix(".py")
+            text = settings_file.read_text(errors="replace") if settings_file.is_file() else ""
+            if (s := _STATIC_ROOT.search(text)) is not None:
+                static_dir = s.group(1)
+                build.append("python manage.py collectstatic --noinput")
+            if not (root / "pyproject.toml").is_file() and (root / package).is_dir():
+                name = _project_name(root / package)  # no project name: the project package's
+    if found is None:
+        found = _find_app(root)
+    if found is None:
+        raise ValidationError([Problem(str(root), 0, "", "no web app found: looked for manage.py (Django) and "
+                                       "a module-level app object (app = FastAPI()/Flask()/Starlette()..., or "
+                                       "an ASGI/WSGI callable named app or application) in the Python files; "
+                                       "no file was written")])
+    app_ref, framework, interface, source_file = found
+    if migrate is None:
+        if (root / "alembic.ini").is_file():
+            migrate = "alembic upgrade head"
+        elif "flask-migrate" in deps:
+            migrate = "flask db upgrade"
+    server = "uvicorn" if interface == "asgi" else "gunicorn"
+    if deps and server not in deps:
+        notes.append(f"add {server} to your dependencies: shipit serves {interface.upper()} apps with it")
+    database = bool(deps & {"psycopg", "psycopg2", "psycopg2-binary", "asyncpg", "psycopg-binary"})
+    return Detected(name=name, framework=framework, app_ref=app_ref, interface=interface,
+                    source_file=source_file, dependencies=deps, migrate=migrate,
+                    health_path="/health" if _mentions_health(root) else "/",
+                    env=tuple(env), build=tuple(build), static_dir=static_dir, database=database,
+                    notes=tuple(notes))
+
+
+def _db_name(name: str) -> str:
+    return re.sub(r"[^a-z0-9_]", "_", name)[:63]
+
+
+def render_spec(d: Detected) -> str:
+    """A commented ``shipit.yml`` for ``d`` that :func:`shipit.app.load_app_spec` accepts as it is."""
+    health_note = "" if d.health_path == "/health" else "   # no /health route found: / must answer 200"
+    lines = [
+        f"# shipit.yml, written by `shipit init` for a {d.framework} app ({d.source_file}).",
+        "# Format: README \"The app spec\"; the inventory's `app:` overrides any key per environment.",
+        f"name: {d.name}  # {Layout(d.name).root}, its user and units",
+        "# python: \"3.11\"                  # default: the hosts' Python that fits requires-python",
+        "web:",
+        f"  {d.interface}: {d.app_ref}  # module:attribute, found statically",
+        f"  server: {d.server}",
+        "  workers: 2                       # or \"auto\" (with memory_per_worker)",
+        "  # memory_per_worker: 120M",
+        "  port: 8000                       # slots 8000 and 8001 (blue/green)",
+    ]
+    if d.interface == "wsgi":
+        lines.append("  # threads: 4                     # gunicorn's gthread worker")
+    lines.append("# processes:                       # background processes, a systemd unit per instance")
+    lines.append("#   - {name: worker, command: \"python -m myapp.worker\", instances: 1}")
+    lines.append(f"migrate: {d.migrate}" if d.migrate else "# migrate: alembic upgrade head    # once per deploy, on the leader")
+    if d.build:
+        lines.append("build:                             # on the runner; its output ships in the release")
+        lines += [f"  - {b}" for b in d.build]
+    if d.static_dir:
+        lines.append(f"static: {{url: /static/, dir: {d.static_dir}}}   # served by Caddy from the release")
+    lines += [
+        f"health: {{path: {d.health_path}, timeout: 40}}{health_note}",
+        f"domains: [{d.name}.example.test]  # per environment in the inventory's app: (see prod.example.yml)",
+        "tls: internal                      # Caddy's own CA; production: {acme_email: you@example.com}",
+    ]
+    if d.env:
+        lines.append("env:")
+        lines += [f"  {k}: {v}" for k, v in d.env]
+    else:
+        lines.append("# env: {LOG_LEVEL: info}         # values may use {{ secrets.X }}, {{ hostvars[h].address }}")
+    lines.append("# secrets: [SECRET_KEY]            # from the runner's environment or a secrets file, never committed")
+    if d.database:
+        db = _db_name(d.name)
+        lines.append(f"# database: {{name: {db}, user: {db}, password_secret: DB_PASSWORD}}   # PostgreSQL on group db")
+    lines += ["keep_releases: 5", "serial: 1                          # hosts switched at once: 1, \"25%\", [1, \"50%\"]"]
+    return "\n".join(_align(line) for line in lines) + "\n"
+
+
+def _align(line: str, column: int = 36) -> str:
+    """Put a line's trailing ``# comment`` (after 2+ spaces) at ``column``."""
+    m = re.match(r"^(.*?\S)\s{2,}(# .*)$", line)
+    if m is None:
+        return line
+    return f"{m.group(1):<{column}}{m.group(2)}" if len(m.group(1)) < column else f"{m.group(1)}  {m.group(2)}"
+
+
+def render_inventory(d: Detected) -> str:
+    """A commented ``inventories/prod.example.yml`` (copy to prod.yml and edit)."""
+    db = d.database
+    return "\n".join([
+        "# An example production inventory, written by `shipit init`: copy to inventories/prod.yml",
+        "# and edit. Format: README \"Inventory\".",
+        "ssh:",
+        "  user: deploy",
+        "  key: ~/.ssh/id_ed25519",
+        "  known_hosts: prod.known_hosts      # pinned host keys (ssh-keyscan, checked); unknown keys are refused",
+        "hosts:",
+        "  web1: {address: 203.0.113.10, leader: true}   # the leader runs migrations and holds the deploy lock",
+        "  web2: {address: 203.0.113.11}",
+        *(["  db1: {address: 203.0.113.20}"] if db else []),
+        "groups:",
+        "  web: {hosts: [web1, web2]}",
+        *(["  db: {hosts: [db1]}"] if db else []),
+        "app:                                 # overrides of shipit.yml for this environment",
+        f"  domains: [{d.name}.example.com]",
+        "  tls: {acme_email: ops@example.com}",
+        "",
+    ])
+
+
+def render_workflow(d: Detected) -> str:
+    """``.github/workflows/deploy.yml``: on a push to main (or by hand), deploy ``prod`` with
+    ``--json``; the SSH key and the pinned known_hosts come from repository secrets
+    (``SHIPIT_SSH_KEY``, ``SHIPIT_KNOWN_HOSTS``), never an accept-new-keys."""
+    return f"""# Deploy {d.name} to prod, written by `shipit init --ci github`.
+# Repository secrets: SHIPIT_SSH_KEY (the deploy user's private key) and SHIPIT_KNOWN_HOSTS
+# (the hosts' keys, pinned: `ssh-keyscan -t ed25519 HOST...` checked against the hosts), plus
+# each secret shipit.yml lists (as environment variables of the deploy step).
+name: deploy
+on:
+  push:
+    branches: [main]
+  workflow_dispatch:
+concurrency:
+  group: deploy-prod          # one deploy at a time (shipit's lock also guards the hosts)
+  cancel-in-progress: false
+jobs:
+  deploy:
+    runs-on: ubuntu-latest
+    environment: prod
+    timeout-minutes: 30
+    steps:
+      - uses: actions/checkout@v4
+      - uses: actions/setup-python@v5
+        with:
+          python-version: "3.11"
+      - name: Install shipit
+        run: python -m pip install shipit   # pin the version you tested
+      - name: SSH key and pinned host keys
+        env:
+          SSH_KEY: ${{{{ secrets.SHIPIT_SSH_KEY }}}}
+          KNOWN_HOSTS: ${{{{ secrets.SHIPIT_KNOWN_HOSTS }}}}
+        run: |
+          install -d -m 700 ~/.ssh
+          printf '%s\\n' "$SSH_KEY" > ~/.ssh/id_ed25519
+          chmod 600 ~/.ssh/id_ed25519
+          printf '%s\\n' "$KNOWN_HOSTS" > inventories/prod.known_hosts
+      - name: Deploy
+        # env:                      # each secret shipit.yml lists, e.g.
+        #   DB_PASSWORD: ${{{{ secrets.DB_PASSWORD }}}}
+        run: shipit deploy prod --json > deploy.json
+      - name: Keep the deploy's report
+        if: always()
+        uses: actions/upload-artifact@v4
+        with:
+          name: deploy-report
+          path: deploy.json
+"""
+
+
+SPEC, INVENTORY, WORKFLOW = "shipit.yml", "inventories/prod.example.yml", ".github/workflows/deploy.yml"
+
+
+def plan_files(root: Path, d: Detected, ci: str | None) -> dict[str, str]:
+    """Relative path -> content of every file ``init`` writes (the workflow with ``ci``)."""
+    files = {SPEC: render_spec(d), INVENTORY: render_inventory(d)}
+    if ci == "github":
+        files[WORKFLOW] = render_workflow(d)
+    return files
+
+
+def existing(root: Path, files: dict[str, str]) -> list[str]:
+    """Which of ``files`` already exist under ``root``."""
+    return [rel for rel in files if (root / rel).exists()]

@@ -1,0 +1,142 @@
+"""``shipit init``: detection on copies of the example apps (the generated spec validates with
+shipit's own loader and declares the same web entry point as the committed one), plain
+ASGI/WSGI apps, what is never looked at or run, refusing to overwrite, and the CI workflow."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from shipit import cli
+from shipit import init as initmod
+from shipit.app import load_app_spec
+from shipit.inventory import load_inventory
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli.main, list(args))
+
+
+def _copy(example: str, tmp: Path) -> Path:
+    dest = tmp / example
+    shutil.copytree(EXAMPLES / example, dest, ignore=shutil.ignore_patterns("shipit.yml", ".venv", "__pycache__"))
+    return dest
+
+
+@pytest.mark.parametrize("example, framework", [("app", "fastapi"), ("flask-app", "flask"), ("django-app", "django")])
+def test_init_on_each_example_writes_a_spec_with_the_committed_entry_point(tmp_path: Path, example: str,
+                                                                          framework: str) -> None:
+    app = _copy(example, tmp_path)
+    result = invoke("init", str(app))
+    assert result.exit_code == 0, result.output
+    assert f"{framework} app" in result.stdout
+    generated = load_app_spec(app)  # shipit's own loader: exit-2 problems would raise here
+    committed = load_app_spec(EXAMPLES / example)
+    assert (generated.interface, generated.app_ref, generated.server) == \
+        (committed.interface, committed.app_ref, committed.server)
+    assert generated.health_path == committed.health_path
+    # migrations where the layout says how (alembic.ini, manage.py); the flask example's own
+    # schema script cannot be guessed: init leaves migrate commented out
+    assert generated.migrate == (None if example == "flask-app" else committed.migrate)
+    inv = load_inventory(app / "inventories" / "prod.example.yml")
+    assert inv.select("web") == ["web1", "web2"]
+    assert load_app_spec(app, inv.app, inv.path).domains == (f"{generated.name}.example.com",)
+
+
+def test_django_gets_its_settings_module_and_collectstatic(tmp_path: Path) -> None:
+    app = _copy("django-app", tmp_path)
+    assert invoke("init", str(app)).exit_code == 0
+    spec = load_app_spec(app)
+    assert spec.name == "mysite" and spec.env["DJANGO_SETTINGS_MODULE"] == "mysite.settings"
+    assert spec.build == ("python manage.py collectstatic --noinput",) and spec.static_dir == "staticfiles"
+
+
+def test_a_second_init_refuses_to_overwrite_and_names_the_files_unless_forced(tmp_path: Path) -> None:
+    app = _copy("flask-app", tmp_path)
+    assert invoke("init", str(app)).exit_code == 0
+    (app / "shipit.yml").write_text("# mine\n")
+    again = invoke("init", str(app), "--ci", "github")
+    assert again.exit_code == 2 and "Traceback" not in again.output
+    assert f"{app / 'shipit.yml'}: exists" in again.stderr and "prod.example.yml: exists" in again.stderr
+    assert (app / "shipit.yml").read_text() == "# mine\n"
+    assert not (app / ".github").exists()  # nothing written, not even the files that were free
+    forced = invoke("init", str(app), "--force")
+    assert forced.exit_code == 0 and load_app_spec(app).app_ref == "flask_app:app"
+
+
+def test_ci_github_writes_a_workflow_with_pinned_host_keys(tmp_path: Path) -> None:
+    app = _copy("app", tmp_path)
+    assert invoke("init", str(app), "--ci", "github").exit_code == 0
+    text = (app / ".github" / "workflows" / "deploy.yml").read_text()
+    flow = yaml.safe_load(text)
+    steps = flow["jobs"]["deploy"]["steps"]
+    runs = "\n".join(s.get("run", "") for s in steps)
+    assert "shipit deploy prod --json" in runs
+    keys = next(s for s in steps if "KNOWN_HOSTS" in s.get("env", {}))
+    assert keys["env"]["KNOWN_HOSTS"] == "${{ secrets.SHIPIT_KNOWN_HOSTS }}"
+    assert "inventories/prod.known_hosts" in keys["run"]
+    assert "accept-new" not in text and "StrictHostKeyChecking" not in text
+    assert flow["concurrency"]["cancel-in-progress"] is False
+    inv = yaml.safe_load((app / "inventories" / "prod.example.yml").read_text())
+    assert inv["ssh"]["known_hosts"] == "prod.known_hosts"  # where the workflow puts the secret
+
+
+def _app(tmp: Path, files: dict[str, str]) -> Path:
+    root = tmp / "proj"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def test_plain_asgi_and_wsgi_callables(tmp_path: Path) -> None:
+    asgi = initmod.detect(_app(tmp_path / "a", {
+        "requirements.txt": "uvicorn==0.30\n",
+        "server.py": "async def app(scope, receive, send):\n    pass\n"}))
+    assert (asgi.framework, asgi.app_ref, asgi.interface, asgi.notes) == ("asgi", "server:app", "asgi", ())
+    wsgi = initmod.detect(_app(tmp_path / "w", {
+        "requirements.txt": "werkzeug\n",
+        "site/web.py": "def application(environ, start_response):\n    return []\n",
+        "site/__init__.py": ""}))
+    assert (wsgi.app_ref, wsgi.interface) == ("site.web:application", "wsgi")
+    assert wsgi.notes == ("add gunicorn to your dependencies: shipit serves WSGI apps with it",)
+    assert wsgi.health_path == "/" and "no /health route found" in initmod.render_spec(wsgi)
+
+
+def test_framework_objects_win_and_tests_migrations_and_broken_files_are_skipped(tmp_path: Path) -> None:
+    root = _app(tmp_path, {
+        "pyproject.toml": '[project]\nname = "My_Service"\ndependencies = ["starlette>=0.3", "uvicorn"]\n',
+        "src/svc/__init__.py": "",
+        "src/svc/asgi.py": "async def app(scope, receive, send): ...\n",
+        "src/svc/deep/main.py": "from starlette.applications import Starlette\napi = Starlette()\n",
+        "tests/conftest.py": "from fastapi import FastAPI\napp = FastAPI()\n",
+        "src/svc/broken.py": "app = (\n",
+        "src/svc/migrations/env.py": "import flask\napp = flask.Flask(__name__)\n"})
+    found = initmod.detect(root)
+    assert (found.name, found.framework, found.app_ref) == ("my-service", "starlette", "svc.deep.main:api")
+    assert found.dependencies == {"starlette", "uvicorn"}
+
+
+def test_the_app_is_never_imported(tmp_path: Path) -> None:
+    marker = tmp_path / "imported"
+    root = _app(tmp_path, {"main.py": f"open({str(marker)!r}, 'w').close()\nfrom flask import Flask\n"
+                                      "app = Flask(__name__)\n", "requirements.txt": "flask\ngunicorn\n"})
+    assert invoke("init", str(root)).exit_code == 0
+    assert not marker.exists()
+
+
+def test_no_app_found_or_no_directory_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    root = _app(tmp_path, {"factory.py": "from flask import Flask\ndef create_app():\n    return Flask(__name__)\n"})
+    result = invoke("init", str(root))
+    assert result.exit_code == 2 and "no web app found" in result.stderr and "Traceback" not in result.output
+    assert sorted(p.name for p in root.iterdir()) == ["factory.py"]
+    missing = invoke("init", str(tmp_path / "nope"))
+    assert missing.exit_code == 2
+    (tmp_path / "file").write_text("")
+    assert invoke("init", str(tmp_path / "file")).exit_code == 2
