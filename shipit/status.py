@@ -146,26 +146,6 @@ def _unit_line(unit: str, info: Mapping[str, Any], live: bool) -> str:
     return f"{short}{' (live)' if live else ''}: [{color}]{state}[/]{extra}"
 
 
-def status_table(statuses: Mapping[str, HostStatus]) -> Table:
-    """One rich table, a row per host."""
-    table = Table(title="status", title_justify="left")
-    for col in ("host", "reachable", "release", "services", "workers", "app cpu", "app memory",
-                "host memory (avail/total)", "load"):
-        table.add_column(col)
-    for host, s in statuses.items():
-        if not s["reachable"]:
-            table.add_row(host, f"[red]no[/]: {s['error']}", "-", "-", "-", "-", "-", "-", "-")
-            continue
-        services = "\n".join(_unit_line(u, i, u == s["web_unit"]) for u, i in sorted(s["units"].items())) or "none"
-        h = s["host"]
-        table.add_row(host, "yes", s["current"] or "nothing", services,
-                      "-" if s["workers"] is None else str(s["workers"]),
-                      f"{s['cpu_percent']:.1f}%", _mib(s["memory"]),
-                      f"{_mib(h['mem_available'])} / {_mib(h['mem_total'])}",
-                      " ".join(f"{x:.2f}" for x in h["load"]))
-    return table
-
-
 # ---- the compact view: one line per host, 80 columns ---------------------------------------
 STATE_STYLE = {"up": "green", "sick": "yellow", "down": "red", "failed": "bold red", "empty": "yellow",
                "unreachable": "bold red"}

@@ -85,14 +85,24 @@ def test_status_json_after_deploy(env: Env) -> None:
         assert any(u.startswith("example-heartbeat@") for u in s["units"]), s["units"]
         assert 0 < s["host"]["mem_available"] <= s["host"]["mem_total"]
         assert len(s["host"]["load"]) == 3
+        # the health endpoint through the host's own Caddy, and its certificate (Caddy's
+        # internal CA issues for days, not a year)
+        probe = s["probe"]
+        assert probe["code"] == 200 and 0 < probe["ms"] < 5000, probe
+        assert probe["tls_days"] is not None and 0 <= probe["tls_days"] <= 90, probe
 
 
 def test_table_output(env: Env) -> None:
     result = env.shipit("status", "shipit-test")
     assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
     for host in WEB:
-        assert host in result.stdout
-    assert "web@" in result.stdout and "(live)" in result.stdout
+        row = [line for line in lines if line.split()[:1] == [host]]
+        assert len(row) == 1 and " up " in f" {row[0]} " and "200" in row[0], result.stdout
+    assert all(len(line) <= 80 for line in lines), result.stdout
+    detail = env.shipit("status", "shipit-test", "--detail", "-l", "web2")
+    assert detail.returncode == 0, detail.stderr
+    assert "web@" in detail.stdout and "(live)" in detail.stdout and "web1" not in detail.stdout
 
 
 def test_killed_master_is_restarted_and_counted(env: Env) -> None:

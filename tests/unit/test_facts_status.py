@@ -18,7 +18,6 @@ from shipit.status import (
     short_release,
     status_detail,
     status_lines,
-    status_table,
     summarize,
     tls_left,
 )
@@ -93,10 +92,10 @@ def test_summary_and_table() -> None:
     assert s["memory"] == s["units"][WEB]["memory"] + s["units"][BEAT]["memory"]
     assert s["host"]["mem_available"] == 22_000_000_000
     console = Console(width=250, record=True)
-    console.print(status_table({"web2": s, "web9": {"reachable": False, "error": "web9: timed out"}}))
+    console.print(status_detail({"web2": s, "web9": {"reachable": False, "error": "web9: timed out"}}))
     text = console.export_text()
     assert "web@8000 (live): active/running restarts 1" in text
-    assert "no: web9: timed out" in text
+    assert "web9  unreachable" in text and "web9: timed out" in text
 
 
 # ---- the web probe (health through Caddy, TLS expiry) and the 80-column views ---------------
