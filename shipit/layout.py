@@ -18,9 +18,14 @@ a :class:`Layout`. The shape on a host, for an app named ``example``::
                                         releases/<id>/<dir> -> ../../shared/<dir>
       current -> releases/<id>          switched atomically
       slots/<port> -> ../releases/<id>  the two web slots (blue/green)
-      .live-port                        the slot Caddy proxies to
+      web.sock -> /run/example/web-<port>/web.sock
+                                        what Caddy dials: the live slot's socket, switched
+                                        atomically (rename), so no Caddy reload at a switch
+      .live-port                        the live slot (also written at a switch)
       .deploy-lock/info                 the deploy lock (who, when, which release)
       releases.log                      one line per release event (see shipit.releases)
+    /run/example/web-<port>/web.sock    a web slot's unix socket (its unit's
+                                        RuntimeDirectory: made per start, removed at stop)
     /etc/caddy/sites/example.caddy      the app's Caddy site
     /run/caddy/admin.sock               Caddy's admin API (root and caddy only)
     example-web@<port>.service          a web slot; example-<process>@<n>.service a process
@@ -41,6 +46,27 @@ CADDY_RUNTIME_NAME = "caddy"
 CADDY_RUNTIME_DIR = f"/run/{CADDY_RUNTIME_NAME}"
 CADDY_ADMIN_SOCKET = f"{CADDY_RUNTIME_DIR}/admin.sock"
 """Caddy's admin API (a unix socket: only root and the caddy user reach it)."""
+RUN = "/run"
+
+
+@dataclass(frozen=True)
+class WebBind:
+    """Where a web slot's server listens: a unix socket ``path`` (no TCP port).
+
+    The one value the web server's command line is built from, whatever the server: uvicorn
+    takes :meth:`uvicorn_args`, gunicorn :meth:`gunicorn_args`. The path may hold systemd's
+    ``%i`` (the slot) when it goes into the unit template.
+    """
+
+    path: str
+
+    def uvicorn_args(self) -> list[str]:
+        """``["--uds", path]`` (uvicorn makes the socket 0666 itself)."""
+        return ["--uds", self.path]
+
+    def gunicorn_args(self) -> list[str]:
+        """``["--bind", "unix:" + path]``."""
+        return ["--bind", f"unix:{self.path}"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +124,17 @@ class Layout:
     @property
     def live_port_file(self) -> str:
         return f"{self.root}/.live-port"
+
+    @property
+    def live_socket(self) -> str:
+        """The symlink Caddy's upstream dials (``unix/<this>``): it points at the live slot's
+        :meth:`web_socket`; a switch re-points it with a rename (no Caddy reload)."""
+        return f"{self.root}/web.sock"
+
+    @property
+    def caddy_upstream(self) -> str:
+        """The ``reverse_proxy`` upstream of the app's Caddy site: ``unix/`` + :attr:`live_socket`."""
+        return f"unix/{self.live_socket}"
 
     @property
     def lock_dir(self) -> str:
@@ -160,6 +197,30 @@ class Layout:
         """A web slot's symlink (``port`` may be systemd's ``%i``)."""
         return f"{self.slots}/{port}"
 
+    # ---- where a web slot listens ------------------------------------------------------------
+    def web_runtime_directory(self, port: int | str) -> str:
+        """The slot unit's ``RuntimeDirectory=`` value (relative to /run): ``<app>/web-<port>``.
+
+        systemd creates it (owned by the unit's user) at each start and removes it at stop, so
+        no stale socket survives a crash, and it stays writable under ``ProtectSystem=strict``.
+        """
+        return f"{self.app}/web-{port}"
+
+    def web_socket(self, port: int | str) -> str:
+        """``/run/<app>/web-<port>/web.sock``: the unix socket slot ``port`` listens on."""
+        return f"{RUN}/{self.web_runtime_directory(port)}/web.sock"
+
+    def web_bind(self, port: int | str) -> WebBind:
+        """How the web server of slot ``port`` (or ``%i``) binds: see :class:`WebBind`."""
+        return WebBind(self.web_socket(port))
+
+    def slot_of_socket(self, path: str) -> int | None:
+        """The slot port whose :meth:`web_socket` is ``path`` (what :attr:`live_socket` points
+        to), else None."""
+        head, sep, tail = path.partition(f"{RUN}/{self.app}/web-")
+        port = tail.removesuffix("/web.sock")
+        return int(port) if sep and not head and port.isdigit() and tail.endswith("/web.sock") else None
+
     # ---- units -----------------------------------------------------------------------------
     @property
     def web_unit_template(self) -> str:
@@ -205,7 +266,9 @@ class Layout:
 
     # ---- for the playbooks -----------------------------------------------------------------
     def variables(self, release_id: str = "") -> dict[str, Any]:
-        """``{"paths": {...}, "units": {...}}``, the playbooks' ``app.paths`` / ``app.units``.
+        """``{"paths": {...}, "units": {...}, "web_bind": {...}}``, the playbooks' ``app.paths``
+        / ``app.units`` / ``app.web_bind`` (the server arguments binding slot ``%i``:
+        ``{"uvicorn": "--uds /run/<app>/web-%i/web.sock", "gunicorn": "--bind unix:..."}``).
 
         Release paths (``paths.release``, ``paths.tarball``, ...) are those of ``release_id``
         ("" outside a deploy: then they are not given).
@@ -214,13 +277,17 @@ class Layout:
             "root": self.root, "releases": self.releases, "env_dir": self.env_dir,
             "shared": self.shared, "current": self.current, "slots": self.slots,
             "release_log": self.release_log, "caddy_site": self.caddy_site,
-            "ports_file": self.ports_file, "parts": self.parts,
+            "ports_file": self.ports_file, "parts": self.parts, "live_socket": self.live_socket,
             "caddy_sites": CADDY_SITES, "slot_template": self.slot("%i"),
             "caddy_runtime_name": CADDY_RUNTIME_NAME, "caddy_admin_socket": CADDY_ADMIN_SOCKET,
+            "web_runtime_template": self.web_runtime_directory("%i"),
+            "web_socket_template": self.web_socket("%i"),
         }
         if release_id:
             paths.update({"release": self.release(release_id), "tarball": self.tarball(release_id),
                           "env_file": self.env_file(release_id), "meta": self.meta(release_id),
                           "release_env": self.release_env(release_id), "venv": self.venv(release_id)})
         units = {"web_template": self.web_unit_template, "web_prefix": self.web_unit_prefix}
-        return {"paths": paths, "units": units}
+        bind = self.web_bind("%i")
+        web_bind = {"uvicorn": " ".join(bind.uvicorn_args()), "gunicorn": " ".join(bind.gunicorn_args())}
+        return {"paths": paths, "units": units, "web_bind": web_bind}

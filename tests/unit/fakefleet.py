@@ -28,8 +28,9 @@ from typing import Any
 from shipit.facts import FactKind, FactQuery
 from shipit.facts.registry import fact_kinds
 from shipit.layout import Layout
-from shipit.modules.base import Module, Plan, PlanContext
+from shipit.modules.base import Module, Plan, PlanContext, sha256_hex
 from shipit.modules.registry import builtin_modules
+from shipit.modules.release import ReleaseSwitchModule
 from shipit.pool import TransportPool
 from shipit.transport import (
     CommandInterrupted,
@@ -93,6 +94,7 @@ class FakeHost:
     releases: dict[str, bool] = field(default_factory=dict)  # id -> ready
     current: str | None = None
     live_port: int | None = None
+    site_sha: str | None = None  # sha256 of the app's Caddy site, as release_switch wrote it
     slots: dict[int, str] = field(default_factory=dict)
     active: set[int] = field(default_factory=set)
     lock: str | None = None
@@ -122,7 +124,9 @@ class FakeHost:
     # ---- facts ------------------------------------------------------------------------
     def fact(self, kind: str, arg: str) -> str:
         if kind == "release_state":
-            lines = [f"current={self.current or ''}", f"live_port={self.live_port or ''}"]
+            lines = [f"app={arg}", f"current={self.current or ''}", f"live_port={self.live_port or ''}"]
+            if self.live_port:
+                lines.append(f"live_link={Layout(arg).web_socket(self.live_port)}")
             lines += [f"slot={p} {r}" for p, r in sorted(self.slots.items())]
             for r, ready in sorted(self.releases.items()):
                 lines.append(f"release={r}")
@@ -148,6 +152,8 @@ class FakeHost:
             return "\n".join(lines) + "\n"
         if kind == "host" and self.host_facts is not None:
             return self.host_facts
+        if kind == "file" and arg.startswith("/etc/caddy/sites/") and self.site_sha:
+            return f"type=regular file\nmode=644\nowner=root\ngroup=root\nsize=1\nsha256={self.site_sha}\n"
         if kind == "host":
             return ("os_id=debian\nos_version=12\ncodename=bookworm\narch=amd64\nmachine=x86_64\nglibc=2.36\n"
                     f"hostname={self.name}\ncpus=2\nmem_total_kb=4000000\nmem_available_kb=3000000\n"
@@ -205,6 +211,7 @@ class FakeHost:
             self.slots[new] = release
             self.active = {new}  # the old slot is stopped
             self.live_port, self.current = new, release
+            self.site_sha = sha256_hex(ReleaseSwitchModule.site(params).encode())
             self._log(params, release, "live")
             if previous and previous != release:
                 self._log(params, previous, "retired")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipit.facts.app import release_state
-from shipit.modules.base import PlanContext
-from shipit.modules.release import ReleaseSlotModule, ReleaseSwitchModule
+from shipit.facts import FactQuery
+from shipit.facts.app import parse, release_state
+from shipit.modules.base import PlanContext, sha256_hex
+from shipit.modules.release import ReleaseSlotModule, ReleaseSwitchModule, site_content
 
 CTX = PlanContext(host="web1", host_facts={})
 R1, R2 = "20261201T100001Z-aaaaaaaaaaa1", "20261201T100002Z-aaaaaaaaaaa2"
@@ -17,10 +18,16 @@ SWITCH = {"app": "example", "release": R2, "ports": [8000, 8001], "domains": ["e
           "health_timeout": 30, "processes": [], "action": "deploy", "user": "ci"}
 
 
-def state(**kw: Any) -> dict[Any, Any]:
-    base = {"current": R1, "live_port": 8000, "slots": {8000: R1}, "releases": [R1, R2],
+SITE = "/etc/caddy/sites/example.caddy"
+SITE_NOW = sha256_hex(ReleaseSwitchModule.site(SWITCH).encode())
+
+
+def state(site_sha: str | None = SITE_NOW, **kw: Any) -> dict[Any, Any]:
+    base = {"current": R1, "live_port": 8000, "live_link": "/run/example/web-8000/web.sock",
+            "slots": {8000: R1}, "releases": [R1, R2],
             "ready": [R1, R2], "active_ports": [8000], "lock": None, "log": [], "app_ports": {}}
-    return {release_state("example"): {**base, **kw}}
+    return {release_state("example"): {**base, **kw},
+            FactQuery("file", SITE): {"exists": site_sha is not None, "sha256": site_sha}}
 
 
 def test_slot_starts_the_release_in_the_idle_port_and_records_failure_on_the_way_out() -> None:
@@ -28,7 +35,8 @@ def test_slot_starts_the_release_in_the_idle_port_and_records_failure_on_the_way
     (change,) = plan.changes
     assert change.reason == f"start {R2} in slot 8001"
     assert "systemctl restart example-web@8001.service" in change.script
-    assert "http://127.0.0.1:8001/health" in change.script
+    # the slot is checked on its own socket: nothing else (Caddy, the other slot) answers there
+    assert "--unix-socket /run/example/web-8001/web.sock http://localhost/health" in change.script
     assert f"{R2} failed >> /srv/example/releases.log" in change.script  # the fail() path
 
 
@@ -66,3 +74,56 @@ def test_both_modules_refuse_bad_ports() -> None:
     for module, params in ((ReleaseSlotModule(), SLOT), (ReleaseSwitchModule(), SWITCH)):
         assert module.check_params({**params, "ports": [8000, 8000]}) == [("ports", "expected two different port numbers")]
     assert ReleaseSwitchModule().check_params({**SWITCH, "domains": []}) == [("domains", "expected at least one domain")]
+
+
+def test_the_site_proxies_to_the_link_not_to_a_port() -> None:
+    site = site_content(["example.test"], "unix//srv/example/web.sock", True)
+    assert "reverse_proxy unix//srv/example/web.sock {" in site and "127.0.0.1" not in site
+    assert "lb_try_duration 15s" in site and "tls internal" in site
+
+
+def test_a_switch_flips_the_link_without_reloading_caddy() -> None:
+    (change,) = ReleaseSwitchModule().plan(SWITCH, state(), CTX).changes
+    script = change.script
+    flip = ("ln -sfn /run/example/web-8001/web.sock /srv/example/web.sock.tmp\n"
+            "mv -T /srv/example/web.sock.tmp /srv/example/web.sock")
+    assert flip in script
+    fail_fn, body = script.split("\n}\n", 1)
+    assert "caddy" not in change.reason.lower() and "reload caddy" not in body and "caddy validate" not in body
+    # order: the slot's own health, the flip, the old slot drained, then the check through Caddy
+    own = script.index("--unix-socket /run/example/web-8001/web.sock")
+    stop_old = script.index("systemctl stop example-web@8000.service; old_stopped=1")
+    through = script.index("--resolve example.test:443:127.0.0.1 https://example.test/health")
+    assert own < script.index(flip) < stop_old < through < script.index("mv -T /srv/example/current.tmp")
+    # a failure after the flip starts the old slot again and points the link back at it
+    assert "systemctl start example-web@8000.service" in fail_fn
+    assert "ln -sfn /run/example/web-8000/web.sock /srv/example/web.sock.tmp" in fail_fn
+
+
+def test_a_switch_installs_the_site_only_when_it_differs() -> None:
+    (change,) = ReleaseSwitchModule().plan(SWITCH, state(site_sha=None), CTX).changes
+    assert change.reason.endswith(", Caddy site updated")
+    assert "caddy validate" in change.script and 'prev_site=$(mktemp)' in change.script
+    (change,) = ReleaseSwitchModule().plan(SWITCH, state(site_sha="0" * 64), CTX).changes
+    assert "caddy validate" in change.script
+
+
+def test_a_host_on_the_release_is_a_no_op_but_orphans_link_and_site_are_repaired() -> None:
+    on_it = {"current": R2, "live_port": 8001, "live_link": "/run/example/web-8001/web.sock",
+             "slots": {8000: R1, 8001: R2}, "active_ports": [8001]}
+    assert not ReleaseSwitchModule().plan(SWITCH, state(**on_it), CTX).changes
+    orphan = ReleaseSwitchModule().plan(SWITCH, state(**{**on_it, "active_ports": [8000, 8001]}), CTX)
+    assert [c.reason for c in orphan.changes] == [
+        f"stop the idle slot left running by an interrupted deploy: 8000 ({R1})"]
+    assert "systemctl stop example-web@8000.service" in orphan.changes[0].script
+    stale = ReleaseSwitchModule().plan(SWITCH, state(site_sha=None, **{**on_it, "live_link": None}), CTX)
+    assert [c.reason for c in stale.changes] == ["point /srv/example/web.sock at the live slot 8001",
+                                                 "update /etc/caddy/sites/example.caddy"]
+
+
+def test_the_live_slot_is_the_one_the_link_points_at() -> None:
+    out = "app=example\ncurrent=R\nlive_port=8000\nlive_link=/run/example/web-8001/web.sock\n"
+    assert parse(out)["live_port"] == 8001
+    # a host last switched by an older shipit (no link): the .live-port file says
+    assert parse("app=example\nlive_port=8000\nlive_link=\n")["live_port"] == 8000
+    assert parse("app=example\nlive_port=8000\nlive_link=/elsewhere/web.sock\n")["live_port"] == 8000
