@@ -24,11 +24,12 @@ a :class:`Layout`. The shape on a host, for an app named ``example``::
       .live-port                        the live slot (also written at a switch)
       .deploy-lock/info                 the deploy lock (who, when, which release)
       releases.log                      one line per release event (see shipit.releases)
-    /run/example/web-<port>/web.sock    a web slot's unix socket (its unit's
-                                        RuntimeDirectory: made per start, removed at stop)
+    /run/example/web-<port>/web.sock    a web slot's unix socket (held by systemd:
+                                        example-web@<port>.socket)
     /etc/caddy/sites/example.caddy      the app's Caddy site
     /run/caddy/admin.sock               Caddy's admin API (root and caddy only)
-    example-web@<port>.service          a web slot; example-<process>@<n>.service a process
+    example-web@<port>.service          a web slot (and its example-web@<port>.socket);
+                                        example-<process>@<n>.service a process
 
 Pure: no I/O. Ids and names are validated elsewhere (app names ``[a-z][a-z0-9-]*``, release
 ids ``YYYYmmddTHHMMSSZ-<hex>``); this module only joins them.
@@ -51,22 +52,26 @@ RUN = "/run"
 
 @dataclass(frozen=True)
 class WebBind:
-    """Where a web slot's server listens: a unix socket ``path`` (no TCP port).
+    """Where a web slot's server listens: the unix socket ``path``, which systemd holds (the
+    slot's ``.socket`` unit) and hands to the server as file descriptor ``fd``.
 
     The one value the web server's command line is built from, whatever the server: uvicorn
-    takes :meth:`uvicorn_args`, gunicorn :meth:`gunicorn_args`. The path may hold systemd's
-    ``%i`` (the slot) when it goes into the unit template.
+    takes :meth:`uvicorn_args`, gunicorn :meth:`gunicorn_args`. Because systemd owns the
+    listening socket, it outlives the server: connections that arrive while a crashed master
+    restarts wait in the socket's queue instead of being refused or reset. The path may hold
+    systemd's ``%i`` (the slot) when it goes into the unit template.
     """
 
     path: str
+    fd: int = 3  # SD_LISTEN_FDS_START: the first socket systemd passes
 
     def uvicorn_args(self) -> list[str]:
-        """``["--uds", path]`` (uvicorn makes the socket 0666 itself)."""
-        return ["--uds", self.path]
+        """``["--fd", "3"]``: serve on the socket systemd passes."""
+        return ["--fd", str(self.fd)]
 
     def gunicorn_args(self) -> list[str]:
-        """``["--bind", "unix:" + path]``."""
-        return ["--bind", f"unix:{self.path}"]
+        """``["--bind", "fd://3"]`` (gunicorn also finds systemd's socket by LISTEN_FDS)."""
+        return ["--bind", f"fd://{self.fd}"]
 
 
 @dataclass(frozen=True)
@@ -198,17 +203,10 @@ class Layout:
         return f"{self.slots}/{port}"
 
     # ---- where a web slot listens ------------------------------------------------------------
-    def web_runtime_directory(self, port: int | str) -> str:
-        """The slot unit's ``RuntimeDirectory=`` value (relative to /run): ``<app>/web-<port>``.
-
-        systemd creates it (owned by the unit's user) at each start and removes it at stop, so
-        no stale socket survives a crash, and it stays writable under ``ProtectSystem=strict``.
-        """
-        return f"{self.app}/web-{port}"
-
     def web_socket(self, port: int | str) -> str:
-        """``/run/<app>/web-<port>/web.sock``: the unix socket slot ``port`` listens on."""
-        return f"{RUN}/{self.web_runtime_directory(port)}/web.sock"
+        """``/run/<app>/web-<port>/web.sock``: the unix socket slot ``port`` listens on (its
+        ``.socket`` unit's ``ListenStream``; systemd makes the directory)."""
+        return f"{RUN}/{self.app}/web-{port}/web.sock"
 
     def web_bind(self, port: int | str) -> WebBind:
         """How the web server of slot ``port`` (or ``%i``) binds: see :class:`WebBind`."""
@@ -233,6 +231,14 @@ class Layout:
 
     def web_unit(self, port: int | str) -> str:
         return f"{self.web_unit_prefix}{port}.service"
+
+    @property
+    def web_socket_unit_template(self) -> str:
+        return f"{self.app}-web@.socket"
+
+    def web_socket_unit(self, port: int | str) -> str:
+        """The ``.socket`` unit holding slot ``port``'s listening socket (see :class:`WebBind`)."""
+        return f"{self.web_unit_prefix}{port}.socket"
 
     def process_unit_template(self, process: str) -> str:
         return f"{self.app}-{process}@.service"
@@ -268,7 +274,7 @@ class Layout:
     def variables(self, release_id: str = "") -> dict[str, Any]:
         """``{"paths": {...}, "units": {...}, "web_bind": {...}}``, the playbooks' ``app.paths``
         / ``app.units`` / ``app.web_bind`` (the server arguments binding slot ``%i``:
-        ``{"uvicorn": "--uds /run/<app>/web-%i/web.sock", "gunicorn": "--bind unix:..."}``).
+        ``{"uvicorn": "--fd 3", "gunicorn": "--bind fd://3"}``: see :class:`WebBind`).
 
         Release paths (``paths.release``, ``paths.tarball``, ...) are those of ``release_id``
         ("" outside a deploy: then they are not given).
@@ -280,14 +286,15 @@ class Layout:
             "ports_file": self.ports_file, "parts": self.parts, "live_socket": self.live_socket,
             "caddy_sites": CADDY_SITES, "slot_template": self.slot("%i"),
             "caddy_runtime_name": CADDY_RUNTIME_NAME, "caddy_admin_socket": CADDY_ADMIN_SOCKET,
-            "web_runtime_template": self.web_runtime_directory("%i"),
             "web_socket_template": self.web_socket("%i"),
         }
         if release_id:
             paths.update({"release": self.release(release_id), "tarball": self.tarball(release_id),
                           "env_file": self.env_file(release_id), "meta": self.meta(release_id),
                           "release_env": self.release_env(release_id), "venv": self.venv(release_id)})
-        units = {"web_template": self.web_unit_template, "web_prefix": self.web_unit_prefix}
+        units = {"web_template": self.web_unit_template, "web_prefix": self.web_unit_prefix,
+                 "web_socket_template": self.web_socket_unit_template,
+                 "web_socket": self.web_socket_unit("%i")}
         bind = self.web_bind("%i")
         web_bind = {"uvicorn": " ".join(bind.uvicorn_args()), "gunicorn": " ".join(bind.gunicorn_args())}
         return {"paths": paths, "units": units, "web_bind": web_bind}

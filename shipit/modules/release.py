@@ -3,8 +3,10 @@ slot, then put the host on it with zero downtime (or leave it be).
 
 Each host keeps two web slots (blue/green): the slot symlink (see
 :class:`shipit.layout.Layout`) points to a release, and the unit ``<app>-web@<port>.service``
-runs whatever its slot points to, listening on its own unix socket
-(``/run/<app>/web-<port>/web.sock``; the "port" is the slot's name). Caddy's upstream is
+runs whatever its slot points to, serving on its own unix socket
+(``/run/<app>/web-<port>/web.sock``, held by systemd's ``<app>-web@<port>.socket`` and passed
+to the server as fd 3, so it outlives a crashed server: connections wait in its queue while
+systemd restarts it); the "port" is the slot's name. Caddy's upstream is
 the link ``/srv/<app>/web.sock``, which points at the live slot's socket. Switching to a
 release, in one remote script:
 
@@ -139,6 +141,13 @@ def site_content(domains: list[str], upstream: str, tls_internal: bool, acme_ema
             f"{', '.join(domains)} {{\n{inner}}}\n")
 
 
+def slot_units(lay: Layout, *ports: int) -> str:
+    """The quoted unit names of slots ``ports``: each slot's ``.service`` and the ``.socket``
+    that holds its listening socket (stopped together: a listening socket left alone would
+    start its service again at the next connection)."""
+    return " ".join(f"{q(lay.web_unit(p))} {q(lay.web_socket_unit(p))}" for p in ports)
+
+
 def slot_health_script(lay: Layout, port: int, health_path: str, timeout: int, what: str) -> str:
     """Shell waiting up to ``timeout`` seconds for 200 on ``health_path`` from slot ``port``'s
     own socket (nothing else answers there: not Caddy, not the other slot); calls
@@ -166,7 +175,7 @@ def start_slot_script(lay: Layout, release: str, port: int, health_path: str, ti
     ``health_path`` on the slot's own unix socket (:meth:`Layout.web_socket`). Expects a
     ``fail MESSAGE`` function in the script."""
     unit = q(lay.web_unit(port))
-    start = (f"systemctl reset-failed {unit} 2>/dev/null || true\n"
+    start = (f"systemctl reset-failed {slot_units(lay, port)} 2>/dev/null || true\n"
              f"systemctl restart {unit} || fail {q(f'{lay.web_unit(port)} did not start')}\n") if restart else ""
     return f"""mkdir -p {q(lay.slots)}
 ln -sfn {q(lay.release(release))} {q(lay.slot(f".{port}.tmp"))}
@@ -249,10 +258,10 @@ class ReleaseSlotModule(_SlotsModule):
         idle = idle_port(live, ports)
         if params["state"] == "stopped":
             if idle in state["active_ports"] and idle != live:
-                unit = q(lay.web_unit(idle))
+                units = slot_units(lay, idle)
                 return Plan(changes=(Change(f"stop the idle slot {idle}",
-                                            f"systemctl disable --quiet {unit} 2>/dev/null || true\n"
-                                            f"systemctl stop {unit}"),))
+                                            f"systemctl disable --quiet {units} 2>/dev/null || true\n"
+                                            f"systemctl stop {units}"),))
             return Plan()
         if (failed := not_ready(state, release)) is not None:
             return failed
@@ -265,7 +274,7 @@ class ReleaseSlotModule(_SlotsModule):
         unit = q(lay.web_unit(idle))
         failed_log = log_append(lay, params["user"], params["action"], release, "failed")
         script = f"""fail() {{
-  systemctl stop {unit} 2>/dev/null || true
+  systemctl stop {slot_units(lay, idle)} 2>/dev/null || true
   journalctl -u {unit} -n 15 --no-pager -o cat >&2 2>/dev/null || true
   {failed_log}
   echo "shipit: $1" >&2
@@ -350,7 +359,7 @@ class ReleaseSwitchModule(_SlotsModule):
             changes = []
             orphans = [p for p in state["active_ports"] if p != live and p in ports]
             if orphans:
-                units = " ".join(q(lay.web_unit(p)) for p in orphans)
+                units = slot_units(lay, *orphans)
                 what = ", ".join(f"{p} ({state['slots'].get(p) or 'no release'})" for p in orphans)
                 changes.append(Change(f"stop the idle slot left running by an interrupted deploy: {what}",
                                       f"systemctl disable --quiet {units} 2>/dev/null || true\n"
@@ -412,7 +421,7 @@ site_moved=1
         restore_site = f"""if [ "$had_site" = 1 ]; then cp -p "$prev_site" {q(lay.caddy_site + ".shipit-new")} && mv -f {q(lay.caddy_site + ".shipit-new")} {site_path}
     else rm -f {site_path}; fi
     systemctl reload caddy || echo "shipit: could not reload Caddy with its previous site" >&2"""
-        stop_old = (f"systemctl stop {unit_old}; old_stopped=1\n") if old_port else ""
+        stop_old = (f"systemctl stop {slot_units(lay, old_port)}; old_stopped=1\n") if old_port else ""
         return f"""
 fail() {{
   if [ "${{flipped:-0}}" = 1 ]; then
@@ -421,7 +430,7 @@ fail() {{
   if [ "${{site_moved:-0}}" = 1 ]; then
     {restore_site}
   fi
-  systemctl stop {unit_new} 2>/dev/null || true
+  systemctl stop {slot_units(lay, new_port)} 2>/dev/null || true
   journalctl -u {unit_new} -n 15 --no-pager -o cat >&2 2>/dev/null || true
   {failed_log}
   # last, so that the reason ends the output (a failed task reports the output's tail)
@@ -444,8 +453,8 @@ flipped=0; site_moved=0
 ln -sfn {q(lay.release(release))} {q(lay.current + ".tmp")}
 mv -T {q(lay.current + ".tmp")} {q(lay.current)}
 echo {new_port} > {q(lay.live_port_file + ".tmp")} && mv -f {q(lay.live_port_file + ".tmp")} {q(lay.live_port_file)}
-systemctl enable --quiet {unit_new}
-{f"systemctl disable --quiet {unit_old}" if unit_old else ""}
+systemctl enable --quiet {slot_units(lay, new_port)}
+{f"systemctl disable --quiet {slot_units(lay, old_port)}" if old_port else ""}
 {f"systemctl enable --quiet {procs}; systemctl restart {procs}" if procs else ""}
 {live_log}
 {retire_log}

@@ -90,8 +90,8 @@ class KeepAliveLoad:
     @staticmethod
     def _connect(address: str, cafile: str) -> http.client.HTTPSConnection:
         context = ssl.create_default_context(cafile=cafile)
-        conn = http.client.HTTPSConnection(DOMAIN, 443, timeout=30, context=context)
-        sock = socket.create_connection((address, 443), timeout=30)
+        conn = http.client.HTTPSConnection(DOMAIN, 443, timeout=60, context=context)
+        sock = socket.create_connection((address, 443), timeout=60)
         conn.sock = context.wrap_socket(sock, server_hostname=DOMAIN)
         return conn
 

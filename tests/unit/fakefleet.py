@@ -178,7 +178,7 @@ class FakeHost:
             self.uses[params["release"]] = [p["sha256"] for p in parts]
         return 0, ""
 
-    def apply(self, module: str, params: Mapping[str, Any]) -> tuple[int, str]:
+    def apply(self, module: str, params: Mapping[str, Any], reason: str = "") -> tuple[int, str]:
         if module == "deploy_lock":
             if params["state"] == "locked":
                 if self.lock:
@@ -199,6 +199,11 @@ class FakeHost:
             if self.fail_migrate:
                 return 1, "alembic: could not connect to the database"
             self.migrations += 1
+            return 0, ""
+        if module == "release_switch" and reason.startswith("stop the idle slot left running"):
+            self.active &= {self.live_port}
+            return 0, ""
+        if module == "release_switch" and reason.startswith(("point ", "update ")):
             return 0, ""
         if module == "release_switch":
             release = params["release"]
@@ -276,7 +281,7 @@ class FakeFleetTransport:
             if module == "release_prune":
                 fake.prune(doc["reason"].removeprefix("prune ").split(", "))
             rc, text = fake.apply_artifact(params, doc["reason"]) if module == "release_artifact" \
-                else fake.apply(module, params)
+                else fake.apply(module, params, doc["reason"])
             if text:
                 err.append(text)
             if rc:

@@ -51,15 +51,16 @@ def test_the_layout_is_spelled_in_one_place() -> None:
 
 def test_a_web_slot_listens_on_a_unix_socket_in_its_runtime_dir() -> None:
     lay = Layout("my-app")
-    assert lay.web_runtime_directory(8001) == "my-app/web-8001"
+    assert lay.web_socket_unit(8001) == "my-app-web@8001.socket"
     assert lay.web_socket(8001) == "/run/my-app/web-8001/web.sock"
     assert lay.live_socket == "/srv/my-app/web.sock"
     assert lay.caddy_upstream == "unix//srv/my-app/web.sock"
-    assert lay.web_bind("%i").uvicorn_args() == ["--uds", "/run/my-app/web-%i/web.sock"]
-    assert lay.web_bind(8000).gunicorn_args() == ["--bind", "unix:/run/my-app/web-8000/web.sock"]
+    assert lay.web_bind("%i").path == "/run/my-app/web-%i/web.sock"
+    assert lay.web_bind("%i").uvicorn_args() == ["--fd", "3"]
+    assert lay.web_bind(8000).gunicorn_args() == ["--bind", "fd://3"]
     assert lay.slot_of_socket("/run/my-app/web-8001/web.sock") == 8001
     for other in ("/run/my-app/web-x/web.sock", "/run/other/web-8001/web.sock", "", "/run/my-app/web-8001/x"):
         assert lay.slot_of_socket(other) is None
     v = lay.variables()
     assert v["paths"]["web_socket_template"] == "/run/my-app/web-%i/web.sock"
-    assert v["web_bind"]["uvicorn"] == "--uds /run/my-app/web-%i/web.sock"
+    assert v["web_bind"]["uvicorn"] == "--fd 3" and v["units"]["web_socket"] == "my-app-web@%i.socket"

@@ -92,7 +92,7 @@ def test_a_switch_flips_the_link_without_reloading_caddy() -> None:
     assert "caddy" not in change.reason.lower() and "reload caddy" not in body and "caddy validate" not in body
     # order: the slot's own health, the flip, the old slot drained, then the check through Caddy
     own = script.index("--unix-socket /run/example/web-8001/web.sock")
-    stop_old = script.index("systemctl stop example-web@8000.service; old_stopped=1")
+    stop_old = script.index("systemctl stop example-web@8000.service example-web@8000.socket; old_stopped=1")
     through = script.index("--resolve example.test:443:127.0.0.1 https://example.test/health")
     assert own < script.index(flip) < stop_old < through < script.index("mv -T /srv/example/current.tmp")
     # a failure after the flip starts the old slot again and points the link back at it
