@@ -107,9 +107,10 @@ def site_content(domains: list[str], upstream: str, tls_internal: bool, acme_ema
     a switch and Caddy is never reloaded for one. ``domains`` must be validated hostnames (the
     app spec's loader and the module's check_params do it; here again, since the snippet is
     Caddyfile text: a newline or a brace in a domain would open a site of its own), as must the
-    static URL and directories. While the slot is down (a crashed worker master restarting, or
-    the link pointing at a socket not there yet) Caddy holds each request and retries the dial
-    for up to 15 s (``lb_try_duration``) instead of answering 502.
+    static URL and directories. A crashed master costs no dial error (systemd keeps the slot's
+    socket listening: connections wait in its queue); should a dial fail anyway (the link
+    pointing at a socket not there), Caddy retries it for up to 15 s (``lb_try_duration``)
+    instead of answering 502.
 
     Raises:
         ValueError: a domain is not a hostname, ``*.`` wildcard or IPv4 address, the upstream

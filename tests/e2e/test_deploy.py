@@ -265,7 +265,7 @@ def test_release_failing_its_health_check_stops_at_the_canary(env: Env, first: d
     assert env.run_on("web1", "test ! -e /srv/example/.deploy-lock && echo free\n").strip() == "free"
     for host in WEB:  # the release is recorded failed, and only the live slot still runs
         assert env.run_on(host, "tail -n 1 /srv/example/releases.log\n").rstrip().endswith("\tfailed")
-        units = env.run_on(host, "systemctl list-units 'example-web@*' --state=active --plain --no-legend\n")
+        units = env.run_on(host, "systemctl list-units 'example-web@*.service' --state=active --plain --no-legend\n")
         assert len(units.strip().splitlines()) == 1, units
 
 

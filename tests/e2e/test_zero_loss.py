@@ -133,7 +133,7 @@ class KeepAliveLoad:
 
 
 def slots_running(env: Env, host: str) -> list[str]:
-    out = env.run_on(host, "systemctl list-units 'example-web@*' --state=active --plain --no-legend\n")
+    out = env.run_on(host, "systemctl list-units 'example-web@*.service' --state=active --plain --no-legend\n")
     return sorted(line.split()[0] for line in out.splitlines() if line.strip())
 
 
@@ -252,8 +252,8 @@ def test_a_release_that_cannot_start_on_one_host_of_three_switches_none(env: Env
 
 
 def test_sigkill_mid_switch_then_unlock_and_deploy_leaves_no_orphan_slot(env: Env) -> None:
-    previous = serving(env)
-    base = previous["web1"]
+    base = deploy_json(env, "deploy", EXAMPLE)["release"]  # a no-op after the rollback above
+    assert serving(env) == {h: base for h in WEB}
     changed = copy_app(env.work / "app-v4", main_suffix="\n# v4: shipit is killed mid-switch\n")
     cmd = [sys.executable, "-m", "shipit.cli", "deploy", "shipit-test", "-i", str(env.lab.inventory),
            "--app", str(changed)]
