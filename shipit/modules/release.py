@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipit.app import EMAIL_RE, domain_problem, health_path_problem
-from shipit.facts import FactQuery
+from shipit.facts import FactQuery, files
 from shipit.facts.app import release_state
 from shipit.layout import Layout
 from shipit.modules.base import Change, Module, Param, Plan, PlanContext, sha256_hex
@@ -337,7 +337,7 @@ class ReleaseSwitchModule(_SlotsModule):
         return str(params.get("health_host") or params["domains"][0])
 
     def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
-        return [*super().facts(params), FactQuery("file", Layout(params["app"]).caddy_site)]
+        return [*super().facts(params), files.file(Layout(params["app"]).caddy_site)]
 
     @staticmethod
     def site(params: Mapping[str, Any]) -> str:
@@ -352,7 +352,7 @@ class ReleaseSwitchModule(_SlotsModule):
         ports = [int(p) for p in params["ports"]]
         live = state["live_port"]
         site = self.site(params)
-        site_ok = facts[FactQuery("file", lay.caddy_site)].get("sha256") == sha256_hex(site.encode())
+        site_ok = facts[files.file(lay.caddy_site)].get("sha256") == sha256_hex(site.encode())
         if (failed := not_ready(state, release)) is not None:
             return failed
         if (state["current"] == release and live in ports and state["slots"].get(live) == release

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipit.facts import FactQuery
+from shipit.facts import files
 from shipit.facts.app import parse, release_state
 from shipit.modules.base import PlanContext, sha256_hex
 from shipit.modules.release import ReleaseSlotModule, ReleaseSwitchModule, site_content
@@ -27,7 +27,7 @@ def state(site_sha: str | None = SITE_NOW, **kw: Any) -> dict[Any, Any]:
             "slots": {8000: R1}, "releases": [R1, R2],
             "ready": [R1, R2], "active_ports": [8000], "lock": None, "log": [], "app_ports": {}}
     return {release_state("example"): {**base, **kw},
-            FactQuery("file", SITE): {"exists": site_sha is not None, "sha256": site_sha}}
+            files.file(SITE): {"exists": site_sha is not None, "sha256": site_sha}}
 
 
 def test_slot_starts_the_release_in_the_idle_port_and_records_failure_on_the_way_out() -> None:
