@@ -21,6 +21,9 @@ a :class:`Layout`. The shape on a host, for an app named ``example``::
       web.sock -> /run/example/web-<port>/web.sock
                                         what Caddy dials: the live slot's socket, switched
                                         atomically (rename), so no Caddy reload at a switch
+      live -> releases/<id>             the live slot's release, switched with web.sock
+                                        (Caddy serves static files under it)
+      previous -> releases/<id>         the release live before it (static fallback)
       .live-port                        the live slot (also written at a switch)
       .deploy-lock/info                 the deploy lock (who, when, which release)
       releases.log                      one line per release event (see shipit.releases)
@@ -40,6 +43,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shipit.webserver import Bind
+
 BASE = "/srv"
 CADDY_SITES = "/etc/caddy/sites"
 CADDY_RUNTIME_NAME = "caddy"
@@ -48,30 +53,6 @@ CADDY_RUNTIME_DIR = f"/run/{CADDY_RUNTIME_NAME}"
 CADDY_ADMIN_SOCKET = f"{CADDY_RUNTIME_DIR}/admin.sock"
 """Caddy's admin API (a unix socket: only root and the caddy user reach it)."""
 RUN = "/run"
-
-
-@dataclass(frozen=True)
-class WebBind:
-    """Where a web slot's server listens: the unix socket ``path``, which systemd holds (the
-    slot's ``.socket`` unit) and hands to the server as file descriptor ``fd``.
-
-    The one value the web server's command line is built from, whatever the server: uvicorn
-    takes :meth:`uvicorn_args`, gunicorn :meth:`gunicorn_args`. Because systemd owns the
-    listening socket, it outlives the server: connections that arrive while a crashed master
-    restarts wait in the socket's queue instead of being refused or reset. The path may hold
-    systemd's ``%i`` (the slot) when it goes into the unit template.
-    """
-
-    path: str
-    fd: int = 3  # SD_LISTEN_FDS_START: the first socket systemd passes
-
-    def uvicorn_args(self) -> list[str]:
-        """``["--fd", "3"]``: serve on the socket systemd passes."""
-        return ["--fd", str(self.fd)]
-
-    def gunicorn_args(self) -> list[str]:
-        """``["--bind", "fd://3"]`` (gunicorn also finds systemd's socket by LISTEN_FDS)."""
-        return ["--bind", f"fd://{self.fd}"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +116,19 @@ class Layout:
         """The symlink Caddy's upstream dials (``unix/<this>``): it points at the live slot's
         :meth:`web_socket`; a switch re-points it with a rename (no Caddy reload)."""
         return f"{self.root}/web.sock"
+
+    @property
+    def live_release(self) -> str:
+        """``/srv/<app>/live -> releases/<id>``: the release the live slot serves, re-pointed
+        (rename) with :attr:`live_socket` at a switch. Caddy serves the app's static files
+        under it, so its site names no release and needs no reload at a switch."""
+        return f"{self.root}/live"
+
+    @property
+    def previous_release(self) -> str:
+        """``/srv/<app>/previous -> releases/<id>``: the release live before :attr:`live_release`
+        (Caddy's fallback for static names the live release no longer has)."""
+        return f"{self.root}/previous"
 
     @property
     def caddy_upstream(self) -> str:
@@ -208,9 +202,13 @@ class Layout:
         ``.socket`` unit's ``ListenStream``; systemd makes the directory)."""
         return f"{RUN}/{self.app}/web-{port}/web.sock"
 
-    def web_bind(self, port: int | str) -> WebBind:
-        """How the web server of slot ``port`` (or ``%i``) binds: see :class:`WebBind`."""
-        return WebBind(self.web_socket(port))
+    def web_bind(self, port: int | str) -> Bind:
+        """How the web server of slot ``port`` (or ``%i``) binds: on the listening socket its
+        ``.socket`` unit holds (:meth:`web_socket`), passed as fd 3
+        (:meth:`shipit.webserver.Bind.systemd`). Because systemd owns the socket, it outlives
+        the server: connections arriving while a crashed master restarts wait in its queue
+        instead of being refused or reset."""
+        return Bind.systemd(self.web_socket(port))
 
     def slot_of_socket(self, path: str) -> int | None:
         """The slot port whose :meth:`web_socket` is ``path`` (what :attr:`live_socket` points
@@ -237,7 +235,7 @@ class Layout:
         return f"{self.app}-web@.socket"
 
     def web_socket_unit(self, port: int | str) -> str:
-        """The ``.socket`` unit holding slot ``port``'s listening socket (see :class:`WebBind`)."""
+        """The ``.socket`` unit holding slot ``port``'s listening socket (see :meth:`web_bind`)."""
         return f"{self.web_unit_prefix}{port}.socket"
 
     def process_unit_template(self, process: str) -> str:
@@ -274,7 +272,7 @@ class Layout:
     def variables(self, release_id: str = "") -> dict[str, Any]:
         """``{"paths": {...}, "units": {...}, "web_bind": {...}}``, the playbooks' ``app.paths``
         / ``app.units`` / ``app.web_bind`` (the server arguments binding slot ``%i``:
-        ``{"uvicorn": "--fd 3", "gunicorn": "--bind fd://3"}``: see :class:`WebBind`).
+        ``{"uvicorn": "--fd 3", "gunicorn": "--bind fd://3"}``: see :meth:`web_bind`).
 
         Release paths (``paths.release``, ``paths.tarball``, ...) are those of ``release_id``
         ("" outside a deploy: then they are not given).
@@ -284,6 +282,7 @@ class Layout:
             "shared": self.shared, "current": self.current, "slots": self.slots,
             "release_log": self.release_log, "caddy_site": self.caddy_site,
             "ports_file": self.ports_file, "parts": self.parts, "live_socket": self.live_socket,
+            "live_release": self.live_release, "previous_release": self.previous_release,
             "caddy_sites": CADDY_SITES, "slot_template": self.slot("%i"),
             "caddy_runtime_name": CADDY_RUNTIME_NAME, "caddy_admin_socket": CADDY_ADMIN_SOCKET,
             "web_socket_template": self.web_socket("%i"),

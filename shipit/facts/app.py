@@ -6,6 +6,7 @@
      "live_port": 8001 | None,                           # the slot Caddy proxies to: the
                                                          # one web.sock points at, else .live-port
      "live_link": "/run/<app>/web-8001/web.sock" | None,  # what web.sock points to
+     "live_release": "<release id>" | None,              # what the `live` link points to
      "slots": {8000: "<release id>", 8001: "<release id>"},
      "releases": ["<id>", ...],                          # sorted oldest first
      "ready": ["<id>", ...],                             # releases whose venv is built
@@ -43,6 +44,7 @@ echo app={q(app)}
 echo "current=$(readlink {q(lay.current)} 2>/dev/null | sed 's|.*/||')"
 echo "live_port=$(cat {q(lay.live_port_file)} 2>/dev/null)"
 echo "live_link=$(readlink {q(lay.live_socket)} 2>/dev/null)"
+echo "live_release=$(readlink {q(lay.live_release)} 2>/dev/null | sed 's|.*/||')"
 for s in {q(lay.slots)}/*; do [ -L "$s" ] && echo "slot=${{s##*/}} $(readlink "$s" | sed 's|.*/||')"; done
 for d in {q(lay.releases)}/*/; do [ -d "$d" ] || continue; d=${{d%/}}; id=${{d##*/}}
   echo "release=$id"; [ -e "$d/.shipit/ready" ] && echo "ready=$id"
@@ -64,7 +66,7 @@ def parse(stdout: str) -> dict[str, Any]:
     app's ``web.sock`` link points at (what Caddy dials); without a link (a host last switched
     by an older shipit), the ``.live-port`` file says."""
     app = ""
-    state: dict[str, Any] = {"current": None, "live_port": None, "live_link": None, "slots": {}, "releases": [],
+    state: dict[str, Any] = {"current": None, "live_port": None, "live_link": None, "live_release": None, "slots": {}, "releases": [],
                              "ready": [], "active_ports": [], "lock": None, "log": [], "app_ports": {},
                              "unpacked": [], "uses": {}, "parts": {}}
     for line in stdout.splitlines():
@@ -85,6 +87,8 @@ def parse(stdout: str) -> dict[str, Any]:
             state["live_port"] = int(value) if value.isdigit() else None
         elif key == "live_link":
             state["live_link"] = value or None
+        elif key == "live_release":
+            state["live_release"] = value or None
         elif key == "slot":
             port, _, release = value.partition(" ")
             if port.isdigit():

@@ -15,7 +15,9 @@ release, in one remote script:
 2. wait until ``GET <health path>`` on that slot's own socket answers 200 (within
    ``health_timeout`` seconds; a unit that fails, hits its start limit or exits on its own
    fails the switch at once; the last status seen is in the failure message);
-3. the flip: re-point ``web.sock`` at the new slot's socket by a rename. Caddy is NOT reloaded
+3. the flip: re-point ``previous`` at the release live until now and ``live`` at the new one
+   (Caddy serves static files under these links), then ``web.sock`` at the new slot's socket,
+   each by a rename. Caddy is NOT reloaded
    (a reload closes clients' idle keep-alive connections, and a request racing the close is
    reset: 2 of 70,165 were, measured); its next upstream dial reaches the new slot. The site
    file is (validated and) rewritten only when its content changes (first deploy, domains,
@@ -31,7 +33,8 @@ release, in one remote script:
    :mod:`shipit.releases`) the new release ``live`` and the old one ``retired``.
 
 If any step before 6 fails, the script starts the old slot again when it had been stopped
-(waiting for its health), points ``web.sock`` back at it, puts the previous site back if it
+(waiting for its health), points ``web.sock`` (and ``live``, ``previous``) back, puts the
+previous site back if it
 had been rewritten, stops the new slot, records the release ``failed`` and exits non-zero, so
 a failed switch leaves the host on its previous release. A web slot left running by an
 interrupted switch (not the live one) is stopped by the next run, which says so. The same
@@ -69,7 +72,12 @@ Caddyfile placeholders)."""
 class Static:
     """Static files Caddy serves for URL prefix ``url`` (``/static/``) from the directory
     ``root`` of the live release; ``fallback``: the same directory of the previous release,
-    for names the new one no longer has (pages the old release rendered during a roll)."""
+    for names the new one no longer has (pages the old release rendered during a roll).
+
+    A switch's site gives both under the stable links :attr:`~shipit.layout.Layout.live_release`
+    and :attr:`~shipit.layout.Layout.previous_release` (``/srv/<app>/live/staticfiles``), which
+    the switch re-points, so the site's text is the same for every release.
+    """
 
     url: str
     root: str
@@ -192,6 +200,19 @@ def flip_script(lay: Layout, port: int) -> str:
     link = lay.live_socket
     return (f"ln -sfn {q(lay.web_socket(port))} {q(link + '.tmp')}\n"
             f"mv -T {q(link + '.tmp')} {q(link)}")
+
+
+def link_script(target: str, link: str) -> str:
+    """Shell pointing symlink ``link`` at ``target`` atomically (a new link under a temp name,
+    then ``mv -T``: rename(2))."""
+    return f"ln -sfn {q(target)} {q(link + '.tmp')}\nmv -T {q(link + '.tmp')} {q(link)}"
+
+
+def restore_link_script(saved_var: str, link: str) -> str:
+    """Shell putting ``link`` back to the target saved in shell variable ``saved_var`` (empty:
+    there was no link, so remove it)."""
+    return (f'if [ -n "${saved_var}" ]; then ln -sfn "${saved_var}" {q(link + ".tmp")} && mv -T {q(link + ".tmp")} {q(link)}; '
+            f"else rm -f {q(link)}; fi")
 
 
 class _SlotsModule(Module):
@@ -341,9 +362,15 @@ class ReleaseSwitchModule(_SlotsModule):
 
     @staticmethod
     def site(params: Mapping[str, Any]) -> str:
-        """The app's Caddy site for these params (:func:`site_content`; the same at every switch)."""
-        return site_content(list(params["domains"]), Layout(params["app"]).caddy_upstream,
-                            bool(params["tls_internal"]), params.get("acme_email"))
+        """The app's Caddy site for these params (:func:`site_content`; the same at every switch:
+        static files are served under the ``live`` and ``previous`` links, see :class:`Static`)."""
+        lay = Layout(params["app"])
+        static = None
+        if params.get("static_dir"):
+            rel = str(params["static_dir"])
+            static = Static(str(params["static_url"]), f"{lay.live_release}/{rel}", f"{lay.previous_release}/{rel}")
+        return site_content(list(params["domains"]), lay.caddy_upstream,
+                            bool(params["tls_internal"]), params.get("acme_email"), static)
 
     def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any], ctx: PlanContext) -> Plan:
         state = facts[release_state(params["app"])]
@@ -367,6 +394,9 @@ class ReleaseSwitchModule(_SlotsModule):
                                       f"systemctl stop {units}"))
             if state.get("live_link") != lay.web_socket(live):
                 changes.append(Change(f"point {lay.live_socket} at the live slot {live}", flip_script(lay, live)))
+            if state.get("live_release") != release:
+                changes.append(Change(f"point {lay.live_release} at {release}",
+                                      link_script(lay.release(release), lay.live_release)))
             if not site_ok:
                 changes.append(Change(f"update {lay.caddy_site}", validated_install(
                     lay.caddy_site.removeprefix("/etc/caddy/"), site.encode())))
@@ -422,11 +452,17 @@ site_moved=1
         restore_site = f"""if [ "$had_site" = 1 ]; then cp -p "$prev_site" {q(lay.caddy_site + ".shipit-new")} && mv -f {q(lay.caddy_site + ".shipit-new")} {site_path}
     else rm -f {site_path}; fi
     systemctl reload caddy || echo "shipit: could not reload Caddy with its previous site" >&2"""
+        set_previous = (link_script(lay.release(previous), lay.previous_release) + "\n"
+                        if previous and previous != release else "")
         stop_old = (f"systemctl stop {slot_units(lay, old_port)}; old_stopped=1\n") if old_port else ""
         return f"""
 fail() {{
   if [ "${{flipped:-0}}" = 1 ]; then
   {unflip}
+  fi
+  if [ "${{links_moved:-0}}" = 1 ]; then
+    {restore_link_script("saved_live", lay.live_release)}
+    {restore_link_script("saved_previous", lay.previous_release)}
   fi
   if [ "${{site_moved:-0}}" = 1 ]; then
     {restore_site}
@@ -439,6 +475,12 @@ fail() {{
   exit 1
 }}
 {start_slot_script(lay, release, new_port, params["health_path"], timeout, restart)}
+# the static files' links: `previous` on the release live until now (Caddy's fallback for the
+# names pages of the old release ask for), then `live` on the new one; the site names only them
+links_moved=1
+saved_live=$(readlink {q(lay.live_release)} 2>/dev/null || true)
+saved_previous=$(readlink {q(lay.previous_release)} 2>/dev/null || true)
+{set_previous}{link_script(lay.release(release), lay.live_release)}
 # the flip: Caddy's next upstream dial reaches the new slot (no reload, no connection closed)
 flipped=1
 {flip_script(lay, new_port)}
@@ -450,7 +492,7 @@ until code=$(curl -sS -o /dev/null -w '%{{http_code}}' --max-time 5 $cacert --re
   [ "$(date +%s)" -lt "$deadline" ] || fail {q(f"release {release} answered on its slot {new_port} but not through Caddy (https://{self._health_host(params)}{params['health_path']})")}": HTTP $code"
   sleep 0.3
 done
-flipped=0; site_moved=0
+flipped=0; site_moved=0; links_moved=0
 ln -sfn {q(lay.release(release))} {q(lay.current + ".tmp")}
 mv -T {q(lay.current + ".tmp")} {q(lay.current)}
 echo {new_port} > {q(lay.live_port_file + ".tmp")} && mv -f {q(lay.live_port_file + ".tmp")} {q(lay.live_port_file)}

@@ -127,6 +127,7 @@ class FakeHost:
             lines = [f"app={arg}", f"current={self.current or ''}", f"live_port={self.live_port or ''}"]
             if self.live_port:
                 lines.append(f"live_link={Layout(arg).web_socket(self.live_port)}")
+            lines.append(f"live_release={self.current or ''}")
             lines += [f"slot={p} {r}" for p, r in sorted(self.slots.items())]
             for r, ready in sorted(self.releases.items()):
                 lines.append(f"release={r}")

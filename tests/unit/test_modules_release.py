@@ -23,7 +23,7 @@ SITE_NOW = sha256_hex(ReleaseSwitchModule.site(SWITCH).encode())
 
 
 def state(site_sha: str | None = SITE_NOW, **kw: Any) -> dict[Any, Any]:
-    base = {"current": R1, "live_port": 8000, "live_link": "/run/example/web-8000/web.sock",
+    base = {"current": R1, "live_port": 8000, "live_link": "/run/example/web-8000/web.sock", "live_release": R1,
             "slots": {8000: R1}, "releases": [R1, R2],
             "ready": [R1, R2], "active_ports": [8000], "lock": None, "log": [], "app_ports": {}}
     return {release_state("example"): {**base, **kw},
@@ -109,15 +109,17 @@ def test_a_switch_installs_the_site_only_when_it_differs() -> None:
 
 
 def test_a_host_on_the_release_is_a_no_op_but_orphans_link_and_site_are_repaired() -> None:
-    on_it = {"current": R2, "live_port": 8001, "live_link": "/run/example/web-8001/web.sock",
+    on_it = {"current": R2, "live_port": 8001, "live_link": "/run/example/web-8001/web.sock", "live_release": R2,
              "slots": {8000: R1, 8001: R2}, "active_ports": [8001]}
     assert not ReleaseSwitchModule().plan(SWITCH, state(**on_it), CTX).changes
     orphan = ReleaseSwitchModule().plan(SWITCH, state(**{**on_it, "active_ports": [8000, 8001]}), CTX)
     assert [c.reason for c in orphan.changes] == [
         f"stop the idle slot left running by an interrupted deploy: 8000 ({R1})"]
     assert "systemctl stop example-web@8000.service" in orphan.changes[0].script
-    stale = ReleaseSwitchModule().plan(SWITCH, state(site_sha=None, **{**on_it, "live_link": None}), CTX)
+    stale = ReleaseSwitchModule().plan(SWITCH, state(site_sha=None, **{**on_it, "live_link": None,
+                                                                        "live_release": None}), CTX)
     assert [c.reason for c in stale.changes] == ["point /srv/example/web.sock at the live slot 8001",
+                                                 f"point /srv/example/live at {R2}",
                                                  "update /etc/caddy/sites/example.caddy"]
 
 
@@ -127,3 +129,28 @@ def test_the_live_slot_is_the_one_the_link_points_at() -> None:
     # a host last switched by an older shipit (no link): the .live-port file says
     assert parse("app=example\nlive_port=8000\nlive_link=\n")["live_port"] == 8000
     assert parse("app=example\nlive_port=8000\nlive_link=/elsewhere/web.sock\n")["live_port"] == 8000
+
+
+STATIC = {**SWITCH, "static_url": "/static/", "static_dir": "staticfiles"}
+
+
+def test_the_static_site_names_no_release_so_a_switch_needs_no_reload() -> None:
+    site = ReleaseSwitchModule.site(STATIC)
+    assert site == ReleaseSwitchModule.site({**STATIC, "release": R1})  # the same text for every release
+    assert "root * /srv/example/live/staticfiles" in site and "root @previous /srv/example/previous/staticfiles" in site
+    assert "releases/" not in site
+    sha = sha256_hex(site.encode())
+    (change,) = ReleaseSwitchModule().plan(STATIC, state(site_sha=sha), CTX).changes
+    script = change.script
+    fail_fn, body = script.split("\n}\n", 1)
+    assert "caddy validate" not in body and "reload caddy" not in body
+    # previous <- the release live until now, live <- the new one, both before the socket flip
+    prev = body.index(f"ln -sfn /srv/example/releases/{R1} /srv/example/previous.tmp\nmv -T /srv/example/previous.tmp /srv/example/previous")
+    live = body.index(f"ln -sfn /srv/example/releases/{R2} /srv/example/live.tmp\nmv -T /srv/example/live.tmp /srv/example/live")
+    assert body.index("saved_live=$(readlink /srv/example/live") < prev < live < body.index("/srv/example/web.sock.tmp\nmv -T")
+    # a failed switch puts both links back as they were (or removes them: there were none)
+    assert 'if [ -n "$saved_live" ]; then ln -sfn "$saved_live" /srv/example/live.tmp' in fail_fn
+    assert "else rm -f /srv/example/previous; fi" in fail_fn
+    # re-switching to the release already current leaves `previous` alone
+    (same,) = ReleaseSwitchModule().plan({**STATIC, "release": R1}, state(site_sha=sha, active_ports=[]), CTX).changes
+    assert "/srv/example/previous.tmp\nmv" not in same.script.split("\n}\n", 1)[1]
