@@ -272,7 +272,7 @@ class Layout:
     def variables(self, release_id: str = "") -> dict[str, Any]:
         """``{"paths": {...}, "units": {...}, "web_bind": {...}}``, the playbooks' ``app.paths``
         / ``app.units`` / ``app.web_bind`` (the server arguments binding slot ``%i``:
-        ``{"uvicorn": "--fd 3", "gunicorn": "--bind fd://3"}``: see :meth:`web_bind`).
+        ``{"uvicorn": "--fd 3", "gunicorn": ""}``: see :meth:`web_bind`).
 
         Release paths (``paths.release``, ``paths.tarball``, ...) are those of ``release_id``
         ("" outside a deploy: then they are not given).

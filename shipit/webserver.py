@@ -14,7 +14,8 @@ Servers (the choices of the app spec's ``web.server``):
 ``gunicorn`` (WSGI; the default for ``web.wsgi``; ASGI with uvicorn's worker class)
     ``gunicorn APP --bind H:P --workers N --graceful-timeout S`` plus ``--threads T`` (the
     ``gthread`` worker, WSGI only) or ``--worker-class uvicorn_worker.UvicornWorker`` (ASGI: the
-    app must depend on ``uvicorn-worker``); ``--bind unix:PATH`` for a unix socket, ``--bind fd://3`` for systemd's (a web slot's).
+    app must depend on ``uvicorn-worker``); ``--bind unix:PATH`` for a unix socket; no ``--bind`` for the socket systemd passes (a web
+    slot's: gunicorn finds it by ``LISTEN_FDS``).
 
 Both stop gracefully on SIGTERM: they stop accepting, let requests in flight finish for up to
 :data:`GRACEFUL_SECONDS`, then exit (the web unit's ``TimeoutStopSec`` is longer).
@@ -82,10 +83,15 @@ class Bind:
         return ["--host", self.host, "--port", str(self.port)]
 
     def gunicorn_args(self) -> list[str]:
-        """gunicorn's ``--bind``: ``fd://N`` (gunicorn also finds systemd's socket by
-        ``LISTEN_FDS``, and then never unlinks it), ``unix:PATH`` or ``H:P``."""
+        """gunicorn's ``--bind``: ``unix:PATH`` or ``H:P``; nothing for systemd's socket.
+
+        gunicorn takes the sockets systemd passes by itself (``LISTEN_FDS``/``LISTEN_PID``: the
+        web unit ``exec``s it, so the pid matches) and then never unlinks the socket's path at
+        exit. A ``--bind fd://3`` beside them would make it adopt fd 3 twice: the first adoption
+        closes the descriptor, the second fails with EBADF (gunicorn 23, seen on the lab).
+        """
         if self.fd is not None:
-            return ["--bind", f"fd://{self.fd}"]
+            return []
         return ["--bind", f"unix:{self.path}" if self.path else f"{self.host}:{self.port}"]
 
 

@@ -42,7 +42,8 @@ def test_server_argv_for_each_server_and_bind() -> None:
     # the socket systemd passes (a web slot's: Layout.web_bind)
     sock = Bind.systemd("/run/a/web-8000/web.sock")
     assert server_argv("uvicorn", "asgi", "a:app", sock, 2)[2:4] == ("--fd", "3")
-    assert server_argv("gunicorn", "wsgi", "a:app", sock, 2)[2:4] == ("--bind", "fd://3")
+    # gunicorn adopts systemd's socket by LISTEN_FDS; a --bind fd://3 too would adopt it twice
+    assert server_argv("gunicorn", "wsgi", "a:app", sock, 2)[2:4] == ("--workers", "2")
     # a placeholder port (systemd's specifier) passes through as a word
     assert "127.0.0.1:%i" in server_argv("gunicorn", "wsgi", "a:app", Bind.tcp("%i"), 2)
 
@@ -139,7 +140,7 @@ def test_release_env_carries_the_server_command_of_each_slot(tmp_path: Path) -> 
     assert set(commands) == {"SHIPIT_WEB_8200", "SHIPIT_WEB_8201"}
     # each slot serves on the socket its .socket unit passes as fd 3 (Layout.web_bind)
     assert commands["SHIPIT_WEB_8201"] == (f"/srv/mysite/releases/{release}/venv/bin/gunicorn mysite.wsgi:application "
-                                           "--bind fd://3 --workers 3 --graceful-timeout 20")
+                                           "--workers 3 --graceful-timeout 20")
     lines = render_release_env(spec, release, 3, source_on_path=True).splitlines()
     assert f'SHIPIT_WEB_8200="{commands["SHIPIT_WEB_8200"]}"' in lines
     assert f'PYTHONPATH="/srv/mysite/releases/{release}"' in lines and 'SHIPIT_WORKERS="3"' in lines

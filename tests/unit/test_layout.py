@@ -57,7 +57,7 @@ def test_a_web_slot_listens_on_a_unix_socket_in_its_runtime_dir() -> None:
     assert lay.caddy_upstream == "unix//srv/my-app/web.sock"
     assert lay.web_bind("%i").path == "/run/my-app/web-%i/web.sock"
     assert lay.web_bind("%i").uvicorn_args() == ["--fd", "3"]
-    assert lay.web_bind(8000).gunicorn_args() == ["--bind", "fd://3"]
+    assert lay.web_bind(8000).gunicorn_args() == []  # gunicorn takes systemd's socket by LISTEN_FDS
     assert lay.slot_of_socket("/run/my-app/web-8001/web.sock") == 8001
     for other in ("/run/my-app/web-x/web.sock", "/run/other/web-8001/web.sock", "", "/run/my-app/web-8001/x"):
         assert lay.slot_of_socket(other) is None
