@@ -62,6 +62,9 @@ CADDY_ROOT_CA = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.cr
 
 
 _CADDY_SPECIAL = re.compile(r"[\s\"'`{}#]")
+_UPSTREAM = re.compile(r"unix//[A-Za-z0-9_./@-]+")
+"""A unix-socket upstream (what :attr:`~shipit.layout.Layout.caddy_upstream` gives): nothing
+the Caddyfile or a placeholder could read otherwise."""
 HASHED_NAME = r"\.[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]+\.[A-Za-z0-9]+$"
 """A file name with a content hash (8+ hex digits) before its extension, e.g. Django's
 ManifestStaticFilesStorage ``app.3f2a1b4c5d6e.css`` (spelled without ``{8,}``: braces are
@@ -122,14 +125,14 @@ def site_content(domains: list[str], upstream: str, tls_internal: bool, acme_ema
 
     Raises:
         ValueError: a domain is not a hostname, ``*.`` wildcard or IPv4 address, the upstream
-            is not ``unix/`` and an absolute path, the email is not an email address, or the
-            upstream or a static path holds a character the Caddyfile gives a meaning
+            is not ``unix/`` and an absolute path of ``[A-Za-z0-9_./@-]``, the email is not an
+            email address, or a static path holds a character the Caddyfile gives a meaning
             (whitespace, quotes, braces, ``#``).
     """
     for domain in domains:
         if (problem := domain_problem(domain)) is not None:
             raise ValueError(f"domain: {problem}")
-    if not upstream.startswith("unix//") or _CADDY_SPECIAL.search(upstream):
+    if not _UPSTREAM.fullmatch(upstream):
         raise ValueError(f"upstream: expected unix/ and an absolute socket path, got {upstream!r}")
     if acme_email is not None and not EMAIL_RE.fullmatch(acme_email):
         raise ValueError(f"acme_email: expected an email address, got {acme_email!r}")
