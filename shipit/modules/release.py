@@ -186,9 +186,14 @@ def start_slot_script(lay: Layout, release: str, port: int, health_path: str, ti
     is False: it already runs that release) and waiting up to ``timeout`` seconds for 200 on
     ``health_path`` on the slot's own unix socket (:meth:`Layout.web_socket`). Expects a
     ``fail MESSAGE`` function in the script."""
-    unit = q(lay.web_unit(port))
+    unit, sock = q(lay.web_unit(port)), q(lay.web_socket_unit(port))
+    socket_failed = q(f"{lay.web_socket_unit(port)} could not listen on {lay.web_socket(port)}, "
+                      f"so {lay.web_unit(port)} did not start")
     start = (f"systemctl reset-failed {slot_units(lay, port)} 2>/dev/null || true\n"
-             f"systemctl restart {unit} || fail {q(f'{lay.web_unit(port)} did not start')}\n") if restart else ""
+             f"if ! systemctl restart {unit}; then\n"
+             f"  systemctl is-failed --quiet {sock} && fail {socket_failed}\n"
+             f"  fail {q(f'{lay.web_unit(port)} did not start')}\n"
+             f"fi\n") if restart else ""
     return f"""mkdir -p {q(lay.slots)}
 ln -sfn {q(lay.release(release))} {q(lay.slot(f".{port}.tmp"))}
 mv -T {q(lay.slot(f".{port}.tmp"))} {q(lay.slot(port))}
@@ -300,7 +305,7 @@ class ReleaseSlotModule(_SlotsModule):
         failed_log = log_append(lay, params["user"], params["action"], release, "failed")
         script = f"""fail() {{
   systemctl stop {slot_units(lay, idle)} 2>/dev/null || true
-  journalctl -u {unit} -n 15 --no-pager -o cat >&2 2>/dev/null || true
+  journalctl -u {unit} -u {q(lay.web_socket_unit(idle))} -n 15 --no-pager -o cat >&2 2>/dev/null || true
   {failed_log}
   echo "shipit: $1" >&2
   exit 1
@@ -471,7 +476,7 @@ fail() {{
     {restore_site}
   fi
   systemctl stop {slot_units(lay, new_port)} 2>/dev/null || true
-  journalctl -u {unit_new} -n 15 --no-pager -o cat >&2 2>/dev/null || true
+  journalctl -u {unit_new} -u {q(lay.web_socket_unit(new_port))} -n 15 --no-pager -o cat >&2 2>/dev/null || true
   {failed_log}
   # last, so that the reason ends the output (a failed task reports the output's tail)
   echo "shipit: $1" >&2

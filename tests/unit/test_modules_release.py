@@ -40,6 +40,21 @@ def test_slot_starts_the_release_in_the_idle_port_and_records_failure_on_the_way
     assert f"{R2} failed >> /srv/example/releases.log" in change.script  # the fail() path
 
 
+def test_a_slot_whose_socket_cannot_listen_fails_naming_the_socket() -> None:
+    """The slot's .service Requires its .socket: when the socket cannot bind its path, the
+    restart fails, and the reason names the socket (its journal lines are in the output)."""
+    (change,) = ReleaseSlotModule().plan(SLOT, state(), CTX).changes
+    script = change.script
+    fail_fn, body = script.split("\n}\n", 1)
+    assert "systemctl stop example-web@8001.service example-web@8001.socket" in fail_fn
+    assert "journalctl -u example-web@8001.service -u example-web@8001.socket -n 15" in fail_fn
+    restart = body.index("if ! systemctl restart example-web@8001.service; then\n")
+    named = body.index("  systemctl is-failed --quiet example-web@8001.socket && fail 'example-web@8001.socket "
+                       "could not listen on /run/example/web-8001/web.sock, so example-web@8001.service did not start'\n")
+    plain = body.index("  fail 'example-web@8001.service did not start'\nfi\n")
+    assert body.index("systemctl reset-failed example-web@8001.service example-web@8001.socket") < restart < named < plain
+
+
 def test_slot_is_a_no_op_when_prepared_or_already_serving() -> None:
     prepared = state(slots={8000: R1, 8001: R2}, active_ports=[8000, 8001])
     assert not ReleaseSlotModule().plan(SLOT, prepared, CTX).changes
