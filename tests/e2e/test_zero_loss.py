@@ -6,8 +6,9 @@ host's Caddy, reconnecting only after an error) run through a rolling deploy, a 
 ``web.sock`` link instead of reloading Caddy (a reload closes idle client connections: on main
 it reset 2 of 70,165 requests), and Caddy holds requests while a crashed slot restarts.
 
-Also: a release whose new slot fails to start on ONE host of three leaves all three on the
-previous release with nothing switched; SIGKILL of shipit mid-switch, then ``unlock`` and a
+Also: a release whose new slot fails to start on ONE host of three (the app crashes there, or
+the slot's socket cannot listen) leaves all three on the previous release with nothing
+switched; SIGKILL of shipit mid-switch, then ``unlock`` and a
 deploy, leaves no orphan slot running and says so; ``shipit status`` names the slot Caddy
 really proxies to. Request counts and durations are printed (``-s``), never asserted.
 
@@ -249,6 +250,40 @@ def test_a_release_that_cannot_start_on_one_host_of_three_switches_none(env: Env
         assert slots_running(env, host) == [f"example-web@{port}.service"], host
         assert live_link(env, host) == f"/run/example/web-{port}/web.sock"
         assert env.run_on(host, f"readlink {ROOT}/current\n").strip().endswith(previous[host])
+
+
+def test_a_slot_socket_that_cannot_listen_on_one_host_switches_none(env: Env) -> None:
+    """The new slot's ``.socket`` unit fails on web3 (its path is taken by a directory, so
+    systemd cannot bind it, and the ``.service`` that Requires it does not start): the deploy
+    stops before any switch, the failure names the socket, every host serves what it did."""
+    previous = serving(env)
+    # the release of the first test (built on every host: no upload, no venv to build)
+    app = env.work / "app-v2"
+    if not app.exists():
+        app = copy_app(app, main_suffix="\n# v2: zero-loss roll\n")
+    live = int(env.run_on("web3", f"cat {ROOT}/.live-port\n"))
+    idle = 8001 if live == 8000 else 8000
+    blocked = f"/run/example/web-{idle}/web.sock"
+    env.run_on("web3", f"systemctl stop example-web@{idle}.service example-web@{idle}.socket\n"
+                       f"rm -rf /run/example/web-{idle} && mkdir -p {blocked}/taken\n")
+    try:
+        result = env.shipit("deploy", "shipit-test", app=app, timeout=DEPLOY_TIMEOUT)
+    finally:
+        env.run_on("web3", f"rm -rf /run/example/web-{idle}\n")
+    text = result.stdout + result.stderr
+    assert result.returncode == 1, text
+    assert "the release did not start on web3; no host was switched" in text, text
+    assert f"example-web@{idle}.socket could not listen on {blocked}" in text, text
+    assert "Traceback" not in text
+    for host in WEB:
+        assert f"{host}: serving {previous[host]}" in text, text
+    assert serving(env) == previous
+    assert lock_free(env)
+    for host in WEB:  # web1's and web2's prepared slots stopped again; the live links untouched
+        port = int(env.run_on(host, f"cat {ROOT}/.live-port\n"))
+        assert slots_running(env, host) == [f"example-web@{port}.service"], host
+        assert live_link(env, host) == f"/run/example/web-{port}/web.sock"
+    assert env.run_on("web3", f"systemctl is-active example-web@{live}.socket\n").strip() == "active"
 
 
 def test_sigkill_mid_switch_then_unlock_and_deploy_leaves_no_orphan_slot(env: Env) -> None:
