@@ -69,7 +69,7 @@ from shipit.playbook import Play, Playbook, batches, load_playbook
 from shipit.pool import TransportPool
 from shipit.releases import history, rollback_target
 from shipit.templating import Templar, make_environment
-from shipit.webserver import Bind, missing_distributions, server_argv
+from shipit.webserver import missing_distributions, server_argv
 
 DEFAULT_WORKER_MEMORY = 100 * 1024 * 1024  # bytes, when the spec declares none
 SLOTS = 2  # web slots that run at once during a switch (blue/green): the budget fits both
@@ -270,11 +270,13 @@ def render_env_file(target: Target) -> str:
 def web_commands(spec: AppSpec, release: str, workers: int) -> dict[str, str]:
     """``SHIPIT_WEB_<port>`` -> the web server's command line for each of the two slots (see
     :func:`shipit.webserver.server_argv`; the venv's ``bin/`` before the executable; words
-    joined by spaces, which the web unit's ``sh -c 'exec $SHIPIT_WEB_<port>'`` splits)."""
-    venv_bin = f"{Layout(spec.name).venv(release)}/bin/"
+    joined by spaces, which the web unit's ``sh -c 'exec $SHIPIT_WEB_<port>'`` splits). Each
+    serves on the socket its slot's ``.socket`` unit passes (:meth:`Layout.web_bind`: fd 3)."""
+    lay = Layout(spec.name)
+    venv_bin = f"{lay.venv(release)}/bin/"
     out: dict[str, str] = {}
     for port in (spec.port, spec.port + 1):
-        argv = server_argv(spec.server, spec.interface, spec.app_ref, Bind.tcp(port), workers, spec.threads)
+        argv = server_argv(spec.server, spec.interface, spec.app_ref, lay.web_bind(port), workers, spec.threads)
         out[f"SHIPIT_WEB_{port}"] = " ".join((venv_bin + argv[0], *argv[1:]))
     return out
 

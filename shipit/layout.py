@@ -18,12 +18,21 @@ a :class:`Layout`. The shape on a host, for an app named ``example``::
                                         releases/<id>/<dir> -> ../../shared/<dir>
       current -> releases/<id>          switched atomically
       slots/<port> -> ../releases/<id>  the two web slots (blue/green)
-      .live-port                        the slot Caddy proxies to
+      web.sock -> /run/example/web-<port>/web.sock
+                                        what Caddy dials: the live slot's socket, switched
+                                        atomically (rename), so no Caddy reload at a switch
+      live -> releases/<id>             the live slot's release, switched with web.sock
+                                        (Caddy serves static files under it)
+      previous -> releases/<id>         the release live before it (static fallback)
+      .live-port                        the live slot (also written at a switch)
       .deploy-lock/info                 the deploy lock (who, when, which release)
       releases.log                      one line per release event (see shipit.releases)
+    /run/example/web-<port>/web.sock    a web slot's unix socket (held by systemd:
+                                        example-web@<port>.socket)
     /etc/caddy/sites/example.caddy      the app's Caddy site
     /run/caddy/admin.sock               Caddy's admin API (root and caddy only)
-    example-web@<port>.service          a web slot; example-<process>@<n>.service a process
+    example-web@<port>.service          a web slot (and its example-web@<port>.socket);
+                                        example-<process>@<n>.service a process
 
 Pure: no I/O. Ids and names are validated elsewhere (app names ``[a-z][a-z0-9-]*``, release
 ids ``YYYYmmddTHHMMSSZ-<hex>``); this module only joins them.
@@ -34,6 +43,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shipit.webserver import Bind
+
 BASE = "/srv"
 CADDY_SITES = "/etc/caddy/sites"
 CADDY_RUNTIME_NAME = "caddy"
@@ -41,6 +52,7 @@ CADDY_RUNTIME_NAME = "caddy"
 CADDY_RUNTIME_DIR = f"/run/{CADDY_RUNTIME_NAME}"
 CADDY_ADMIN_SOCKET = f"{CADDY_RUNTIME_DIR}/admin.sock"
 """Caddy's admin API (a unix socket: only root and the caddy user reach it)."""
+RUN = "/run"
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,30 @@ class Layout:
     @property
     def live_port_file(self) -> str:
         return f"{self.root}/.live-port"
+
+    @property
+    def live_socket(self) -> str:
+        """The symlink Caddy's upstream dials (``unix/<this>``): it points at the live slot's
+        :meth:`web_socket`; a switch re-points it with a rename (no Caddy reload)."""
+        return f"{self.root}/web.sock"
+
+    @property
+    def live_release(self) -> str:
+        """``/srv/<app>/live -> releases/<id>``: the release the live slot serves, re-pointed
+        (rename) with :attr:`live_socket` at a switch. Caddy serves the app's static files
+        under it, so its site names no release and needs no reload at a switch."""
+        return f"{self.root}/live"
+
+    @property
+    def previous_release(self) -> str:
+        """``/srv/<app>/previous -> releases/<id>``: the release live before :attr:`live_release`
+        (Caddy's fallback for static names the live release no longer has)."""
+        return f"{self.root}/previous"
+
+    @property
+    def caddy_upstream(self) -> str:
+        """The ``reverse_proxy`` upstream of the app's Caddy site: ``unix/`` + :attr:`live_socket`."""
+        return f"unix/{self.live_socket}"
 
     @property
     def lock_dir(self) -> str:
@@ -160,6 +196,27 @@ class Layout:
         """A web slot's symlink (``port`` may be systemd's ``%i``)."""
         return f"{self.slots}/{port}"
 
+    # ---- where a web slot listens ------------------------------------------------------------
+    def web_socket(self, port: int | str) -> str:
+        """``/run/<app>/web-<port>/web.sock``: the unix socket slot ``port`` listens on (its
+        ``.socket`` unit's ``ListenStream``; systemd makes the directory)."""
+        return f"{RUN}/{self.app}/web-{port}/web.sock"
+
+    def web_bind(self, port: int | str) -> Bind:
+        """How the web server of slot ``port`` (or ``%i``) binds: on the listening socket its
+        ``.socket`` unit holds (:meth:`web_socket`), passed as fd 3
+        (:meth:`shipit.webserver.Bind.systemd`). Because systemd owns the socket, it outlives
+        the server: connections arriving while a crashed master restarts wait in its queue
+        instead of being refused or reset."""
+        return Bind.systemd(self.web_socket(port))
+
+    def slot_of_socket(self, path: str) -> int | None:
+        """The slot port whose :meth:`web_socket` is ``path`` (what :attr:`live_socket` points
+        to), else None."""
+        head, sep, tail = path.partition(f"{RUN}/{self.app}/web-")
+        port = tail.removesuffix("/web.sock")
+        return int(port) if sep and not head and port.isdigit() and tail.endswith("/web.sock") else None
+
     # ---- units -----------------------------------------------------------------------------
     @property
     def web_unit_template(self) -> str:
@@ -172,6 +229,14 @@ class Layout:
 
     def web_unit(self, port: int | str) -> str:
         return f"{self.web_unit_prefix}{port}.service"
+
+    @property
+    def web_socket_unit_template(self) -> str:
+        return f"{self.app}-web@.socket"
+
+    def web_socket_unit(self, port: int | str) -> str:
+        """The ``.socket`` unit holding slot ``port``'s listening socket (see :meth:`web_bind`)."""
+        return f"{self.web_unit_prefix}{port}.socket"
 
     def process_unit_template(self, process: str) -> str:
         return f"{self.app}-{process}@.service"
@@ -205,7 +270,9 @@ class Layout:
 
     # ---- for the playbooks -----------------------------------------------------------------
     def variables(self, release_id: str = "") -> dict[str, Any]:
-        """``{"paths": {...}, "units": {...}}``, the playbooks' ``app.paths`` / ``app.units``.
+        """``{"paths": {...}, "units": {...}, "web_bind": {...}}``, the playbooks' ``app.paths``
+        / ``app.units`` / ``app.web_bind`` (the server arguments binding slot ``%i``:
+        ``{"uvicorn": "--fd 3", "gunicorn": ""}``: see :meth:`web_bind`).
 
         Release paths (``paths.release``, ``paths.tarball``, ...) are those of ``release_id``
         ("" outside a deploy: then they are not given).
@@ -214,13 +281,19 @@ class Layout:
             "root": self.root, "releases": self.releases, "env_dir": self.env_dir,
             "shared": self.shared, "current": self.current, "slots": self.slots,
             "release_log": self.release_log, "caddy_site": self.caddy_site,
-            "ports_file": self.ports_file, "parts": self.parts,
+            "ports_file": self.ports_file, "parts": self.parts, "live_socket": self.live_socket,
+            "live_release": self.live_release, "previous_release": self.previous_release,
             "caddy_sites": CADDY_SITES, "slot_template": self.slot("%i"),
             "caddy_runtime_name": CADDY_RUNTIME_NAME, "caddy_admin_socket": CADDY_ADMIN_SOCKET,
+            "web_socket_template": self.web_socket("%i"),
         }
         if release_id:
             paths.update({"release": self.release(release_id), "tarball": self.tarball(release_id),
                           "env_file": self.env_file(release_id), "meta": self.meta(release_id),
                           "release_env": self.release_env(release_id), "venv": self.venv(release_id)})
-        units = {"web_template": self.web_unit_template, "web_prefix": self.web_unit_prefix}
-        return {"paths": paths, "units": units}
+        units = {"web_template": self.web_unit_template, "web_prefix": self.web_unit_prefix,
+                 "web_socket_template": self.web_socket_unit_template,
+                 "web_socket": self.web_socket_unit("%i")}
+        bind = self.web_bind("%i")
+        web_bind = {"uvicorn": " ".join(bind.uvicorn_args()), "gunicorn": " ".join(bind.gunicorn_args())}
+        return {"paths": paths, "units": units, "web_bind": web_bind}

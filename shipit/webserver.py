@@ -10,11 +10,12 @@ Servers (the choices of the app spec's ``web.server``):
 
 ``uvicorn`` (ASGI; the default for ``web.asgi``)
     ``uvicorn APP --host H --port P --workers N --timeout-graceful-shutdown S --no-access-log``
-    (``--uds PATH`` for a unix socket).
+    (``--uds PATH`` for a unix socket, ``--fd 3`` for the socket systemd passes: a web slot's).
 ``gunicorn`` (WSGI; the default for ``web.wsgi``; ASGI with uvicorn's worker class)
     ``gunicorn APP --bind H:P --workers N --graceful-timeout S`` plus ``--threads T`` (the
     ``gthread`` worker, WSGI only) or ``--worker-class uvicorn_worker.UvicornWorker`` (ASGI: the
-    app must depend on ``uvicorn-worker``); ``--bind unix:PATH`` for a unix socket.
+    app must depend on ``uvicorn-worker``); ``--bind unix:PATH`` for a unix socket; no ``--bind`` for the socket systemd passes (a web
+    slot's: gunicorn finds it by ``LISTEN_FDS``).
 
 Both stop gracefully on SIGTERM: they stop accepting, let requests in flight finish for up to
 :data:`GRACEFUL_SECONDS`, then exit (the web unit's ``TimeoutStopSec`` is longer).
@@ -46,14 +47,18 @@ _SAFE_WORD = re.compile(r"^[A-Za-z0-9_@%+=:,./-]+$")
 
 @dataclass(frozen=True)
 class Bind:
-    """Where the server listens: a TCP ``host`` and ``port``, or a unix socket ``path``.
+    """Where the server listens: a TCP ``host`` and ``port``, a unix socket ``path``, or a
+    listening socket inherited as file descriptor ``fd`` (systemd socket activation: ``path``
+    then names the socket the ``.socket`` unit holds, for the record; the server binds nothing).
 
     ``port`` may be a string for a placeholder the caller substitutes (e.g. systemd's ``%i``).
+    A web slot's bind is :meth:`shipit.layout.Layout.web_bind` (``fd`` 3).
     """
 
     host: str = "127.0.0.1"
     port: int | str | None = None
     path: str | None = None
+    fd: int | None = None
 
     @classmethod
     def tcp(cls, port: int | str, host: str = "127.0.0.1") -> Bind:
@@ -62,6 +67,32 @@ class Bind:
     @classmethod
     def unix(cls, path: str) -> Bind:
         return cls(path=path)
+
+    @classmethod
+    def systemd(cls, path: str, fd: int = 3) -> Bind:
+        """The socket systemd's ``.socket`` unit listens on at ``path``, passed as ``fd`` (3 is
+        ``SD_LISTEN_FDS_START``, the first socket systemd passes)."""
+        return cls(path=path, fd=fd)
+
+    def uvicorn_args(self) -> list[str]:
+        """uvicorn's bind options: ``--fd N``, ``--uds PATH`` or ``--host H --port P``."""
+        if self.fd is not None:
+            return ["--fd", str(self.fd)]
+        if self.path:
+            return ["--uds", self.path]
+        return ["--host", self.host, "--port", str(self.port)]
+
+    def gunicorn_args(self) -> list[str]:
+        """gunicorn's ``--bind``: ``unix:PATH`` or ``H:P``; nothing for systemd's socket.
+
+        gunicorn takes the sockets systemd passes by itself (``LISTEN_FDS``/``LISTEN_PID``: the
+        web unit ``exec``s it, so the pid matches) and then never unlinks the socket's path at
+        exit. A ``--bind fd://3`` beside them would make it adopt fd 3 twice: the first adoption
+        closes the descriptor, the second fails with EBADF (gunicorn 23, seen on the lab).
+        """
+        if self.fd is not None:
+            return []
+        return ["--bind", f"unix:{self.path}" if self.path else f"{self.host}:{self.port}"]
 
 
 def server_argv(server: str, interface: str, app: str, bind: Bind, workers: int | str,
@@ -93,12 +124,10 @@ def server_argv(server: str, interface: str, app: str, bind: Bind, workers: int 
     if threads not in (None, 1) and (server != "gunicorn" or interface != "wsgi"):
         raise ValueError("threads are gunicorn's, for WSGI apps")
     if server == "uvicorn":
-        where = ["--uds", bind.path] if bind.path else ["--host", bind.host, "--port", str(bind.port)]
-        argv = ["uvicorn", app, *where, "--workers", str(workers),
+        argv = ["uvicorn", app, *bind.uvicorn_args(), "--workers", str(workers),
                 "--timeout-graceful-shutdown", str(graceful), "--no-access-log"]
     else:
-        address = f"unix:{bind.path}" if bind.path else f"{bind.host}:{bind.port}"
-        argv = ["gunicorn", app, "--bind", address, "--workers", str(workers),
+        argv = ["gunicorn", app, *bind.gunicorn_args(), "--workers", str(workers),
                 "--graceful-timeout", str(graceful)]
         if interface == "asgi":
             argv += ["--worker-class", "uvicorn_worker.UvicornWorker"]

@@ -3,7 +3,10 @@
 ``arg`` is the app's name; every path comes from :class:`shipit.layout.Layout`. Parsed shape::
 
     {"current": "20261122T171500Z-ab12cd34ef56" | None,   # what `current` points to
-     "live_port": 8001 | None,                           # the slot Caddy proxies to
+     "live_port": 8001 | None,                           # the slot Caddy proxies to: the
+                                                         # one web.sock points at, else .live-port
+     "live_link": "/run/<app>/web-8001/web.sock" | None,  # what web.sock points to
+     "live_release": "<release id>" | None,              # what the `live` link points to
      "slots": {8000: "<release id>", 8001: "<release id>"},
      "releases": ["<id>", ...],                          # sorted oldest first
      "ready": ["<id>", ...],                             # releases whose venv is built
@@ -37,8 +40,11 @@ def command(app: str) -> str:
     lay = Layout(app)
     return f"""
 r={q(lay.root)}
+echo app={q(app)}
 echo "current=$(readlink {q(lay.current)} 2>/dev/null | sed 's|.*/||')"
 echo "live_port=$(cat {q(lay.live_port_file)} 2>/dev/null)"
+echo "live_link=$(readlink {q(lay.live_socket)} 2>/dev/null)"
+echo "live_release=$(readlink {q(lay.live_release)} 2>/dev/null | sed 's|.*/||')"
 for s in {q(lay.slots)}/*; do [ -L "$s" ] && echo "slot=${{s##*/}} $(readlink "$s" | sed 's|.*/||')"; done
 for d in {q(lay.releases)}/*/; do [ -d "$d" ] || continue; d=${{d%/}}; id=${{d##*/}}
   echo "release=$id"; [ -e "$d/.shipit/ready" ] && echo "ready=$id"
@@ -56,8 +62,11 @@ for f in {lay.all_ports_files}; do [ -f "$f" ] || continue; d=${{f%/.ports}}
 
 
 def parse(stdout: str) -> dict[str, Any]:
-    """Parse :func:`command`'s output into the documented shape."""
-    state: dict[str, Any] = {"current": None, "live_port": None, "slots": {}, "releases": [],
+    """Parse :func:`command`'s output into the documented shape. The live slot is the one the
+    app's ``web.sock`` link points at (what Caddy dials); without a link (a host last switched
+    by an older shipit), the ``.live-port`` file says."""
+    app = ""
+    state: dict[str, Any] = {"current": None, "live_port": None, "live_link": None, "live_release": None, "slots": {}, "releases": [],
                              "ready": [], "active_ports": [], "lock": None, "log": [], "app_ports": {},
                              "unpacked": [], "uses": {}, "parts": {}}
     for line in stdout.splitlines():
@@ -70,10 +79,16 @@ def parse(stdout: str) -> dict[str, Any]:
                 state["log"].append(entry)
             continue
         value = value.strip()
-        if key == "current":
+        if key == "app":
+            app = value
+        elif key == "current":
             state["current"] = value or None
         elif key == "live_port":
             state["live_port"] = int(value) if value.isdigit() else None
+        elif key == "live_link":
+            state["live_link"] = value or None
+        elif key == "live_release":
+            state["live_release"] = value or None
         elif key == "slot":
             port, _, release = value.partition(" ")
             if port.isdigit():
@@ -99,6 +114,9 @@ def parse(stdout: str) -> dict[str, Any]:
             name, _, ports = value.partition(" ")
             state["app_ports"][name] = [int(p) for p in ports.split() if p.isdigit()]
     state["releases"].sort()
+    linked = Layout(app).slot_of_socket(state["live_link"]) if app and state["live_link"] else None
+    if linked is not None:
+        state["live_port"] = linked
     return state
 
 

@@ -8,7 +8,8 @@ invocation, so CPU % costs no extra round trip. Parsed shape (all keys always pr
 
     {"app": "example",                          # the app's name
      "current": "<release id>" | None,          # what `current` points to
-     "live_port": 8001 | None,                  # the web slot Caddy proxies to
+     "live_port": 8001 | None,                  # the web slot Caddy proxies to (the one the
+                                                # app's web.sock points at, else .live-port)
      "units": {"example-web@8001.service": {
          "kind": "web" | "process",
          "name": "web@8001",                    # the unit without the app's prefix
@@ -81,6 +82,7 @@ name={q(app)}
 echo "app=$name"
 echo "current=$(readlink {q(lay.current)} 2>/dev/null | sed 's|.*/||')"
 echo "live_port=$(cat {q(lay.live_port_file)} 2>/dev/null)"
+echo "live_link=$(readlink {q(lay.live_socket)} 2>/dev/null)"
 echo "clk_tck=$(getconf CLK_TCK 2>/dev/null)"
 {_HELPERS}
 units=$(systemctl list-units --all --plain --no-legend "$name-*" 2>/dev/null | while read -r u _; do
@@ -133,6 +135,7 @@ def parse(stdout: str) -> dict[str, Any]:
     samples: dict[str, dict[str, tuple[int, int | None]]] = {"cpu0": {}, "cpu1": {}}
     children: dict[str, list[str]] = {}
     clk_tck = 100
+    linked: int | None = None
     for line in stdout.splitlines():
         if line.startswith("clk_tck="):
             clk_tck = _int(line.partition("=")[2].strip()) or 100
@@ -144,7 +147,13 @@ def parse(stdout: str) -> dict[str, Any]:
             state["current"] = line.partition("=")[2].strip() or None
             continue
         if line.startswith("live_port="):
-            state["live_port"] = _int(line.partition("=")[2].strip())
+            if linked is None:
+                state["live_port"] = _int(line.partition("=")[2].strip())
+            continue
+        if line.startswith("live_link="):
+            linked = Layout(state["app"]).slot_of_socket(line.partition("=")[2].strip()) if state["app"] else None
+            if linked is not None:
+                state["live_port"] = linked
             continue
         tag, _, rest = line.partition(" ")
         unit, _, value = rest.partition(" ")

@@ -219,12 +219,27 @@ def test_services_are_unprivileged_and_env_file_is_private(env: Env, first: dict
     assert env.run_on("web1", f"systemctl is-enabled {live[0]}\n").strip() == "enabled"
 
 
+# what a no-op deploy must leave as it was: the web units and their .socket units (file, inode,
+# mtime), the links Caddy reads (web.sock, live: inode, ctime: a rename makes a new link), the
+# live slot's socket and service (the same invocation: neither restarted) and Caddy (same pid)
+UNTOUCHED = """cd /srv/example
+stat -c '%n %i %Y' /etc/systemd/system/example-web@.service /etc/systemd/system/example-web@.socket
+stat -c '%n %i %Z %N' web.sock live /etc/caddy/sites/example.caddy
+port=$(cat .live-port)
+systemctl show -p Id,InvocationID,ActiveState example-web@$port.socket example-web@$port.service
+systemctl show -p MainPID --value caddy
+"""
+
+
 def test_redeploy_of_the_unchanged_app_changes_nothing(env: Env, first: dict[str, Any]) -> None:
     before = env.run_on("web1", "ls /srv/example/releases\n")
+    untouched = {h: env.run_on(h, UNTOUCHED) for h in WEB}
+    assert "ActiveState=active" in untouched["web1"] and "-> '/run/example/web-" in untouched["web1"], untouched
     again = deploy_json(env, "deploy")
     assert again["release"] == first["release"]
     assert again["changed"] == 0
     assert env.run_on("web1", "ls /srv/example/releases\n") == before
+    assert {h: env.run_on(h, UNTOUCHED) for h in WEB} == untouched  # nothing rewritten, nothing restarted
 
 
 def test_rolling_deploy_and_rollback_under_load_fail_no_request(env: Env, first: dict[str, Any]) -> None:
@@ -265,7 +280,7 @@ def test_release_failing_its_health_check_stops_at_the_canary(env: Env, first: d
     assert env.run_on("web1", "test ! -e /srv/example/.deploy-lock && echo free\n").strip() == "free"
     for host in WEB:  # the release is recorded failed, and only the live slot still runs
         assert env.run_on(host, "tail -n 1 /srv/example/releases.log\n").rstrip().endswith("\tfailed")
-        units = env.run_on(host, "systemctl list-units 'example-web@*' --state=active --plain --no-legend\n")
+        units = env.run_on(host, "systemctl list-units 'example-web@*.service' --state=active --plain --no-legend\n")
         assert len(units.strip().splitlines()) == 1, units
 
 

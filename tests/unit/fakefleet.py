@@ -28,8 +28,9 @@ from typing import Any
 from shipit.facts import FactKind, FactQuery
 from shipit.facts.registry import fact_kinds
 from shipit.layout import Layout
-from shipit.modules.base import Module, Plan, PlanContext
+from shipit.modules.base import Module, Plan, PlanContext, sha256_hex
 from shipit.modules.registry import builtin_modules
+from shipit.modules.release import ReleaseSwitchModule
 from shipit.pool import TransportPool
 from shipit.transport import (
     CommandInterrupted,
@@ -93,6 +94,7 @@ class FakeHost:
     releases: dict[str, bool] = field(default_factory=dict)  # id -> ready
     current: str | None = None
     live_port: int | None = None
+    site_sha: str | None = None  # sha256 of the app's Caddy site, as release_switch wrote it
     slots: dict[int, str] = field(default_factory=dict)
     active: set[int] = field(default_factory=set)
     lock: str | None = None
@@ -124,7 +126,10 @@ class FakeHost:
     # ---- facts ------------------------------------------------------------------------
     def fact(self, kind: str, arg: str) -> str:
         if kind == "release_state":
-            lines = [f"current={self.current or ''}", f"live_port={self.live_port or ''}"]
+            lines = [f"app={arg}", f"current={self.current or ''}", f"live_port={self.live_port or ''}"]
+            if self.live_port:
+                lines.append(f"live_link={Layout(arg).web_socket(self.live_port)}")
+            lines.append(f"live_release={self.current or ''}")
             lines += [f"slot={p} {r}" for p, r in sorted(self.slots.items())]
             for r, ready in sorted(self.releases.items()):
                 lines.append(f"release={r}")
@@ -156,6 +161,8 @@ class FakeHost:
             return "now=1796230000\nerror=Failed to connect to 127.0.0.1 port 443\nprobe=000 0.000300\n"
         if kind == "host" and self.host_facts is not None:
             return self.host_facts
+        if kind == "file" and arg.startswith("/etc/caddy/sites/") and self.site_sha:
+            return f"type=regular file\nmode=644\nowner=root\ngroup=root\nsize=1\nsha256={self.site_sha}\n"
         if kind == "host":
             return ("os_id=debian\nos_version=12\ncodename=bookworm\narch=amd64\nmachine=x86_64\nglibc=2.36\n"
                     f"hostname={self.name}\ncpus=2\nmem_total_kb=4000000\nmem_available_kb=3000000\n"
@@ -180,7 +187,7 @@ class FakeHost:
             self.uses[params["release"]] = [p["sha256"] for p in parts]
         return 0, ""
 
-    def apply(self, module: str, params: Mapping[str, Any]) -> tuple[int, str]:
+    def apply(self, module: str, params: Mapping[str, Any], reason: str = "") -> tuple[int, str]:
         if module == "deploy_lock":
             if params["state"] == "locked":
                 if self.lock:
@@ -202,6 +209,11 @@ class FakeHost:
                 return 1, "alembic: could not connect to the database"
             self.migrations += 1
             return 0, ""
+        if module == "release_switch" and reason.startswith("stop the idle slot left running"):
+            self.active &= {self.live_port}
+            return 0, ""
+        if module == "release_switch" and reason.startswith(("point ", "update ")):
+            return 0, ""
         if module == "release_switch":
             release = params["release"]
             if self.fail_switch:
@@ -213,6 +225,7 @@ class FakeHost:
             self.slots[new] = release
             self.active = {new}  # the old slot is stopped
             self.live_port, self.current = new, release
+            self.site_sha = sha256_hex(ReleaseSwitchModule.site(params).encode())
             self._log(params, release, "live")
             if previous and previous != release:
                 self._log(params, previous, "retired")
@@ -277,7 +290,7 @@ class FakeFleetTransport:
             if module == "release_prune":
                 fake.prune(doc["reason"].removeprefix("prune ").split(", "))
             rc, text = fake.apply_artifact(params, doc["reason"]) if module == "release_artifact" \
-                else fake.apply(module, params)
+                else fake.apply(module, params, doc["reason"])
             if text:
                 err.append(text)
             if fake.change_stderr:

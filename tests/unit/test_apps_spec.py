@@ -39,6 +39,11 @@ def test_server_argv_for_each_server_and_bind() -> None:
     assert server_argv("uvicorn", "asgi", "a:app", Bind.unix("/run/a.sock"), 1)[2:4] == ("--uds", "/run/a.sock")
     asgi_gunicorn = server_argv("gunicorn", "asgi", "a:app", Bind.tcp(9000), 2)
     assert asgi_gunicorn[-2:] == ("--worker-class", "uvicorn_worker.UvicornWorker")
+    # the socket systemd passes (a web slot's: Layout.web_bind)
+    sock = Bind.systemd("/run/a/web-8000/web.sock")
+    assert server_argv("uvicorn", "asgi", "a:app", sock, 2)[2:4] == ("--fd", "3")
+    # gunicorn adopts systemd's socket by LISTEN_FDS; a --bind fd://3 too would adopt it twice
+    assert server_argv("gunicorn", "wsgi", "a:app", sock, 2)[2:4] == ("--workers", "2")
     # a placeholder port (systemd's specifier) passes through as a word
     assert "127.0.0.1:%i" in server_argv("gunicorn", "wsgi", "a:app", Bind.tcp("%i"), 2)
 
@@ -133,8 +138,9 @@ def test_release_env_carries_the_server_command_of_each_slot(tmp_path: Path) -> 
     release = "20261202T130000Z-0123456789ab"
     commands = web_commands(spec, release, 3)
     assert set(commands) == {"SHIPIT_WEB_8200", "SHIPIT_WEB_8201"}
+    # each slot serves on the socket its .socket unit passes as fd 3 (Layout.web_bind)
     assert commands["SHIPIT_WEB_8201"] == (f"/srv/mysite/releases/{release}/venv/bin/gunicorn mysite.wsgi:application "
-                                           "--bind 127.0.0.1:8201 --workers 3 --graceful-timeout 20")
+                                           "--workers 3 --graceful-timeout 20")
     lines = render_release_env(spec, release, 3, source_on_path=True).splitlines()
     assert f'SHIPIT_WEB_8200="{commands["SHIPIT_WEB_8200"]}"' in lines
     assert f'PYTHONPATH="/srv/mysite/releases/{release}"' in lines and 'SHIPIT_WORKERS="3"' in lines
@@ -145,17 +151,17 @@ def test_release_env_carries_the_server_command_of_each_slot(tmp_path: Path) -> 
 
 
 def test_the_caddy_site_serves_static_files_from_the_release_with_cache_headers() -> None:
-    site = site_content(["d.test"], 8200, True, static=Static("/static/", "/srv/d/releases/R2/staticfiles",
-                                                               "/srv/d/releases/R1/staticfiles"))
-    assert "\thandle_path /static/* {\n\t\troot * /srv/d/releases/R2/staticfiles\n" in site
-    assert "\t\troot @previous /srv/d/releases/R1/staticfiles\n" in site  # the old release's names still resolve
+    site = site_content(["d.test"], "unix//srv/d/web.sock", True,
+                        static=Static("/static/", "/srv/d/live/staticfiles", "/srv/d/previous/staticfiles"))
+    assert "\thandle_path /static/* {\n\t\troot * /srv/d/live/staticfiles\n" in site
+    assert "\t\troot @previous /srv/d/previous/staticfiles\n" in site  # the old release's names still resolve
     assert 'header @hashed Cache-Control "public, max-age=31536000, immutable"' in site
     assert 'header @plain Cache-Control "public, max-age=300"' in site and "\t\tfile_server\n" in site
     assert "@plain not path_regexp" in site  # disjoint: Caddy applies deferred header ops in reverse order
-    assert "\thandle {\n\t\treverse_proxy 127.0.0.1:8200 {" in site
+    assert "\thandle {\n\t\treverse_proxy unix//srv/d/web.sock {" in site
     assert "{8" not in site  # no brace in the regexp: it would be read as a Caddy placeholder
-    plain = site_content(["d.test"], 8000, True)
-    assert "handle" not in plain and "\treverse_proxy 127.0.0.1:8000 {" in plain
+    plain = site_content(["d.test"], "unix//srv/d/web.sock", True)
+    assert "handle" not in plain and "\treverse_proxy unix//srv/d/web.sock {" in plain
 
 
 # ---- build steps (on the runner) ---------------------------------------------------------------

@@ -159,10 +159,10 @@ def test_a_lock_that_cannot_be_freed_is_a_warning_with_the_reason(fleet: Fleet) 
     """The deploy succeeded; freeing the lock failed (the leader went away): say so, exit 0."""
     original = fleet.hosts["web1"].apply
 
-    def no_unlock(module: str, params: dict[str, object]) -> tuple[int, str]:
+    def no_unlock(module: str, params: dict[str, object], reason: str = "") -> tuple[int, str]:
         if module == "deploy_lock" and params["state"] == "unlocked":
             return 1, "shipit: rm: cannot remove the lock (read-only file system)"
-        return original(module, params)
+        return original(module, params, reason)
 
     fleet.hosts["web1"].apply = no_unlock  # type: ignore[method-assign]
     code, out, err = shipit(fleet, "deploy", "prod")

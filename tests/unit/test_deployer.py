@@ -335,6 +335,23 @@ def test_the_roll_stopping_at_the_canary_stops_the_other_prepared_slots(fleet: F
     assert fleet.hosts["web3"].active == {fleet.hosts["web3"].live_port}
 
 
+def test_a_deploy_after_one_killed_mid_roll_stops_the_orphan_slots(fleet: Fleet) -> None:
+    """#11 item 10: shipit SIGKILLed after preparing left the new release's slot running beside
+    the live one on hosts it never switched; the next deploy stops them and says why."""
+    first = fleet.deploy()
+    for name in ("web2", "web3"):  # what the killed deploy left: a prepared slot of another release
+        host = fleet.hosts[name]
+        idle = 8001 if host.live_port == 8000 else 8000
+        host.slots[idle], host.releases["20261201T000000Z-0123456789ab"] = "20261201T000000Z-0123456789ab", True
+        host.active.add(idle)
+    deployer, _ = fleet.deployer()
+    again = deployer.deploy(str(fleet.tmp / "out"))
+    assert again.ok and again.release == first.release
+    assert all(f.active == {f.live_port} for f in fleet.hosts.values())
+    stopped = [s for s in fleet.hosts["web2"].scripts if "left running by an interrupted deploy" in s]
+    assert stopped and not [s for s in fleet.hosts["web1"].scripts if "interrupted deploy" in s]
+
+
 def test_canary_bake_fails_a_canary_that_crashes_while_watched(tmp_path: Path) -> None:
     fleet = Fleet(tmp_path)
     first = fleet.deploy()

@@ -89,9 +89,10 @@ def test_health_path_is_refused_or_one_literal_word_of_the_root_script(tmp_path:
     from shipit.layout import Layout
     from shipit.modules.release import start_slot_script
     script = start_slot_script(Layout("shop"), "20261122T181633Z-a51196c9b409", 8000, spec.health_path, 30)
-    word = q("http://127.0.0.1:8000") + q(spec.health_path)
-    assert f"--max-time 5 {word} 2>/dev/null" in script
-    assert shlex.split(word) == ["http://127.0.0.1:8000" + spec.health_path]
+    # the slot is checked on its own unix socket (Layout.web_socket), the path one quoted word
+    word = q("http://localhost" + spec.health_path)
+    assert f"--max-time 5 --unix-socket /run/shop/web-8000/web.sock {word} 2>/dev/null" in script
+    assert shlex.split(word) == ["http://localhost" + spec.health_path]
 
 
 @pytest.mark.parametrize("payload", [p for p in PAYLOADS if "\n" not in p and "\r" not in p and "\0" not in p],
@@ -127,7 +128,9 @@ def test_env_values_and_process_commands_reach_the_env_files_literally(tmp_path:
 @pytest.mark.parametrize("payload", PAYLOADS, ids=range(len(PAYLOADS)))
 def test_the_caddy_site_is_never_built_from_an_unvalidated_domain(payload: str) -> None:
     with pytest.raises(ValueError):
-        site_content(["shop.example.com" + payload], 8000, True)
+        site_content(["shop.example.com" + payload], "unix//srv/shop/web.sock", True)
+    with pytest.raises(ValueError):
+        site_content(["shop.example.com"], "unix//srv/shop/web.sock" + payload, True)
 
 
 @pytest.mark.parametrize("payload", PAYLOADS, ids=range(len(PAYLOADS)))
@@ -144,6 +147,6 @@ def test_the_switch_module_refuses_what_the_loader_refuses(payload: str) -> None
 
 
 def test_a_valid_site_is_what_caddy_expects() -> None:
-    site = site_content(["shop.example.com", "*.shop.example.com"], 8001, False, "ops@example.com")
+    site = site_content(["shop.example.com", "*.shop.example.com"], "unix//srv/shop/web.sock", False, "ops@example.com")
     assert site.splitlines()[1] == "shop.example.com, *.shop.example.com {"
     assert site.count("{") == site.count("}") == 2

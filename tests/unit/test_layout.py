@@ -47,3 +47,20 @@ def test_the_layout_is_spelled_in_one_place() -> None:
     for path in sorted((REPO / "shipit" / "playbooks").glob("*.yml")):
         hits += [f"{path.name}: {line}" for line in path.read_text().splitlines() if "/srv" in line]
     assert hits == []
+
+
+def test_a_web_slot_listens_on_a_unix_socket_in_its_runtime_dir() -> None:
+    lay = Layout("my-app")
+    assert lay.web_socket_unit(8001) == "my-app-web@8001.socket"
+    assert lay.web_socket(8001) == "/run/my-app/web-8001/web.sock"
+    assert lay.live_socket == "/srv/my-app/web.sock"
+    assert lay.caddy_upstream == "unix//srv/my-app/web.sock"
+    assert lay.web_bind("%i").path == "/run/my-app/web-%i/web.sock"
+    assert lay.web_bind("%i").uvicorn_args() == ["--fd", "3"]
+    assert lay.web_bind(8000).gunicorn_args() == []  # gunicorn takes systemd's socket by LISTEN_FDS
+    assert lay.slot_of_socket("/run/my-app/web-8001/web.sock") == 8001
+    for other in ("/run/my-app/web-x/web.sock", "/run/other/web-8001/web.sock", "", "/run/my-app/web-8001/x"):
+        assert lay.slot_of_socket(other) is None
+    v = lay.variables()
+    assert v["paths"]["web_socket_template"] == "/run/my-app/web-%i/web.sock"
+    assert v["web_bind"]["uvicorn"] == "--fd 3" and v["units"]["web_socket"] == "my-app-web@%i.socket"
