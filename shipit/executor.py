@@ -782,8 +782,9 @@ def changes_script(body: str, timeout: float, nonce: str) -> str:
     """POSIX sh that runs ``body`` (``set -e``, stdin /dev/null, stdout to stderr) and stops
     it after ``timeout`` seconds; leaves its exit status in ``$__shipit_rc``.
 
-    The body runs in a session of its own (``setsid``, util-linux) so that a watchdog can stop
-    all of it, grandchildren included: SIGTERM to the session's process group at ``timeout``
+    The body runs in a session of its own (``setsid``, util-linux) so that a watchdog (a
+    session of its own too, stopped whole with its ``sleep``) can stop all of it,
+    grandchildren included: SIGTERM to the session's process group at ``timeout``
     (after printing :func:`timeout_line` on stderr), SIGKILL :data:`KILL_GRACE` seconds
     later. HUP/INT/TERM reaching the script (Ctrl-C: the SSH ``signal`` request, the sudo
     wrapper) are passed on to the body's group and the watchdog. The body is fed as a here-doc
@@ -793,19 +794,24 @@ def changes_script(body: str, timeout: float, nonce: str) -> str:
     """
     eof = f"__shipit_body_{nonce}"
     t, grace = _seconds(timeout), _seconds(KILL_GRACE)
+    # the watchdog is a session of its own too, so that stopping it stops its ``sleep``: a
+    # sleep left behind would hold the channel's stderr open until the timeout (a trap that
+    # kills "$!" misses the sleep when the signal comes between the fork and the assignment)
+    watchdog = ('sleep "$1" </dev/null >/dev/null 2>&1 || exit 0; echo "$4" >&2; '
+                'kill -TERM -"$2" 2>/dev/null; sleep "$3" </dev/null >/dev/null 2>&1 || exit 0; '
+                'kill -KILL -"$2" 2>/dev/null')
+    # before its setsid() the watchdog has no group of its own: then kill it by its pid
+    stop_watchdog = 'kill -TERM -"$__shipit_wd" 2>/dev/null || kill -TERM "$__shipit_wd" 2>/dev/null'
+    on_signal = 'kill -TERM -"$__shipit_job" 2>/dev/null; ' + stop_watchdog
     return (f"setsid sh -e /dev/fd/3 3<<'{eof}' </dev/null 1>&2 &\n{body}\n{eof}\n"
             "__shipit_job=$!\n"
-            "( trap 'kill \"$__shipit_s\" 2>/dev/null; exit 0' TERM\n"
-            f"  sleep {t} & __shipit_s=$!; wait \"$__shipit_s\" || exit 0\n"
-            f"  echo {q(timeout_line(timeout))} >&2\n"
-            "  kill -TERM -\"$__shipit_job\" 2>/dev/null\n"
-            f"  sleep {grace} & __shipit_s=$!; wait \"$__shipit_s\" || exit 0\n"
-            "  kill -KILL -\"$__shipit_job\" 2>/dev/null ) </dev/null >/dev/null &\n"
+            f"setsid sh -c {q(watchdog)} shipit-watchdog {t} \"$__shipit_job\" {grace} "
+            f"{q(timeout_line(timeout))} </dev/null >/dev/null &\n"
             "__shipit_wd=$!\n"
-            "trap 'kill -TERM -\"$__shipit_job\" \"$__shipit_wd\" 2>/dev/null' HUP INT TERM\n"
+            f"trap {q(on_signal)} HUP INT TERM\n"
             # a trapped signal ends ``wait`` early: wait again until the body is gone
             "while :; do wait \"$__shipit_job\"; __shipit_rc=$?; kill -0 \"$__shipit_job\" 2>/dev/null || break; done\n"
-            "kill \"$__shipit_wd\" 2>/dev/null; wait \"$__shipit_wd\" 2>/dev/null\n"
+            f"{stop_watchdog}; wait \"$__shipit_wd\" 2>/dev/null\n"
             "trap - HUP INT TERM\n")
 
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from shipit.executor import Executor, RunOptions
+from shipit.executor import Executor, RunOptions, changes_script
 from shipit.facts import FactKind, FactQuery
 from shipit.facts.registry import fact_kinds
 from shipit.inventory import load_inventory
@@ -374,3 +374,21 @@ def test_a_change_that_finishes_in_time_is_not_slowed_by_its_watchdog(tmp_path: 
     assert statuses == {"quick": "changed", "fails": "failed"}
     assert (tmp_path / "log").read_text() == "ok\n"
     assert "nodir" in next(t.message for t in result.tasks if t.task == "fails")
+
+
+def test_a_quick_change_leaves_no_watchdog_sleep_holding_the_output_open(tmp_path: Path) -> None:
+    """Regression: the watchdog killed its ``sleep`` by ``$!`` from a trap, so a stop arriving
+    between the fork and the assignment left the sleep behind, holding the command's stderr
+    open until the task's timeout (a unit test sat 8 minutes on it; on the lab an orphan
+    ``sleep 600`` stayed after every few deploys). Many quick runs: each ends at once, none
+    leaves a sleep."""
+    script = "export LC_ALL=C\n" + changes_script("true", 593.25, "n0nce") + 'echo "rc=$__shipit_rc"\n'
+    try:
+        for _ in range(100):
+            r = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True, timeout=15)
+            assert r.stdout == "rc=0\n", r
+    finally:
+        left = subprocess.run(["pgrep", "-f", "^sleep 593.25"], capture_output=True, text=True).stdout.split()
+        for pid in left:
+            subprocess.run(["kill", pid], check=False)
+    assert left == [], "a watchdog sleep was left running"
