@@ -200,6 +200,7 @@ def test_ctrl_c_in_a_long_migration_stops_it_frees_the_lock_and_keeps_serving(en
                      spec_edits={"migrate: alembic upgrade head": "migrate: sleep 600"})
     code, output = env.signal_at(r"^migrate\b", signal.SIGINT, app=slow, delay=3.0, timeout=120)
     assert code == 130, output
+    assert env.after_action is not None and env.after_action < 10, f"exited {env.after_action} s after SIGINT"
     assert "interrupted (Ctrl-C)" in output
     assert_settled(env, output, {h: {previous[h]} for h in WEB})
     assert env.run_on("web1", "pgrep -f -c '^sleep 600' || true\n").strip() == "0"

@@ -18,6 +18,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ DB_PASSWORD = "e2e-Secret-pw-1"
 @dataclasses.dataclass
 class TrustEnv(Env):
     """:class:`Env` plus extra environment variables and another inventory per call."""
+
+    after_action: float | None = None
 
     def run_shipit(self, *args: str | Path, app: Path | None = EXAMPLE, inventory: Path | None = None,
                    environ: Mapping[str, str] | None = None,
@@ -70,19 +73,27 @@ class TrustEnv(Env):
               app: Path = EXAMPLE, delay: float = 0.0, timeout: float = 600) -> tuple[int, str]:
         """Start ``deploy ARGS``; once a line matches the regex ``marker``, call
         ``action(process)`` ``delay`` seconds later (a signal, a power cut); return (exit code,
-        all output). Fails if the marker never shows."""
+        all output). Fails if the marker never shows. Sets :attr:`after_action`: seconds from
+        the action to the process's exit."""
         proc = subprocess.Popen(self.argv("deploy", "shipit-test", *args, app=app), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, cwd=self.work, env=self.environ())
         assert proc.stdout is not None
         seen: list[str] = []
         timer: threading.Timer | None = None
+        acted: list[float] = []
+
+        def act(p: subprocess.Popen[str]) -> None:
+            acted.append(time.monotonic())
+            action(p)
+
         try:
             for line in proc.stdout:
                 seen.append(line)
                 if timer is None and re.search(marker, line):
-                    timer = threading.Timer(delay, action, (proc,))
+                    timer = threading.Timer(delay, act, (proc,))
                     timer.start()
             code = proc.wait(timeout=timeout)
+            self.after_action = time.monotonic() - acted[0] if acted else None
         finally:
             if timer is not None:
                 timer.join()
