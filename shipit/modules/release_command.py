@@ -99,7 +99,11 @@ class ReleaseCommandModule(Module):
                   f"  systemctl stop {unit}\n"
                   "fi\n"
                   f"trap 'systemctl stop {unit} 2>/dev/null; exit 143' HUP INT TERM\n"
-                  + " ".join(q(w) for w in argv) + " </dev/null\n"
+                  # in the background and waited for: a trap runs only once the foreground
+                  # command ends, and systemd-run --wait does not end on SIGTERM (the unit
+                  # went on after Ctrl-C); ``wait`` is cut short by the signal at once
+                  + " ".join(q(w) for w in argv) + " </dev/null &\n"
+                  "wait $!\n"
                   "trap - HUP INT TERM")
         reason = f"{params['label']}: {mask(params['cmd'], ctx.secrets)}"
         return Plan(changes=(Change(reason, script),))

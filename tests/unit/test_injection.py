@@ -103,7 +103,7 @@ def test_migrate_reaches_systemd_run_as_one_literal_word(tmp_path: Path, payload
                                         "cmd": spec.migrate, "timeout": 60, "label": "migrate"}, {}, CTX)
     # the script stops the unit around it (traps): the systemd-run line is the one to check
     line = next(ln for ln in plan.changes[0].script.splitlines() if ln.startswith("systemd-run "))
-    assert shlex.split(line)[-4:] == ["/bin/sh", "-c", cmd, "</dev/null"]
+    assert shlex.split(line)[-5:] == ["/bin/sh", "-c", cmd, "</dev/null", "&"]
 
 
 @pytest.mark.parametrize("payload", ["x\ny", "x\r\ny", "x\x00y"], ids=repr)

@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from shipit.executor import changes_script
 from shipit.modules.base import PlanContext
 from shipit.modules.release_command import ReleaseCommandModule
@@ -17,14 +19,20 @@ from shipit.modules.release_command import ReleaseCommandModule
 UNIT = "example-release-command.service"
 
 
-def stand_ins(tmp_path: Path, loaded: bool = False) -> dict[str, str]:
+def stand_ins(tmp_path: Path, loaded: bool = False, deaf: bool = False) -> dict[str, str]:
+    """``systemd-run`` and ``systemctl`` logging their arguments; ``deaf``: systemd-run ignores
+    SIGTERM, as the real ``systemd-run --wait`` does, and ends when the unit is stopped."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "calls.log"
-    (bin_dir / "systemd-run").write_text(f"#!/bin/sh\necho \"systemd-run $*\" >> {log}\nexec sleep 593\n")
+    pid = tmp_path / "run.pid"
+    ignore = "trap '' HUP INT TERM\n" if deaf else ""
+    (bin_dir / "systemd-run").write_text(
+        f"#!/bin/sh\n{ignore}echo $$ > {pid}\necho \"systemd-run $*\" >> {log}\nexec sleep 593\n")
     state = "loaded" if loaded else "not-found"
     (bin_dir / "systemctl").write_text(
-        f"#!/bin/sh\necho \"systemctl $*\" >> {log}\n[ \"$1\" = show ] && echo {state}\nexit 0\n")
+        f"#!/bin/sh\necho \"systemctl $*\" >> {log}\n[ \"$1\" = show ] && echo {state}\n"
+        f"[ \"$1\" = stop ] && [ -f {pid} ] && kill -KILL \"$(cat {pid})\" 2>/dev/null\nexit 0\n")
     for f in bin_dir.iterdir():
         f.chmod(0o755)
     return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
@@ -52,8 +60,11 @@ def test_a_timed_out_migration_stops_its_unit(tmp_path: Path) -> None:
     assert any(line.startswith("systemd-run ") for line in log)
 
 
-def test_an_interrupted_migration_stops_its_unit(tmp_path: Path) -> None:
-    env = stand_ins(tmp_path)
+@pytest.mark.parametrize("deaf", [False, True], ids=["systemd-run-ends-on-TERM", "systemd-run-ignores-TERM"])
+def test_an_interrupted_migration_stops_its_unit(tmp_path: Path, deaf: bool) -> None:
+    """Regression (lab): the real ``systemd-run --wait`` ignores SIGTERM, so a trap waiting
+    for it to end never ran and the migration's unit went on after Ctrl-C."""
+    env = stand_ins(tmp_path, deaf=deaf)
     proc = subprocess.Popen(["sh", "-s"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
     assert proc.stdin is not None
@@ -64,9 +75,8 @@ def test_an_interrupted_migration_stops_its_unit(tmp_path: Path) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     os.killpg(proc.pid, 15)  # as the SSH signal request does on Ctrl-C
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    proc.wait(timeout=30)
+    proc.stdin = None  # closed above: communicate() must not flush it
+    out, _ = proc.communicate(timeout=30)
     assert "rc=143" in out
     assert calls(tmp_path)[-1] == f"systemctl stop {UNIT}"
 
