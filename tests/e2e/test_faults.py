@@ -110,7 +110,8 @@ def test_a_web_host_losing_power_mid_roll(env: TrustEnv, good: dict[str, Any], p
         assert victim in output and "Traceback" not in output
         survivors = tuple(h for h in WEB if h != victim)
         assert_settled(env, output, {previous["web1"], release}, hosts=survivors)
-        line = next(ln for ln in output.splitlines() if ln.strip().startswith(f"{victim}:"))
+        stands = output.split("Where each host stands:", 1)[-1]
+        line = next(ln for ln in stands.splitlines() if ln.strip().startswith(f"{victim}:"))
         assert "unreachable" in line or "serving" in line, line
     finally:
         lab_api.up(hosts=len(WEB), db=True)
@@ -130,18 +131,19 @@ def test_a_full_disk_on_one_host_fails_that_host_only(env: TrustEnv, good: dict[
     victim = "web2"
     app = fault_app(env.work / "app-disk", "full disk")
     # the SSH user's home (where SFTP lands the artifact) on a 1 MiB tmpfs, filled up
-    env.run_on(victim, """set -e
-        home=$(getent passwd deploy | cut -d: -f6)
-        cp -a "$home" /var/tmp/e2e-home
-        mount -t tmpfs -o size=1m,mode=0755 e2e-full "$home"
-        cp -a /var/tmp/e2e-home/. "$home"/
-        dd if=/dev/zero of="$home/fill" bs=4k 2>/dev/null || true
-        test "$(df --output=avail "$home" | tail -n 1)" -eq 0
-    """)
-    try:
+    try:  # the mount is undone even when this setup fails halfway (the next tests need the disk)
+        env.run_on(victim, """set -e
+            home=$(getent passwd deploy | cut -d: -f6)
+            rm -rf /var/tmp/e2e-home; cp -a "$home" /var/tmp/e2e-home
+            rm -f /var/tmp/e2e-home/.shipit-upload-*  # partial uploads of a killed deploy
+            mount -t tmpfs -o size=1m,mode=0755 e2e-full "$home"
+            cp -a /var/tmp/e2e-home/. "$home"/
+            dd if=/dev/zero of="$home/fill" bs=4k 2>/dev/null || true
+            test "$(df --output=avail "$home" | tail -n 1)" -eq 0
+        """)
         r = env.run_shipit("deploy", "shipit-test", app=app)
     finally:
-        env.run_on(victim, 'umount "$(getent passwd deploy | cut -d: -f6)"; rm -rf /var/tmp/e2e-home\n')
+        env.run_on(victim, 'umount "$(getent passwd deploy | cut -d: -f6)" 2>/dev/null || true; rm -rf /var/tmp/e2e-home\n')
     output = r.stdout + r.stderr
     assert r.returncode == 1, output
     assert re.search(rf"{victim}.*(No space left|ENOSPC|disk full|Failure)", output), output

@@ -25,11 +25,11 @@ def second_app(dest: Path, tag: str = "") -> Path:
     app = copy_app(dest, main_suffix=f"\n# second app {tag}\n")
     spec = app / "shipit.yml"
     text = spec.read_text()
-    for old, new in {"name: example": f"name: {SECOND}",
+    for old, new in {"database: {name: example, user: example,": f"database: {{name: {SECOND}, user: {SECOND},",
+                     "\nname: example\n": f"\nname: {SECOND}\n",
                      "port: 8000": "port: 8010",
                      "domains: [example.shipit.test]": f"domains: [{SECOND_DOMAIN}]",
                      "/example\"": f"/{SECOND}\"",
-                     "database: {name: example, user: example,": f"database: {{name: {SECOND}, user: {SECOND},"
                      }.items():
         assert old in text, old
         text = text.replace(old, new)
