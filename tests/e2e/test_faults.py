@@ -143,7 +143,7 @@ def test_a_full_disk_on_one_host_fails_that_host_only(env: TrustEnv, good: dict[
         """)
         r = env.run_shipit("deploy", "shipit-test", app=app)
     finally:
-        env.run_on(victim, 'umount "$(getent passwd deploy | cut -d: -f6)" 2>/dev/null || true; rm -rf /var/tmp/e2e-home\n')
+        env.run_on(victim, 'umount -l "$(getent passwd deploy | cut -d: -f6)" 2>/dev/null || true; rm -rf /var/tmp/e2e-home\n')
     output = r.stdout + r.stderr
     assert r.returncode == 1, output
     assert re.search(rf"{victim}.*(No space left|ENOSPC|disk full|Failure)", output), output
