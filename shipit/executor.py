@@ -15,7 +15,9 @@ Batching (``serial``), the canary (the first batch) and max-fail live here and n
 :meth:`Executor.run_play` takes the batches and a hook to restore a failed batch.
 
 Every remote command has a timeout: gathering facts :data:`GATHER_TIMEOUT`, a change its
-task's ``timeout:`` or its module's :meth:`~shipit.modules.base.Module.timeout_of`. On Ctrl-C
+task's ``timeout:`` or its module's :meth:`~shipit.modules.base.Module.timeout_of`, enforced on
+the host by the script itself (:func:`changes_script`: the changes and every process they
+started are stopped at that many seconds), with the transport's limit as a backstop. On Ctrl-C
 (KeyboardInterrupt in the calling thread) commands in flight are cut off (the transport's
 ``cancel``), except changes of modules that must not stop halfway, which finish first; a
 second Ctrl-C cuts those off too. The KeyboardInterrupt then propagates to the caller.
@@ -41,6 +43,7 @@ from shipit.inventory import Inventory, leader_of
 from shipit.modules.base import Change, Module, Plan, PlanContext, mask
 from shipit.playbook import Play, Playbook, Task, batches
 from shipit.pool import TransportPool
+from shipit.quoting import q
 from shipit.templating import Templar, make_environment, variables_in
 from shipit.transport import CommandResult, HostUnreachable, Transport
 
@@ -780,11 +783,17 @@ class Executor:
                 transport.stats.sftp_bytes += Path(change.upload.local).stat().st_size
         body = "\n".join(c.script for c in changes)
         marker = f"@@shipit:{self.nonce}:rc:"
-        script = (f"export LC_ALL=C\n( set -e\n{body}\n) </dev/null 1>&2\n__shipit_rc=$?\n"
+        script = (f"export LC_ALL=C\n{changes_script(body, timeout, self.nonce)}"
                   f"echo \"{marker}$__shipit_rc\"\n"
                   f"if [ \"$__shipit_rc\" = 0 ]; then\n"
                   f"{build_gather_script(refresh, self.kinds, self.nonce)}fi\n")
-        result = self._run_remote(transport, script, become, timeout + GATHER_TIMEOUT, interruptible, live=True)
+        # the script stops the changes itself at ``timeout``; the transport's limit is the
+        # backstop, with room for the stop's grace and the re-gather
+        result = self._run_remote(transport, script, become, timeout + KILL_GRACE + GATHER_TIMEOUT,
+                                  interruptible, live=True)
+        if timeout_line(timeout) in result.stderr:
+            raise ShipitError(f"{transport.host}: the task was stopped after {timeout:g} s (its timeout); "
+                              "it had not finished")
         head, sep, tail = result.stdout.partition(marker)
         if not sep:
             return (result.rc or 1), (result.stderr + head), {}
@@ -805,6 +814,56 @@ def live_mask_terms(secrets: Sequence[str]) -> list[str]:
         if "\n" in secret:
             terms += [part for part in secret.splitlines() if len(part.strip()) >= 3]
     return terms
+
+
+KILL_GRACE = 5.0
+"""Seconds a change stopped at its timeout has between SIGTERM and SIGKILL."""
+
+
+def timeout_line(timeout: float) -> str:
+    """The line the remote script prints on stderr when it stopped the changes at ``timeout``."""
+    return f"shipit: stopped after {timeout:g} s (the task's timeout)"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+def changes_script(body: str, timeout: float, nonce: str) -> str:
+    """POSIX sh that runs ``body`` (``set -e``, stdin /dev/null, stdout to stderr) and stops
+    it after ``timeout`` seconds; leaves its exit status in ``$__shipit_rc``.
+
+    The body runs in a session of its own (``setsid``, util-linux) so that a watchdog (a
+    session of its own too, stopped whole with its ``sleep``) can stop all of it,
+    grandchildren included: SIGTERM to the session's process group at ``timeout``
+    (after printing :func:`timeout_line` on stderr), SIGKILL :data:`KILL_GRACE` seconds
+    later. HUP/INT/TERM reaching the script (Ctrl-C: the SSH ``signal`` request, the sudo
+    wrapper) are passed on to the body's group and the watchdog. The body is fed as a here-doc
+    on fd 3 (no argv length limit; its stdin stays /dev/null), so it sees none of the
+    script's variables but the exported ones. The same shape as coreutils ``timeout -k``,
+    which cannot be used here: it would take the body out of reach of the Ctrl-C signal.
+    """
+    eof = f"__shipit_body_{nonce}"
+    t, grace = _seconds(timeout), _seconds(KILL_GRACE)
+    # the watchdog is a session of its own too, so that stopping it stops its ``sleep``: a
+    # sleep left behind would hold the channel's stderr open until the timeout (a trap that
+    # kills "$!" misses the sleep when the signal comes between the fork and the assignment)
+    watchdog = ('sleep "$1" </dev/null >/dev/null 2>&1 || exit 0; echo "$4" >&2; '
+                'kill -TERM -"$2" 2>/dev/null; sleep "$3" </dev/null >/dev/null 2>&1 || exit 0; '
+                'kill -KILL -"$2" 2>/dev/null')
+    # before its setsid() the watchdog has no group of its own: then kill it by its pid
+    stop_watchdog = 'kill -TERM -"$__shipit_wd" 2>/dev/null || kill -TERM "$__shipit_wd" 2>/dev/null'
+    on_signal = 'kill -TERM -"$__shipit_job" 2>/dev/null; ' + stop_watchdog
+    return (f"setsid sh -e /dev/fd/3 3<<'{eof}' </dev/null 1>&2 &\n{body}\n{eof}\n"
+            "__shipit_job=$!\n"
+            f"setsid sh -c {q(watchdog)} shipit-watchdog {t} \"$__shipit_job\" {grace} "
+            f"{q(timeout_line(timeout))} </dev/null >/dev/null &\n"
+            "__shipit_wd=$!\n"
+            f"trap {q(on_signal)} HUP INT TERM\n"
+            # a trapped signal ends ``wait`` early: wait again until the body is gone
+            "while :; do wait \"$__shipit_job\"; __shipit_rc=$?; kill -0 \"$__shipit_job\" 2>/dev/null || break; done\n"
+            f"{stop_watchdog}; wait \"$__shipit_wd\" 2>/dev/null\n"
+            "trap - HUP INT TERM\n")
 
 
 def _read_local(path: str) -> bytes:

@@ -23,6 +23,7 @@ for it in unit tests and honour ``timeout`` and ``cancel`` the same way.
 from __future__ import annotations
 
 import base64
+import errno
 import functools
 import hashlib
 import os
@@ -271,6 +272,19 @@ _DRAIN_AFTER_EXIT = 2.0   # seconds without output, after the exit status, befor
 # nothing would set it again (a 40 MB stdout+stderr command sat until its 300 s timeout in CI).
 # Polling at least this often bounds a lost wakeup to this delay.
 _WAKE_POLL = 0.1
+
+
+def upload_failure(host: str, local: str, remote: str, exc: BaseException) -> str:
+    """The message for an SFTP upload that failed with ``exc``. Pure.
+
+    A full disk on the host does not say so over SFTP: the server answers a bare "Failure"
+    (or nothing, and paramiko's check finds the file short: "size mismatch in put"), so the
+    message names the likely cause.
+    """
+    text = str(exc) or type(exc).__name__
+    if "size mismatch" in text or text.strip() == "Failure" or getattr(exc, "errno", None) == errno.ENOSPC:
+        text += " (the file did not arrive whole: is the disk full on the host?)"
+    return f"{host}: upload of {local} to {remote} failed: {text}"
 
 
 def _send_signal(chan: paramiko.Channel, name: str) -> None:
@@ -641,7 +655,7 @@ class SSHTransport:
                 self._sftp = None
                 if self._cancelled:
                     raise self._interrupted(None) from None
-                raise HostUnreachable(f"{self.host}: upload of {local} to {remote} failed: {exc}") from None
+                raise HostUnreachable(upload_failure(self.host, local, remote, exc)) from None
             self.stats.sftp += 1
 
     def close(self) -> None:

@@ -9,6 +9,10 @@ it), the units' sandbox (:mod:`shipit.hardening`: a private ``/tmp``, no privile
 read-only system but the shared dir), and ``RuntimeMaxSec`` = ``timeout``: a command that
 runs longer is stopped by systemd and the task fails. Output is streamed back over the pipe.
 The unit is named ``<app>-release-command``: a second one cannot start while one still runs.
+When the command is stopped (Ctrl-C, the task's timeout) the unit is stopped too (systemd-run
+alone would leave it running), and a unit left running by a deploy that died (SIGKILL) is
+stopped, with a line saying so, before the new one starts: the deploy lock says no other
+deploy runs.
 
 It always runs (the command is expected to be idempotent, as ``alembic upgrade head`` and
 ``manage.py migrate`` are: the database decides what is pending).
@@ -87,7 +91,20 @@ class ReleaseCommandModule(Module):
         lay = Layout(params["app"])
         argv = systemd_run_argv(lay, params["release"], params["cmd"], params["app"],
                                 float(params["timeout"]))
-        script = " ".join(q(w) for w in argv) + " </dev/null"
+        unit = q(f"{lay.migrate_unit}.service")
+        # systemd-run --wait leaves the unit running when it is itself stopped (Ctrl-C, a
+        # timeout): stop the unit then; and stop one a dead deploy left running before starting
+        script = (f"if [ \"$(systemctl show -P LoadState {unit})\" = loaded ]; then\n"
+                  f"  echo shipit: stopping {unit}, left running by an earlier deploy >&2\n"
+                  f"  systemctl stop {unit}\n"
+                  "fi\n"
+                  f"trap 'systemctl stop {unit} 2>/dev/null; exit 143' HUP INT TERM\n"
+                  # in the background and waited for: a trap runs only once the foreground
+                  # command ends, and systemd-run --wait does not end on SIGTERM (the unit
+                  # went on after Ctrl-C); ``wait`` is cut short by the signal at once
+                  + " ".join(q(w) for w in argv) + " </dev/null &\n"
+                  "wait $!\n"
+                  "trap - HUP INT TERM")
         reason = f"{params['label']}: {mask(params['cmd'], ctx.secrets)}"
         return Plan(changes=(Change(reason, script),))
 

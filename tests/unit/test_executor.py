@@ -4,11 +4,13 @@ mode, failures, any_errors_fatal, max_fail_percentage. Uses small test modules a
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from shipit.executor import Executor, RunOptions
+from shipit.executor import Executor, RunOptions, changes_script
 from shipit.facts import FactKind, FactQuery
 from shipit.facts.registry import fact_kinds
 from shipit.inventory import load_inventory
@@ -62,7 +64,17 @@ class Record(Module):
         return Plan(changes=(Change("record", f"echo {q(params['line'])} >> {q(params['log'])}"),))
 
 
-MODULES: dict[str, Module] = {m.name: m for m in (Touch(), Copy(), Record())}
+class Sh(Module):
+    """Runs ``cmd`` (a test double of ``shell:``, which needs host facts)."""
+
+    name = "sh"
+    params = {"cmd": Param(str, required=True)}
+
+    def plan(self, params: Mapping[str, Any], facts: Mapping[FactQuery, Any], ctx: PlanContext) -> Plan:
+        return Plan(changes=(Change("run", params["cmd"]),))
+
+
+MODULES: dict[str, Module] = {m.name: m for m in (Touch(), Copy(), Record(), Sh())}
 KINDS = {**fact_kinds(), "exists": FactKind("exists", lambda p: f"test -e {q(p)} && echo yes || echo no",
                                             lambda out: out.strip() == "yes")}
 
@@ -321,3 +333,62 @@ def test_the_next_play_renders_with_the_host_facts_gathered_after_the_last_chang
     result = Executor(inv, TransportPool(factory), MODULES, kinds).run_playbook(pb)
     assert not result.failed, [t.message for t in result.tasks]
     assert (tmp_path / "uses-v17").exists() and not (tmp_path / "uses-none").exists()
+
+
+def test_a_task_timeout_stops_the_changes_and_all_they_started_at_that_timeout(tmp_path: Path) -> None:
+    """Regression (#11 item 4): ``timeout: 1`` let ``sleep`` run 121 s (the task's timeout
+    plus the re-gather's budget, enforced only by the transport) and said "after 121 s"."""
+    marker = tmp_path / "after-sleep"
+    book = f"""\
+- name: stuck
+  hosts: h1
+  tasks:
+    - name: sleeps in a grandchild
+      sh: {{cmd: "sh -c 'sleep 587'; touch {marker}"}}
+      timeout: 1
+"""
+    inv, book_, transports, factory = setup(tmp_path, book, hosts=1)
+    result = run(inv, book_, factory)
+    task = next(t for t in result.tasks if t.task == "sleeps in a grandchild")
+    assert task.status == "failed"
+    assert task.message == "h1: the task was stopped after 1 s (its timeout); it had not finished"
+    time.sleep(0.5)
+    assert not marker.exists()
+    assert subprocess.run(["pgrep", "-f", "sleep 587"], capture_output=True).returncode == 1, "sleep left running"
+
+
+def test_a_change_that_finishes_in_time_is_not_slowed_by_its_watchdog(tmp_path: Path) -> None:
+    book = f"""\
+- name: quick
+  hosts: h1
+  tasks:
+    - name: quick
+      sh: {{cmd: "echo ok > {tmp_path}/log"}}
+      timeout: 600
+    - name: fails
+      sh: {{cmd: "echo x > {tmp_path}/nodir/log"}}
+"""
+    inv, book_, transports, factory = setup(tmp_path, book, hosts=1)
+    result = run(inv, book_, factory)
+    statuses = {t.task: t.status for t in result.tasks}
+    assert statuses == {"quick": "changed", "fails": "failed"}
+    assert (tmp_path / "log").read_text() == "ok\n"
+    assert "nodir" in next(t.message for t in result.tasks if t.task == "fails")
+
+
+def test_a_quick_change_leaves_no_watchdog_sleep_holding_the_output_open(tmp_path: Path) -> None:
+    """Regression: the watchdog killed its ``sleep`` by ``$!`` from a trap, so a stop arriving
+    between the fork and the assignment left the sleep behind, holding the command's stderr
+    open until the task's timeout (a unit test sat 8 minutes on it; on the lab an orphan
+    ``sleep 600`` stayed after every few deploys). Many quick runs: each ends at once, none
+    leaves a sleep."""
+    script = "export LC_ALL=C\n" + changes_script("true", 593.25, "n0nce") + 'echo "rc=$__shipit_rc"\n'
+    try:
+        for _ in range(100):
+            r = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True, timeout=15)
+            assert r.stdout == "rc=0\n", r
+    finally:
+        left = subprocess.run(["pgrep", "-f", "^sleep 593.25"], capture_output=True, text=True).stdout.split()
+        for pid in left:
+            subprocess.run(["kill", pid], check=False)
+    assert left == [], "a watchdog sleep was left running"

@@ -102,8 +102,9 @@ def test_migrate_reaches_systemd_run_as_one_literal_word(tmp_path: Path, payload
     spec = load_app_spec(spec_with(tmp_path, ("migrate",), cmd))
     plan = ReleaseCommandModule().plan({"app": spec.name, "release": "20261122T181633Z-a51196c9b409",
                                         "cmd": spec.migrate, "timeout": 60, "label": "migrate"}, {}, CTX)
-    words = shlex.split(plan.changes[0].script)
-    assert words[-4:] == ["/bin/sh", "-c", cmd, "</dev/null"]
+    # the script stops the unit around it (traps): the systemd-run line is the one to check
+    line = next(ln for ln in plan.changes[0].script.splitlines() if ln.startswith("systemd-run "))
+    assert shlex.split(line)[-5:] == ["/bin/sh", "-c", cmd, "</dev/null", "&"]
 
 
 @pytest.mark.parametrize("payload", ["x\ny", "x\r\ny", "x\x00y"], ids=repr)

@@ -174,3 +174,15 @@ def test_local_shell_cancel_from_another_thread(tmp_path: Path) -> None:
         t.run("true\n")
     t.resume()
     assert t.run("echo back\n").stdout == "back\n"
+
+
+def test_an_upload_cut_short_by_a_full_disk_says_the_disk_may_be_full() -> None:
+    """Regression (fault matrix, full disk): the message was only paramiko's "size mismatch in
+    put!  0 != 16997", which does not say why."""
+    from shipit.transport import upload_failure
+
+    for exc in (OSError("size mismatch in put!  0 != 16997"), OSError("Failure"),
+                OSError(28, "No space left on device")):
+        msg = upload_failure("web2", "/a/p.gz", ".shipit-upload-x", exc)
+        assert msg.startswith("web2: upload of /a/p.gz to .shipit-upload-x failed: ") and "disk full" in msg, msg
+    assert "disk full" not in upload_failure("web2", "a", "b", OSError("Connection reset by peer"))
