@@ -7,7 +7,9 @@ Pure command builders (words, quoted only by the caller through :func:`shipit.qu
   the app's units get: the app user and group, the release dir as working directory, the
   release's ``release.env`` and its env file read by systemd itself (so secrets reach the
   process through the 0600 env file, never through an argv, and values of any bytes arrive
-  exactly), the release's venv first on ``PATH``. ``--pty`` when a person is at a terminal
+  exactly), the release's venv first on ``PATH``, and the units' sandbox
+  (:func:`shipit.hardening.directives`: the system and the release read-only, ``shared/``
+  writable, no privileges). ``--pty`` when a person is at a terminal
   (``kamal app exec -i``, ``fly ssh console``), ``--pipe`` otherwise (output streamed, the
   exit status passed on).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from shipit import hardening
 from shipit.layout import Layout
 from shipit.modules.release_command import release_environment
 from shipit.quoting import q
@@ -49,7 +52,8 @@ def console_argv(layout: Layout, release: str, user: str, command: Sequence[str]
     props = [
         *release_environment(layout, release, user),
         f"Environment=VIRTUAL_ENV={layout.venv(release)}",
-        "PrivateTmp=yes", "NoNewPrivileges=yes", "ProtectSystem=full",
+        # the sandbox of the app's own units: what the app cannot do, its console cannot either
+        *hardening.directives([layout.shared]),
     ]
     if timeout is not None:
         props.append(f"RuntimeMaxSec={max(1, int(timeout))}")

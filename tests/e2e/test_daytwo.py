@@ -170,12 +170,16 @@ def test_console_prints_an_env_value_with_a_quote_a_dollar_and_a_newline_exactly
 
 def test_console_is_the_app_user_in_the_current_release_and_passes_the_exit_status(
         env: DayTwo, app: Path, deployed: dict[str, Any]) -> None:
-    script = 'id -un; pwd; command -v python; exit 7'
+    # and in the app units' sandbox: the release is read-only, shared/ is writable
+    probe = f"{LAYOUT.shared}/console-probe"
+    script = (f'id -un; pwd; command -v python; (: > probe) 2>/dev/null && echo release-rw || echo release-ro; '
+              f'(: > {probe}) && echo shared-rw && rm -f {probe}; exit 7')
     result = env.run("console", ENV_NAME, "-l", "web2", "--", "sh", "-c", script, app=app, timeout=300)
     assert result.returncode == 7, result.stderr
-    user, cwd, python = result.stdout.splitlines()
+    user, cwd, python, release_rw, shared_rw = result.stdout.splitlines()
     release = deployed["release"]
     assert (user, cwd, python) == ("example", LAYOUT.release(release), f"{LAYOUT.venv(release)}/bin/python")
+    assert (release_rw, shared_rw) == ("release-ro", "shared-rw")
     # the secret travelled in the env file: it is in no process's argv on the host
     assert "second line" not in env.run_on("web2", "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '\n")
 

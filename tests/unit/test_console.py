@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 
-from shipit import console
+from shipit import console, hardening
 from shipit.layout import Layout
 
 LAY = Layout("example")
@@ -75,3 +75,12 @@ def test_stdin_is_mirrored_only_from_our_foreground_terminal(tmp_path: object) -
     finally:
         for fd in (r, w, master, slave):
             os.close(fd)
+
+
+def test_the_console_runs_in_the_sandbox_of_the_app_units() -> None:
+    """A console is the app's code run by hand: it gets no more than the app's units do."""
+    p = props(console.console_argv(LAY, REL, "example", ["python"], tty=True))
+    for directive in hardening.directives([LAY.shared]):
+        assert directive in p
+    assert "ProtectSystem=strict" in p and f"ReadWritePaths=-{LAY.shared}" in p
+    assert "ProtectSystem=full" not in p
