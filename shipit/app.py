@@ -477,7 +477,8 @@ def _check_web(c: _Checker, web: Any, wf: str, wct: Any) -> Web:
         if not isinstance(ref, str) or not webserver.APP_REF.match(ref):
             example = "mysite.wsgi:application" if interface == "wsgi" else "example_app.main:app"
             c.add(wf, web, given[0], f"web.{given[0]}",
-                  f"expected module:attribute of the {interface.upper()} app, e.g. {example}; got {ref!r}")
+                  f"expected module:attribute of the {interface.upper()} app, e.g. {example}, or "
+                  f"module:factory() for an app factory, e.g. myapp:create_app(); got {ref!r}")
             ref = ""
     server: Any = web.get("server", webserver.SERVERS[interface][0])
     if server not in webserver.SERVERS[interface]:

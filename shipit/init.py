@@ -5,7 +5,9 @@ Static inspection only (the app is never imported): the dependencies (``pyprojec
 ``[project].dependencies``, ``requirements*.txt``), the layout (``manage.py``, a ``src/``
 layout) and the Python files' syntax trees (:mod:`ast`), looking for a module-level web app:
 ``app = FastAPI(...)`` / ``Flask(...)`` / ``Starlette(...)`` / ``Quart(...)`` / ``Litestar(...)``,
-Django's ``application`` in the settings package's ``wsgi.py``, or a plain callable named
+Django's ``application`` in the settings package's ``wsgi.py``, an application factory (a
+module-level ``create_app()``/``make_app()``/... building one of those, callable with no
+arguments: ``module:create_app()``), or a plain callable named
 ``app``/``application`` (``(scope, receive, send)``: ASGI, ``(environ, start_response)``: WSGI).
 
 Pure: :func:`detect` reads files and returns a :class:`Detected`; :func:`render_spec`,
@@ -30,6 +32,9 @@ FRAMEWORKS: dict[str, tuple[str, str]] = {
     "FastAPI": ("fastapi", "asgi"), "Starlette": ("starlette", "asgi"), "Quart": ("quart", "asgi"),
     "Litestar": ("litestar", "asgi"), "Flask": ("flask", "wsgi"),
 }
+#: Names of application factories looked for (Flask's ``create_app()`` pattern): a module-level
+#: function of one of these names, callable with no arguments, that constructs a framework object.
+FACTORY_NAMES = ("create_app", "make_app", "get_app", "get_application", "app_factory")
 #: Directories never searched for the app.
 SKIP_DIRS = {"tests", "test", "migrations", "node_modules", "venv", "env", "build", "dist", "site-packages",
              "__pycache__", "alembic", "docs"}
@@ -51,7 +56,8 @@ class Detected:
     """What :func:`detect` found in an app's directory.
 
     ``framework``: fastapi, django, flask, starlette, quart, litestar, or ``asgi``/``wsgi``
-    (a plain callable); ``app_ref``: ``module:attribute``; ``interface``: asgi or wsgi;
+    (a plain callable); ``app_ref``: ``module:attribute`` or ``module:factory()``;
+    ``interface``: asgi or wsgi;
     ``source_file``: where the app object is (relative); ``dependencies``: normalized names;
     ``notes``: things the user should know (a missing server dependency, ...).
     """
@@ -152,9 +158,26 @@ def _call_name(node: ast.expr) -> str | None:
     return None
 
 
+def _framework_built_in(node: ast.FunctionDef) -> tuple[str, str] | None:
+    """(framework, interface) of the first framework object constructed in ``node``'s body."""
+    for sub in ast.walk(node):
+        called = _call_name(sub) if isinstance(sub, ast.Call) else None
+        if called in FRAMEWORKS:
+            return FRAMEWORKS[called]
+    return None
+
+
+def _no_required_args(node: ast.FunctionDef) -> bool:
+    """Whether ``node`` can be called with no arguments (every parameter has a default)."""
+    a = node.args
+    required_kw = [d for d in a.kw_defaults if d is None]
+    return len(a.posonlyargs) + len(a.args) <= len(a.defaults) and not required_kw
+
+
 def _candidates(tree: ast.Module) -> list[tuple[int, str, str, str]]:
     """(rank, attribute, framework, interface) of each module-level app in ``tree``; a lower
-    rank is a better guess (framework objects before plain callables)."""
+    rank is a better guess (framework objects named ``app`` first, then other framework objects
+    and app factories, whose attribute is the call ``create_app()``, then plain callables)."""
     out: list[tuple[int, str, str, str]] = []
     for node in tree.body:
         if isinstance(node, (ast.Assign, ast.AnnAssign)):
@@ -169,6 +192,10 @@ def _candidates(tree: ast.Module) -> list[tuple[int, str, str, str]]:
                 for target in targets:
                     if isinstance(target, ast.Name):
                         out.append((0, target.id, "django", "wsgi"))
+        elif isinstance(node, ast.FunctionDef) and node.name in FACTORY_NAMES and _no_required_args(node):
+            built = _framework_built_in(node)
+            if built is not None:
+                out.append((1, f"{node.name}()", *built))
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in ("app", "application"):
             args = [a.arg for a in node.args.args]
             if isinstance(node, ast.AsyncFunctionDef) and len(args) == 3:
@@ -248,8 +275,9 @@ def detect(root: Path) -> Detected:
         found = _find_app(root)
     if found is None:
         raise ValidationError([Problem(str(root), 0, "", "no web app found: looked for manage.py (Django) and "
-                                       "a module-level app object (app = FastAPI()/Flask()/Starlette()..., or "
-                                       "an ASGI/WSGI callable named app or application) in the Python files; "
+                                       "a module-level app object (app = FastAPI()/Flask()/Starlette()..., an "
+                                       "app factory create_app() building one, or an ASGI/WSGI callable named "
+                                       "app or application) in the Python files; "
                                        "no file was written")])
     app_ref, framework, interface, source_file = found
     if migrate is None:

@@ -9,7 +9,7 @@ the server is the unit's main process and receives systemd's SIGTERM itself).
 Servers (the choices of the app spec's ``web.server``):
 
 ``uvicorn`` (ASGI; the default for ``web.asgi``)
-    ``uvicorn APP --host H --port P --workers N --timeout-graceful-shutdown S --no-access-log``
+    ``uvicorn APP [--factory] --host H --port P --workers N --timeout-graceful-shutdown S --no-access-log``
     (``--uds PATH`` for a unix socket, ``--fd 3`` for the socket systemd passes: a web slot's).
 ``gunicorn`` (WSGI; the default for ``web.wsgi``; ASGI with uvicorn's worker class)
     ``gunicorn APP --bind H:P --workers N --graceful-timeout S`` plus ``--threads T`` (the
@@ -39,10 +39,16 @@ DISTRIBUTIONS: dict[tuple[str, str], tuple[str, ...]] = {
 }
 """The distributions the app's dependencies must include for each (interface, server)."""
 
-APP_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-"""``module.path:attribute`` (no call syntax, no spaces: it is split as one word)."""
+APP_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(\(\))?$")
+"""``module.path:attribute``, or ``module.path:factory()`` for an application factory called
+with no arguments (Flask's ``create_app()`` pattern); no spaces: it is split as one word."""
 
-_SAFE_WORD = re.compile(r"^[A-Za-z0-9_@%+=:,./-]+$")
+_SAFE_WORD = re.compile(r"^[A-Za-z0-9_@%+=:,./-]+(\(\))?$")
+
+
+def is_factory(app: str) -> bool:
+    """Whether the app reference ``app`` (:data:`APP_REF`) names a factory: ``mod:create_app()``."""
+    return app.endswith("()")
 
 
 @dataclass(frozen=True)
@@ -102,14 +108,16 @@ def server_argv(server: str, interface: str, app: str, bind: Bind, workers: int 
     Args:
         server: ``uvicorn`` or ``gunicorn`` (see :data:`SERVERS`).
         interface: ``asgi`` or ``wsgi``.
-        app: ``module:attribute`` (:data:`APP_REF`).
+        app: ``module:attribute`` or ``module:factory()`` (:data:`APP_REF`); gunicorn is given
+            a factory call as it is (gunicorn calls it), uvicorn its name and ``--factory``.
         bind: where to listen.
         workers: worker processes.
         threads: gunicorn's threads per worker (WSGI only; None or 1: the sync worker).
         graceful: seconds in-flight requests get on SIGTERM.
 
     The first word is the executable's name (the caller prefixes the venv's ``bin/``). Every
-    word matches ``[A-Za-z0-9_@%+=:,./-]+`` so the argv survives ``sh``'s word splitting.
+    word matches ``[A-Za-z0-9_@%+=:,./-]+``, a factory call ending in ``()``, so the argv
+    survives ``sh``'s word splitting (parentheses from an expansion are not shell syntax).
 
     Raises:
         ValueError: an unknown server or interface, a server the interface does not accept,
@@ -120,11 +128,13 @@ def server_argv(server: str, interface: str, app: str, bind: Bind, workers: int 
         raise ValueError(f"server {server!r} does not serve {interface!r} apps; expected one of "
                          f"{', '.join(SERVERS.get(interface, ()))}")
     if not APP_REF.match(app):
-        raise ValueError(f"expected module:attribute, got {app!r}")
+        raise ValueError(f"expected module:attribute or module:factory(), got {app!r}")
     if threads not in (None, 1) and (server != "gunicorn" or interface != "wsgi"):
         raise ValueError("threads are gunicorn's, for WSGI apps")
     if server == "uvicorn":
-        argv = ["uvicorn", app, *bind.uvicorn_args(), "--workers", str(workers),
+        # uvicorn calls a factory itself when told so (--factory) and takes its bare name
+        factory = ["--factory"] if is_factory(app) else []
+        argv = ["uvicorn", app.removesuffix("()"), *factory, *bind.uvicorn_args(), "--workers", str(workers),
                 "--timeout-graceful-shutdown", str(graceful), "--no-access-log"]
     else:
         argv = ["gunicorn", app, *bind.gunicorn_args(), "--workers", str(workers),

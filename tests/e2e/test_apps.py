@@ -105,7 +105,7 @@ def test_the_flask_app_is_served_by_gunicorn_over_https(env: Env, flask_first: d
     main = env.run_on("web1", "systemctl show -p MainPID --value flaskapp-web@8100.service flaskapp-web@8101.service"
                               " | grep -v '^0$' | head -n1\n").strip()
     ps = env.run_on("web1", f"ps -o user=,args= -p {main}; pgrep -c -P {main}\n").splitlines()
-    assert ps[0].split()[0] == "flaskapp" and "gunicorn flask_app:app" in ps[0] and "--threads 4" in ps[0]
+    assert ps[0].split()[0] == "flaskapp" and "gunicorn flask_app:create_app()" in ps[0] and "--threads 4" in ps[0]
     assert ps[1].strip() == "2"
     # the SQLite file is in the shared dir, owned by the app user (the migrate step made it)
     owner = env.run_on("web1", "stat -c %U /srv/flaskapp/shared/data/app.db\n").strip()

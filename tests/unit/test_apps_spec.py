@@ -13,7 +13,7 @@ from shipit.artifact import BuildError, build_step_env, run_build_steps, staged_
 from shipit.deploy import app_vars, render_release_env, web_commands
 from shipit.errors import ValidationError
 from shipit.modules.release import Static, site_content
-from shipit.webserver import Bind, missing_distributions, server_argv
+from shipit.webserver import Bind, is_factory, missing_distributions, server_argv
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BASE = "name: shop\ndomains: [shop.test]\n"
@@ -48,10 +48,34 @@ def test_server_argv_for_each_server_and_bind() -> None:
     assert "127.0.0.1:%i" in server_argv("gunicorn", "wsgi", "a:app", Bind.tcp("%i"), 2)
 
 
+def test_an_app_factory_is_called_by_the_server() -> None:
+    """``mod:create_app()`` (Flask's app factory): gunicorn calls it as given, uvicorn is told
+    --factory and given the bare name (uvicorn refuses call syntax)."""
+    assert is_factory("shop:create_app()") and not is_factory("shop:app")
+    assert server_argv("gunicorn", "wsgi", "shop:create_app()", Bind.tcp(8200), 2)[:2] == (
+        "gunicorn", "shop:create_app()")
+    assert server_argv("uvicorn", "asgi", "shop.main:make_app()", Bind.tcp(8000), 2)[:3] == (
+        "uvicorn", "shop.main:make_app", "--factory")
+    assert server_argv("gunicorn", "asgi", "shop.main:make_app()", Bind.tcp(8000), 2)[1] == "shop.main:make_app()"
+
+
+def test_an_app_factory_survives_the_web_units_word_splitting() -> None:
+    """The web unit runs ``sh -c 'exec $SHIPIT_WEB_<port>'``: the call stays one word."""
+    import subprocess
+
+    words = server_argv("gunicorn", "wsgi", "shop:create_app()", Bind.tcp(8200), 2)
+    line = " ".join(words)
+    out = subprocess.run(["/bin/sh", "-c", 'for w in $LINE; do printf "%s\\n" "$w"; done'],
+                         env={"LINE": line, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                         check=True).stdout
+    assert tuple(out.splitlines()) == words
+
+
 @pytest.mark.parametrize("args, message", [
     (("uvicorn", "wsgi", "a:app"), "does not serve 'wsgi'"),
     (("waitress", "wsgi", "a:app"), "does not serve"),
-    (("gunicorn", "wsgi", "a:app()"), "module:attribute"),
+    (("gunicorn", "wsgi", "a:app(1)"), "module:attribute"),
+    (("gunicorn", "wsgi", "a:app()()"), "module:attribute"),
     (("gunicorn", "wsgi", "a b:app"), "module:attribute"),
 ])
 def test_server_argv_refuses(args: tuple[str, str, str], message: str) -> None:
@@ -78,6 +102,8 @@ def test_wsgi_asgi_and_the_old_app_key_load(tmp_path: Path) -> None:
     (tmp_path / "shipit.yml").write_text(BASE + "web: {asgi: shop.main:app, server: gunicorn}\n")
     spec = load_app_spec(tmp_path)
     assert (spec.interface, spec.server) == ("asgi", "gunicorn")
+    (tmp_path / "shipit.yml").write_text(BASE + "web: {wsgi: 'shop:create_app()'}\n")
+    assert load_app_spec(tmp_path).app_ref == "shop:create_app()"
     (tmp_path / "shipit.yml").write_text(BASE + "web: {app: shop.main:app}\n")
     assert (load_app_spec(tmp_path).interface, load_app_spec(tmp_path).server) == ("asgi", "uvicorn")
 
@@ -86,7 +112,8 @@ def test_wsgi_asgi_and_the_old_app_key_load(tmp_path: Path) -> None:
     ("web: {wsgi: a:app, asgi: a:app}\n", "shipit.yml:3: web.wsgi: give one of asgi:, wsgi: or app:, not asgi and wsgi"),
     ("web: {workers: 2}\n", "shipit.yml:3: web: expected a mapping with the app, as {asgi: module:app}"),
     ("web: {wsgi: 'mysite.wsgi'}\n", "shipit.yml:3: web.wsgi: expected module:attribute of the WSGI app, e.g. "
-                                     "mysite.wsgi:application"),
+                                     "mysite.wsgi:application, or module:factory() for an app factory"),
+    ("web: {wsgi: 'shop:create_app(debug=True)'}\n", "shipit.yml:3: web.wsgi: expected module:attribute"),
     ("web:\n  wsgi: a:app\n  server: uvicorn\n", "shipit.yml:5: web.server: expected gunicorn to serve a WSGI app, "
                                                  "got 'uvicorn'"),
     ("web:\n  asgi: a:app\n  server: daphne\n", "shipit.yml:5: web.server: expected uvicorn or gunicorn to serve an "

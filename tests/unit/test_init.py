@@ -67,7 +67,7 @@ def test_a_second_init_refuses_to_overwrite_and_names_the_files_unless_forced(tm
     assert (app / "shipit.yml").read_text() == "# mine\n"
     assert not (app / ".github").exists()  # nothing written, not even the files that were free
     forced = invoke("init", str(app), "--force")
-    assert forced.exit_code == 0 and load_app_spec(app).app_ref == "flask_app:app"
+    assert forced.exit_code == 0 and load_app_spec(app).app_ref == "flask_app:create_app()"
 
 
 def test_ci_github_writes_a_workflow_with_pinned_host_keys(tmp_path: Path) -> None:
@@ -123,6 +123,29 @@ def test_framework_objects_win_and_tests_migrations_and_broken_files_are_skipped
     assert found.dependencies == {"starlette", "uvicorn"}
 
 
+def test_an_app_factory_is_found_and_named_as_a_call(tmp_path: Path) -> None:
+    """Flask's application factory: ``create_app()`` building the app (defaults allowed)."""
+    root = _app(tmp_path / "f", {
+        "requirements.txt": "flask\ngunicorn\n",
+        "shop/__init__.py": "from flask import Flask\n\ndef create_app(config=None, *, debug=False):\n"
+                            "    app = Flask(__name__)\n    return app\n",
+        "shop/helpers.py": "def make_app():\n    return 1\n"})  # builds no app object: not one
+    found = initmod.detect(root)
+    assert (found.framework, found.app_ref, found.interface) == ("flask", "shop:create_app()", "wsgi")
+    assert invoke("init", str(root)).exit_code == 0
+    assert load_app_spec(root).app_ref == "shop:create_app()"  # the written spec validates
+    # a module-level app object still wins over a factory
+    both = initmod.detect(_app(tmp_path / "b", {
+        "requirements.txt": "fastapi\nuvicorn\n",
+        "api.py": "from fastapi import FastAPI\ndef get_app():\n    return FastAPI()\napp = get_app()\n",
+        "main.py": "from fastapi import FastAPI\napp = FastAPI()\n"}))
+    assert both.app_ref == "main:app"
+    asgi = initmod.detect(_app(tmp_path / "a", {
+        "requirements.txt": "fastapi\nuvicorn\n",
+        "svc.py": "import fastapi\ndef get_application():\n    return fastapi.FastAPI()\n"}))
+    assert (asgi.app_ref, asgi.interface) == ("svc:get_application()", "asgi")
+
+
 def test_the_app_is_never_imported(tmp_path: Path) -> None:
     marker = tmp_path / "imported"
     root = _app(tmp_path, {"main.py": f"open({str(marker)!r}, 'w').close()\nfrom flask import Flask\n"
@@ -132,7 +155,8 @@ def test_the_app_is_never_imported(tmp_path: Path) -> None:
 
 
 def test_no_app_found_or_no_directory_exits_2_and_writes_nothing(tmp_path: Path) -> None:
-    root = _app(tmp_path, {"factory.py": "from flask import Flask\ndef create_app():\n    return Flask(__name__)\n"})
+    # a factory that needs an argument cannot be called by the server: not an app
+    root = _app(tmp_path, {"factory.py": "from flask import Flask\ndef create_app(config):\n    return Flask(__name__)\n"})
     result = invoke("init", str(root))
     assert result.exit_code == 2 and "no web app found" in result.stderr and "Traceback" not in result.output
     assert sorted(p.name for p in root.iterdir()) == ["factory.py"]
