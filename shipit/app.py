@@ -174,7 +174,8 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _POSTGRES_RESERVED = {"postgres", "template0", "template1"}
 #: Variables an ``env:`` value may use (what the env file is rendered with).
-ENV_VARIABLES = frozenset({"secrets", "hostvars", "groups", "env_name"})
+ENV_VARIABLES = frozenset({"secrets", "hostvars", "groups", "env_name", "domains"})
+"""The variables an ``env:`` value's template may use (see :func:`shipit.deploy.render_env_file`)."""
 MAX_HEALTH_TIMEOUT = 3600.0
 MAX_MIGRATE_TIMEOUT = 86400.0
 

@@ -112,3 +112,19 @@ def test_per_worker_memory_measured_from_the_running_release(tmp_path: Path) -> 
     assert size_workers(spec, facts) == 3  # 600 MiB / (2 slots x the 100 MiB default)
     assert size_workers(spec, facts, measured=measured_worker_memory(status)) == 3  # 600 // (2 x 92.8)
     assert size_workers(spec, facts, measured=150 * 2**20) == 2
+
+
+def test_env_values_may_use_the_domains_of_this_environment(tmp_path: Path) -> None:
+    """Django's ALLOWED_HOSTS from the domains the inventory gives, not written twice."""
+    (tmp_path / "inv.yml").write_text("hosts: {web1: {address: 10.0.0.1}}\n"
+                                      "app: {domains: [www.shop.test, shop.test]}\n")
+    (tmp_path / "shipit.yml").write_text("name: a\nweb: {app: a:app}\ndomains: [a.test]\nenv:\n"
+                                         "  HOSTS: \"{{ domains | join(',') }},127.0.0.1\"\n")
+    inv = load_inventory(tmp_path / "inv.yml")
+    spec = load_app_spec(tmp_path, inv.app, inv.path)
+    target = Target("prod", inv, spec, {}, ("web1",), "web1")
+    assert 'HOSTS="www.shop.test,shop.test,127.0.0.1"' in render_env_file(target)
+    (tmp_path / "shipit.yml").write_text("name: a\nweb: {app: a:app}\ndomains: [a.test]\n"
+                                         "env: {X: '{{ domain }}'}\n")
+    with pytest.raises(ValidationError, match="undefined variable domain; env values may use domains, env_name"):
+        load_app_spec(tmp_path)
