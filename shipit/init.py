@@ -59,6 +59,8 @@ class Detected:
     (a plain callable); ``app_ref``: ``module:attribute`` or ``module:factory()``;
     ``interface``: asgi or wsgi;
     ``source_file``: where the app object is (relative); ``dependencies``: normalized names;
+    ``env``: (name, value) pairs for ``env:``, values as written in YAML (a template quoted);
+    ``secrets``: names for ``secrets:``, each used by an ``env:`` value;
     ``notes``: things the user should know (a missing server dependency, ...).
     """
 
@@ -74,6 +76,7 @@ class Detected:
     build: tuple[str, ...] = ()
     static_dir: str | None = None
     database: bool = False
+    secrets: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -253,6 +256,7 @@ def detect(root: Path) -> Detected:
     build: list[str] = []
     migrate: str | None = None
     static_dir: str | None = None
+    secrets: list[str] = []
     manage = root / "manage.py"
     if manage.is_file():  # Django: the settings module names the project package
         m = _SETTINGS.search(manage.read_text(errors="replace"))
@@ -269,6 +273,21 @@ def detect(root: Path) -> Detected:
             if (s := _STATIC_ROOT.search(text)) is not None:
                 static_dir = s.group(1)
                 build.append("python manage.py collectstatic --noinput")
+            read = django_settings_env(text)
+            settings_name = settings_file.name
+            if read.get("ALLOWED_HOSTS"):  # the health check asks 127.0.0.1: allow it too
+                env.append((str(read["ALLOWED_HOSTS"]), "\"{{ domains | join(',') }},127.0.0.1\""))
+            elif "ALLOWED_HOSTS" in read:
+                notes.append(f"ALLOWED_HOSTS is fixed in {settings_name}: it must hold your domains and "
+                             "127.0.0.1 (the health check), or be read from the environment "
+                             "(env: then sets it from the domains)")
+            if read.get("SECRET_KEY"):
+                secret = str(read["SECRET_KEY"])
+                env.append((secret, f"\"{{{{ secrets.{secret} }}}}\""))
+                secrets.append(secret)
+            elif "SECRET_KEY" in read:
+                notes.append(f"SECRET_KEY is written in {settings_name}: read it from the environment, e.g. "
+                             "os.environ[\"DJANGO_SECRET_KEY\"], and list it under secrets:")
             if not (root / "pyproject.toml").is_file() and (root / package).is_dir():
                 name = _project_name(root / package)  # no project name: the project package's
     if found is None:
@@ -293,7 +312,53 @@ def detect(root: Path) -> Detected:
                     source_file=source_file, dependencies=deps, migrate=migrate,
                     health_path="/health" if _mentions_health(root) else "/",
                     env=tuple(env), build=tuple(build), static_dir=static_dir, database=database,
-                    notes=tuple(notes))
+                    secrets=tuple(secrets), notes=tuple(notes))
+
+
+#: Calls that read one environment variable, named by their first argument: ``os.getenv``,
+#: django-environ's ``env(...)``, python-decouple's ``config(...)``; and django-environ's typed
+#: readers, called on its ``env`` object (``env.str(...)``, ``env.list(...)``).
+_ENV_READERS = {"getenv", "env", "config"}
+_ENV_TYPED_READERS = {"str", "list", "bool", "int"}
+
+
+def _env_variable_read(value: ast.expr) -> str | None:
+    """The name of the environment variable ``value`` reads (``os.environ["X"]``,
+    ``os.environ.get("X", ...)``, ``os.getenv("X")``, ``env("X")``, ``config("X")``, also inside
+    e.g. ``.split(",")``), or None."""
+    for node in ast.walk(value):
+        arg: ast.expr | None = None
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr == "environ":
+            arg = node.slice
+        elif isinstance(node, ast.Call) and node.args:
+            func = node.func
+            if isinstance(func, ast.Attribute) and func.attr == "get" and isinstance(func.value, ast.Attribute) \
+                    and func.value.attr == "environ":
+                arg = node.args[0]
+            elif _call_name(node) in _ENV_READERS or (
+                    isinstance(func, ast.Attribute) and func.attr in _ENV_TYPED_READERS
+                    and isinstance(func.value, ast.Name) and func.value.id == "env"):
+                arg = node.args[0]
+        if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and re.fullmatch(r"[A-Za-z_]\w*", arg.value):
+            return arg.value
+    return None
+
+
+def django_settings_env(text: str) -> dict[str, str | None]:
+    """For Django settings source ``text``: ``SECRET_KEY`` and ``ALLOWED_HOSTS`` -> the
+    environment variable each is read from (None: set in the file itself). A setting the file
+    does not assign at module level is absent. Pure; a file that does not parse gives {}."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return {}
+    found: dict[str, str | None] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name) and target.id in ("SECRET_KEY", "ALLOWED_HOSTS"):
+                    found[target.id] = _env_variable_read(node.value)
+    return found
 
 
 def _db_name(name: str) -> str:
@@ -335,7 +400,12 @@ def render_spec(d: Detected) -> str:
         lines += [f"  {k}: {v}" for k, v in d.env]
     else:
         lines.append("# env: {LOG_LEVEL: info}         # values may use {{ secrets.X }}, {{ hostvars[h].address }}")
-    lines.append("# secrets: [SECRET_KEY]            # from the runner's environment or a secrets file, never committed")
+    if d.secrets:
+        lines.append(f"secrets: [{', '.join(d.secrets)}]  # from the runner's environment or a secrets file, "
+                     "never committed")
+    else:
+        lines.append("# secrets: [SECRET_KEY]            # from the runner's environment or a secrets file, "
+                     "never committed")
     if d.database:
         db = _db_name(d.name)
         lines.append(f"# database: {{name: {db}, user: {db}, password_secret: DB_PASSWORD}}   # PostgreSQL on group db")

@@ -164,3 +164,41 @@ def test_no_app_found_or_no_directory_exits_2_and_writes_nothing(tmp_path: Path)
     assert missing.exit_code == 2
     (tmp_path / "file").write_text("")
     assert invoke("init", str(tmp_path / "file")).exit_code == 2
+
+
+@pytest.mark.parametrize("source, expected", [
+    ('import os\nSECRET_KEY = os.environ["DJ_KEY"]\nALLOWED_HOSTS = os.environ.get("HOSTS", "").split(",")\n',
+     {"SECRET_KEY": "DJ_KEY", "ALLOWED_HOSTS": "HOSTS"}),
+    ('import os\nSECRET_KEY = os.getenv("K")\n', {"SECRET_KEY": "K"}),
+    ('import environ\nenv = environ.Env()\nSECRET_KEY = env("SECRET_KEY")\nALLOWED_HOSTS = env.list("AH")\n',
+     {"SECRET_KEY": "SECRET_KEY", "ALLOWED_HOSTS": "AH"}),
+    ('from decouple import config\nSECRET_KEY = config("SK")\n', {"SECRET_KEY": "SK"}),
+    ('SECRET_KEY = "django-insecure-abc"\nALLOWED_HOSTS = []\n', {"SECRET_KEY": None, "ALLOWED_HOSTS": None}),
+    ('SECRET_KEY = str("notavariable")\n', {"SECRET_KEY": None}),
+    ('DEBUG = True\n', {}),
+    ('SECRET_KEY = (\n', {}),
+])
+def test_django_settings_read_from_the_environment(source: str, expected: dict[str, str | None]) -> None:
+    assert initmod.django_settings_env(source) == expected
+
+
+def test_django_init_maps_its_secret_key_and_allowed_hosts(tmp_path: Path) -> None:
+    """The settings read SECRET_KEY and ALLOWED_HOSTS from the environment: init's spec sets
+    them (the key as a secret, the hosts from the domains plus the health check's 127.0.0.1)."""
+    app = _copy("django-app", tmp_path)
+    assert invoke("init", str(app)).exit_code == 0
+    spec = load_app_spec(app)
+    assert spec.secrets == ("DJANGO_SECRET_KEY",)
+    assert spec.env["DJANGO_SECRET_KEY"] == "{{ secrets.DJANGO_SECRET_KEY }}"
+    assert spec.env["DJANGO_ALLOWED_HOSTS"] == "{{ domains | join(',') }},127.0.0.1"
+    # hard-coded settings are pointed out, not rewritten
+    settings = app / "mysite" / "settings.py"
+    text = settings.read_text()
+    settings.write_text(text.replace('SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-not-secret")',
+                                     'SECRET_KEY = "django-insecure-x"')
+                        .replace('ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")'
+                                 '.split(",")', 'ALLOWED_HOSTS = ["example.com"]'))
+    found = initmod.detect(app)
+    assert found.secrets == () and [k for k, _ in found.env] == ["DJANGO_SETTINGS_MODULE"]
+    assert any("SECRET_KEY is written in settings.py" in n for n in found.notes)
+    assert any("ALLOWED_HOSTS is fixed in settings.py" in n for n in found.notes)
