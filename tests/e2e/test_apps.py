@@ -184,3 +184,28 @@ def test_the_wsgi_app_rolls_under_load_with_zero_failed_requests(env: Env, flask
     assert load.failed == [], f"{len(load.failed)} failed requests during the deploy: {load.failed[:5]}"
     assert load.ok > 50 and {flask_first["release"], second["release"]} <= load.releases
     print(f"\nflask roll under load: {load.ok} requests ok, 0 failed")
+
+
+def test_the_spec_shipit_init_writes_deploys_as_written(env: Env, flask_first: dict[str, Any]) -> None:
+    """`shipit init` on the Flask app without its shipit.yml (an app factory, gunicorn), then a
+    deploy of the spec as written: only the inventory's app: sets what differs per environment
+    (the domain, and the port: the Flask example holds 8100 on these hosts)."""
+    app = env.work / "flask-init"
+    shutil.copytree(FLASK, app, ignore=shutil.ignore_patterns("shipit.yml", "data", "__pycache__", "*.egg-info",
+                                                              "build"))
+    init = env.shipit_raw("init", str(app))
+    assert init.returncode == 0, init.stderr
+    assert "flask app flask_app:create_app() (wsgi, gunicorn)" in init.stdout
+    inventory = env.lab.inventory.parent / "shipit-test-init.yml"
+    inventory.write_text(env.lab.inventory.read_text()
+                         + "app:\n  domains: [init.shipit.test]\n  web: {port: 8300}\n")
+    result = env.shipit_raw("deploy", "init", "--json", "-i", str(inventory), "--app", str(app))
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    doc = json.loads(result.stdout)
+    assert doc["ok"] and health(env, "init.shipit.test") == {h: doc["release"] for h in WEB}
+    ps = env.run_on("web1", "systemctl show -p MainPID --value shipit-flask-example-web@8300.service "
+                            "shipit-flask-example-web@8301.service | grep -v '^0$' | head -n1\n").strip()
+    assert "gunicorn flask_app:create_app()" in env.run_on("web1", f"ps -o args= -p {ps}\n")
+    # and a second run of the same spec changes nothing
+    again = env.shipit_raw("deploy", "init", "--json", "-i", str(inventory), "--app", str(app))
+    assert again.returncode == 0 and json.loads(again.stdout)["changed"] == 0, again.stdout
