@@ -275,12 +275,11 @@ def detect(root: Path) -> Detected:
                 build.append("python manage.py collectstatic --noinput")
             read = django_settings_env(text)
             settings_name = settings_file.name
-            if read.get("ALLOWED_HOSTS"):  # the health check asks 127.0.0.1: allow it too
-                env.append((str(read["ALLOWED_HOSTS"]), "\"{{ domains | join(',') }},127.0.0.1\""))
+            if read.get("ALLOWED_HOSTS"):  # the health check asks for the first domain too
+                env.append((str(read["ALLOWED_HOSTS"]), "\"{{ domains | join(',') }}\""))
             elif "ALLOWED_HOSTS" in read:
-                notes.append(f"ALLOWED_HOSTS is fixed in {settings_name}: it must hold your domains and "
-                             "127.0.0.1 (the health check), or be read from the environment "
-                             "(env: then sets it from the domains)")
+                notes.append(f"ALLOWED_HOSTS is fixed in {settings_name}: it must hold your domains, or be "
+                             "read from the environment (env: then sets it from the domains)")
             if read.get("SECRET_KEY"):
                 secret = str(read["SECRET_KEY"])
                 env.append((secret, f"\"{{{{ secrets.{secret} }}}}\""))

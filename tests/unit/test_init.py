@@ -184,13 +184,13 @@ def test_django_settings_read_from_the_environment(source: str, expected: dict[s
 
 def test_django_init_maps_its_secret_key_and_allowed_hosts(tmp_path: Path) -> None:
     """The settings read SECRET_KEY and ALLOWED_HOSTS from the environment: init's spec sets
-    them (the key as a secret, the hosts from the domains plus the health check's 127.0.0.1)."""
+    them (the key as a secret, the hosts from the domains, which the health check asks for too)."""
     app = _copy("django-app", tmp_path)
     assert invoke("init", str(app)).exit_code == 0
     spec = load_app_spec(app)
     assert spec.secrets == ("DJANGO_SECRET_KEY",)
     assert spec.env["DJANGO_SECRET_KEY"] == "{{ secrets.DJANGO_SECRET_KEY }}"
-    assert spec.env["DJANGO_ALLOWED_HOSTS"] == "{{ domains | join(',') }},127.0.0.1"
+    assert spec.env["DJANGO_ALLOWED_HOSTS"] == "{{ domains | join(',') }}"
     # hard-coded settings are pointed out, not rewritten
     settings = app / "mysite" / "settings.py"
     text = settings.read_text()
