@@ -41,7 +41,13 @@ SKIP_DIRS = {"tests", "test", "migrations", "node_modules", "venv", "env", "buil
 #: Files looked at, at most (a big repository is not read whole).
 MAX_FILES = 2000
 
-_REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+_REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?")
+#: Extras that bring a web server along: (distribution, extra) -> the distributions it adds
+#: (FastAPI's ``standard`` and ``all`` install uvicorn).
+IMPLIED_BY_EXTRAS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("fastapi", "standard"): ("uvicorn",), ("fastapi", "standard-no-fastapi-cloud-cli"): ("uvicorn",),
+    ("fastapi", "all"): ("uvicorn",),
+}
 _SETTINGS = re.compile(r"""DJANGO_SETTINGS_MODULE["']\s*,\s*["']([\w.]+)["']""")
 _STATIC_ROOT = re.compile(r"""^STATIC_ROOT\s*=\s*BASE_DIR\s*/\s*["'](\w[\w-]*)["']""", re.M)
 
@@ -86,8 +92,8 @@ class Detected:
 
 def dependencies(root: Path) -> frozenset[str]:
     """Normalized names of the app's dependencies: ``[project].dependencies`` (and optional
-    ones) of ``pyproject.toml`` and every ``requirements*.txt`` at the top. Unreadable files
-    count as none."""
+    ones) of ``pyproject.toml`` and every ``requirements*.txt`` at the top, with what their
+    extras imply (:data:`IMPLIED_BY_EXTRAS`). Unreadable files count as none."""
     names: set[str] = set()
     pyproject = root / "pyproject.toml"
     if pyproject.is_file():
@@ -99,8 +105,8 @@ def dependencies(root: Path) -> frozenset[str]:
         for extra in project.get("optional-dependencies", {}).values():
             deps += list(extra)
         for dep in deps:
-            if isinstance(dep, str) and (m := _REQ_NAME.match(dep)):
-                names.add(normalize(m.group(1)))
+            if isinstance(dep, str):
+                names |= _requirement_names(dep)
     for req in sorted(root.glob("requirements*.txt")):
         try:
             lines = req.read_text().splitlines()
@@ -108,9 +114,20 @@ def dependencies(root: Path) -> frozenset[str]:
             continue
         for line in lines:
             line = line.split("#", 1)[0].strip()
-            if line and not line.startswith("-") and (m := _REQ_NAME.match(line)):
-                names.add(normalize(m.group(1)))
+            if line and not line.startswith("-"):
+                names |= _requirement_names(line)
     return frozenset(names)
+
+
+def _requirement_names(requirement: str) -> set[str]:
+    """The normalized name a requirement line names, plus what its extras imply
+    (:data:`IMPLIED_BY_EXTRAS`): ``fastapi[standard]>=0.114`` -> {fastapi, uvicorn}."""
+    m = _REQ_NAME.match(requirement)
+    if m is None:
+        return set()
+    name = normalize(m.group(1))
+    extras = [normalize(e.strip()) for e in (m.group(2) or "").split(",") if e.strip()]
+    return {name, *(d for e in extras for d in IMPLIED_BY_EXTRAS.get((name, e), ()))}
 
 
 def _project_name(root: Path) -> str:

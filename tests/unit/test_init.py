@@ -202,3 +202,15 @@ def test_django_init_maps_its_secret_key_and_allowed_hosts(tmp_path: Path) -> No
     assert found.secrets == () and [k for k, _ in found.env] == ["DJANGO_SETTINGS_MODULE"]
     assert any("SECRET_KEY is written in settings.py" in n for n in found.notes)
     assert any("ALLOWED_HOSTS is fixed in settings.py" in n for n in found.notes)
+
+
+def test_fastapi_standard_brings_uvicorn_so_no_note_asks_for_it(tmp_path: Path) -> None:
+    """The FastAPI template depends on fastapi[standard] only: that installs uvicorn."""
+    root = _app(tmp_path, {
+        "pyproject.toml": '[project]\nname = "app"\ndependencies = ["fastapi[standard]<1.0.0,>=0.114.2"]\n',
+        "app/__init__.py": "", "app/main.py": "from fastapi import FastAPI\napp = FastAPI()\n"})
+    found = initmod.detect(root)
+    assert found.dependencies == {"fastapi", "uvicorn"} and found.notes == ()
+    plain = initmod.detect(_app(tmp_path / "p", {
+        "requirements.txt": "fastapi[testing]==0.115\n", "main.py": "from fastapi import FastAPI\napp = FastAPI()\n"}))
+    assert plain.notes == ("add uvicorn to your dependencies: shipit serves ASGI apps with it",)
