@@ -1,7 +1,7 @@
 """Database backups before migrations on the lab (issue 13 item 6): a deploy whose app asks
 for ``database.backup`` dumps the database on db1 before its migrations, named after the
 release; a migration that deletes rows is undone by ``shipit rollback --restore-db --yes``
-(the row count comes back, the previous release serves); ``shipit db backups|backup|psql``
+(the row count comes back, the previous release serves); ``shipit db backups|backup|restore|psql``
 work; a pg_dump that fails (here: it cannot get its lock within the timeout) stops the deploy
 before any migration, the previous release still serving and the lock free.
 
@@ -220,6 +220,21 @@ def test_db_backup_takes_one_now(env: Env, apps: dict[str, Path], r1: dict[str, 
     listed = run_json(env, "db", "backups", ENV, app=apps["r1"])
     assert listed["backups"][0]["name"] == doc["name"]
     assert len(listed["backups"]) == 3  # keep: 3
+
+
+def test_db_restore_puts_a_chosen_backup_back_with_the_app_stopped_meanwhile(
+        env: Env, apps: dict[str, Path], r1: dict[str, Any]) -> None:
+    manual = run_json(env, "db", "backups", ENV, app=apps["r1"])["backups"][0]["name"]
+    assert manual.endswith("-manual")
+    sql(env, "delete from notes where id > 2")
+    assert notes(env) == 2
+    result = env.shipit("db", "restore", ENV, manual, "--yes", app=apps["r1"])
+    assert result.returncode == 0, result.stderr
+    assert "LOST" in result.stderr and f"restored {manual}" in result.stdout
+    assert notes(env) == 5
+    assert served(env, r1["release"]) == {h: r1["release"] for h in WEB}
+    missing = env.shipit("db", "restore", ENV, "20200101T000000Z-manual", "--yes", app=apps["r1"])
+    assert missing.returncode == 1 and "no backup 20200101T000000Z-manual on db1" in missing.stderr
 
 
 def test_a_failing_backup_stops_the_deploy_before_migrating_old_release_serving_lock_free(
