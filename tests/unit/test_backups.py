@@ -249,6 +249,41 @@ def test_a_failing_backup_stops_before_migrate_old_release_serving_lock_free(db:
     assert info.value.outcome is not None and info.value.outcome.backup.startswith("failed: ")
 
 
+def test_a_hanging_backup_is_stopped_by_its_timeout_and_the_deploy_stops_before_migrate(db: DbFleet) -> None:
+    first = db.deploy()
+    db.version += 1
+    db.hosts["db1"].hang = "__change db_backup"
+    with pytest.raises(DeployFailed) as info:
+        db.deploy()
+    assert "the database backup on db1 failed" in info.value.message and "timeout" in info.value.message
+    assert db.hosts["web1"].migrations == 1 and db.serving() == {h: first.release for h in WEB}
+    assert db.hosts["web1"].lock is None
+
+
+def test_the_backup_runs_under_the_lock_after_the_upload_before_migrate(db: DbFleet) -> None:
+    deployer, rec = db.deployer()
+    deployer.deploy(str(db.tmp / "out"))
+    plays = [line for line in rec.lines if line.startswith("play ")]
+    names = [line.split()[1] for line in plays]
+    assert names.index("lock") < names.index("upload") < names.index("backup") < names.index("migrate") \
+        < names.index("unlock")
+    assert plays[names.index("backup")] == "play backup db1"
+
+
+def test_module_timeouts_cover_the_commands_own() -> None:
+    from shipit.modules.database import AppPauseModule, DbBackupModule, DbRestoreModule
+
+    assert DbBackupModule().timeout_of({"timeout": 600}) == 630
+    assert DbRestoreModule().timeout_of({"timeout": 5}) == 35
+    assert AppPauseModule().timeout_of({}) == backups.QUICK_TIMEOUT + 30
+    assert DbBackupModule().check_params({"app": "example", "database": "x; drop", "name": "latest",
+                                          "keep": 0, "timeout": -1}) == [
+        ("database", "expected the database's name (an SQL identifier)"),
+        ("name", backups.backup_name_problem("latest")),
+        ("timeout", "expected a number of seconds > 0"),
+        ("keep", "expected a number of backups to keep, from 1 to 1000")]
+
+
 def test_no_backup_when_the_leader_is_outside_the_limit(db: DbFleet) -> None:
     db.deploy()
     db.version += 1
