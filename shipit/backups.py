@@ -18,10 +18,11 @@ was before that release's migrations, what ``shipit rollback --restore-db`` puts
 deploy retried after a failure keeps the dump taken before its first attempt). After a new
 backup the newest ``keep`` (by modification time) are kept and older ones removed.
 
-A restore is ``pg_restore --clean --if-exists --single-transaction --exit-on-error`` into the
-app's database: all or nothing; objects the dump has are dropped and re-created with their
-data; objects created after the backup that the dump lacks (a table a later migration added)
-are left in place. The app's units on the web hosts are stopped meanwhile
+A restore is the dump turned into SQL (``pg_restore --clean --if-exists -f``), then run by
+``psql`` in one transaction that stops at the first error, after ``DROP OWNED BY`` the app's
+role: all or nothing, and the database becomes exactly the backup's: objects created after
+the backup (a table a later migration added) are dropped too, so that release's migrations
+can run again. The app's units on the web hosts are stopped meanwhile
 (:func:`pause_script`, :func:`resume_script`), as Kamal's and Dokku's docs advise for a
 restore.
 """
@@ -83,11 +84,21 @@ def dump_argv(database: str, path: str, timeout: float) -> list[str]:
     return ["timeout", "-k", "10", str(max(1, int(timeout))), "pg_dump", "-Fc", "-d", database, "-f", path]
 
 
-def restore_argv(database: str, path: str, timeout: float) -> list[str]:
-    """``pg_restore --clean --if-exists`` of ``path`` into ``database``, in one transaction
-    (all or nothing), stopped after ``timeout`` seconds. Pure: words, unquoted."""
+def restore_sql_argv(path: str, sql: str, timeout: float) -> list[str]:
+    """``pg_restore --clean --if-exists`` of dump ``path`` into the SQL file ``sql`` (no
+    database is touched), stopped after ``timeout`` seconds. Pure: words, unquoted."""
     return ["timeout", "-k", "10", str(max(1, int(timeout))), "pg_restore", "--clean", "--if-exists",
-            "--single-transaction", "--exit-on-error", "-d", database, path]
+            "-f", sql, path]
+
+
+def restore_argv(database: str, role: str, sql: str, timeout: float) -> list[str]:
+    """``psql`` running, in ONE transaction that stops at the first error, ``DROP OWNED BY
+    role`` (every object the app's role owns in ``database``: also what migrations created
+    after the backup, which the dump does not name) and then the restore script ``sql``
+    (:func:`restore_sql_argv`); stopped after ``timeout`` seconds. All or nothing: a failure
+    anywhere leaves the database as it was. ``role`` is a validated SQL identifier. Pure."""
+    return ["timeout", "-k", "10", str(max(1, int(timeout))), "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
+            "--single-transaction", "-d", database, "-c", f'DROP OWNED BY "{role}"', "-f", sql]
 
 
 def backup_script(layout: Layout, database: str, name: str, keep: int, timeout: float) -> str:
@@ -158,26 +169,31 @@ def parse_list(stdout: str) -> list[Backup]:
     return sorted(out, key=lambda b: (b.time, b.name), reverse=True)
 
 
-def restore_script(layout: Layout, database: str, name: str, timeout: float) -> str:
-    """Shell restoring backup ``name`` into ``database`` on the db host (as root; pg_restore as
-    postgres). Exits 1 with ``shipit: no backup …`` when it is not there, or with pg_restore's
+def restore_script(layout: Layout, database: str, role: str, name: str, timeout: float) -> str:
+    """Shell restoring backup ``name`` into ``database`` (its objects owned by ``role``) on the
+    db host, as root; pg_restore and psql as postgres (:func:`restore_sql_argv`, then
+    :func:`restore_argv`: the database becomes exactly the backup's, objects created since
+    included). Exits 1 with ``shipit: no backup …`` when it is not there, or with the tools'
     stderr and a last line ``shipit: restoring … failed …`` (nothing changed: one transaction)."""
     final = layout.backup(name)
+    sql = f"{layout.backups_dir}/.{name}.restore.sql"
     seconds = max(1, int(timeout))
     return f"""if [ ! -f {q(final)} ]; then
   echo {q(f"shipit: no backup {name} on this host ({final})")} >&2
   exit 1
 fi
 err=$(mktemp)
-if {_as_postgres(restore_argv(database, final, timeout))} 2>"$err"; then
-  rm -f "$err"
+if {_as_postgres(restore_sql_argv(final, sql, timeout))} 2>"$err" \
+    && {_as_postgres(restore_argv(database, role, sql, timeout))} 2>>"$err"; then
+  rm -f "$err" {q(sql)}
   echo restored {q(name)}
 else
   rc=$?
+  rm -f {q(sql)}
   cat "$err" >&2
   why=$(grep -m1 -i error "$err" || tail -n 1 "$err"); rm -f "$err"
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then why={q(f"it did not finish within {seconds} s")}; fi
-  echo {q(f"shipit: restoring {name} into database {database} failed; nothing was changed (pg_restore exit ")}"$rc): $why" >&2
+  echo {q(f"shipit: restoring {name} into database {database} failed; nothing was changed (exit ")}"$rc): $why" >&2
   exit 1
 fi
 """

@@ -576,11 +576,12 @@ class Deployer:
         return hosts[0] if hosts else ""
 
     def backup_vars(self, name: str, timeout: float | None = None) -> dict[str, Any]:
-        """The ``backup`` variable of the plays: ``{database, name, keep, timeout}`` (the
-        spec's ``database.name`` and ``backup.keep``; ``timeout`` in seconds, default the
+        """The ``backup`` variable of the plays: ``{database, role, name, keep, timeout}`` (the
+        spec's ``database.name``, ``database.user`` and ``backup.keep``; ``timeout`` in seconds, default the
         spec's ``migrate_timeout``)."""
         spec = self.target.spec
-        return {"database": (spec.database or {}).get("name", ""), "name": name,
+        return {"database": (spec.database or {}).get("name", ""), "role": (spec.database or {}).get("user", ""),
+                "name": name,
                 "keep": spec.backup.keep if spec.backup else backups.DEFAULT_KEEP,
                 "timeout": float(timeout if timeout is not None else spec.migrate_timeout)}
 

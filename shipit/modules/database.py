@@ -78,19 +78,23 @@ class DbBackupModule(Module):
 
 
 class DbRestoreModule(Module):
-    """``pg_restore --clean --if-exists`` of one of an app's backups into its database."""
+    """One of an app's backups restored into its database, exactly (:func:`shipit.backups.restore_script`)."""
 
     name = "db_restore"
-    doc = "Restore one of an app's database backups (pg_restore --clean --if-exists, one transaction)."
+    doc = "Restore one of an app's database backups exactly (DROP OWNED BY the role, then the dump; one transaction)."
     params = {
         "app": Param(str, required=True, help="app name (its backups dir: shipit.layout)"),
         "database": Param(str, required=True, help="the database to restore into"),
+        "role": Param(str, required=True, help="the app's role, which owns its objects (database.user)"),
         "name": Param(str, required=True, help="the backup's name (shipit db backups lists them)"),
         "timeout": Param((int, float), default=backups.DEFAULT_TIMEOUT, help="seconds pg_restore may take"),
     }
 
     def check_params(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
-        return _checks(params)
+        errors = _checks(params)
+        if not isinstance(params.get("role"), str) or not _SQL_IDENT.fullmatch(params["role"]):
+            errors.append(("role", "expected the app's database role (an SQL identifier)"))
+        return errors
 
     def facts(self, params: Mapping[str, Any]) -> list[FactQuery]:
         return [files.path_exists(Layout(params["app"]).backup(params["name"]))]
@@ -100,7 +104,8 @@ class DbRestoreModule(Module):
         path = lay.backup(params["name"])
         if not facts[files.path_exists(path)]:
             return Plan(failed=f"no backup {params['name']} on {ctx.host} ({path}); `shipit db backups` lists them")
-        script = backups.restore_script(lay, params["database"], params["name"], float(params["timeout"]))
+        script = backups.restore_script(lay, params["database"], params["role"], params["name"],
+                                        float(params["timeout"]))
         return Plan(changes=(Change(f"pg_restore {path} -> {params['database']}", script),))
 
     def timeout_of(self, params: Mapping[str, Any]) -> float:

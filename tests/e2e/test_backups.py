@@ -46,12 +46,13 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("notes")
 '''
-PURGE = '''"""a data migration that deletes every note (what a restore must undo)
+PURGE = '''"""a migration that deletes every note and adds a table (what a restore must undo, both)
 
 Revision ID: 0004_purge
 Revises: 0003_notes
 """
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_purge"
@@ -62,6 +63,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.execute("DELETE FROM notes")
+    op.create_table("purge_log", sa.Column("id", sa.Integer, primary_key=True))
 
 
 def downgrade() -> None:
@@ -186,6 +188,7 @@ def test_db_psql_runs_as_the_apps_role(env: Env, apps: dict[str, Path], r2: dict
 
 def test_rollback_restore_db_brings_the_rows_back_and_the_previous_release_serves(
         env: Env, apps: dict[str, Path], r1: dict[str, Any], r2: dict[str, Any]) -> None:
+    assert sql(env, "select coalesce(to_regclass('public.purge_log')::text, 'absent')") == "purge_log"
     without_yes = env.shipit("rollback", ENV, "--restore-db", app=apps["r2"])
     assert without_yes.returncode == 2 and "--yes" in without_yes.stderr  # no terminal to ask on
     doc = run_json(env, "rollback", ENV, "--restore-db", "--yes", app=apps["r2"])
@@ -194,6 +197,9 @@ def test_rollback_restore_db_brings_the_rows_back_and_the_previous_release_serve
     assert "LOST" in doc["_stderr"]
     assert notes(env) == 5
     assert sql(env, "select version_num from alembic_version") == "0003_notes"
+    # the table R2's migration added is gone too: the database is the backup's, exactly, so
+    # R2's migrations could run again
+    assert sql(env, "select coalesce(to_regclass('public.purge_log')::text, 'absent')") == "absent"
     assert served(env, r1["release"]) == {h: r1["release"] for h in WEB}
     # the app's units run again (the worker too), and nothing is left paused
     for host in WEB:

@@ -53,17 +53,23 @@ def test_backup_script_quotes_what_it_is_given() -> None:
 def test_dump_and_restore_argv_are_words() -> None:
     assert backups.dump_argv("example", "/x/y.partial", 90) == [
         "timeout", "-k", "10", "90", "pg_dump", "-Fc", "-d", "example", "-f", "/x/y.partial"]
-    assert backups.restore_argv("example", "/x/y.dump", 0.2) == [
-        "timeout", "-k", "10", "1", "pg_restore", "--clean", "--if-exists", "--single-transaction",
-        "--exit-on-error", "-d", "example", "/x/y.dump"]
+    assert backups.restore_sql_argv("/x/y.dump", "/x/.y.sql", 0.2) == [
+        "timeout", "-k", "10", "1", "pg_restore", "--clean", "--if-exists", "-f", "/x/.y.sql", "/x/y.dump"]
+    # one transaction stopping at the first error: the role's objects dropped, then the dump's
+    assert backups.restore_argv("example", "example", "/x/.y.sql", 90) == [
+        "timeout", "-k", "10", "90", "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+        "-d", "example", "-c", 'DROP OWNED BY "example"', "-f", "/x/.y.sql"]
 
 
-def test_restore_script_refuses_a_missing_backup_and_reports_pg_restores_reason() -> None:
-    script = backups.restore_script(LAY, "example", R1, 300)
+def test_restore_script_refuses_a_missing_backup_and_reports_the_tools_reason() -> None:
+    script = backups.restore_script(LAY, "example", "example", R1, 300)
     assert script.startswith(f"if [ ! -f /srv/example/backups/{R1}.dump ]; then")
-    assert ("runuser -u postgres -- timeout -k 10 300 pg_restore --clean --if-exists --single-transaction "
-            f"--exit-on-error -d example /srv/example/backups/{R1}.dump") in script
-    assert "nothing was changed" in script
+    sql = f"/srv/example/backups/.{R1}.restore.sql"
+    assert ("runuser -u postgres -- timeout -k 10 300 pg_restore --clean --if-exists "
+            f"-f {sql} /srv/example/backups/{R1}.dump") in script
+    assert ("runuser -u postgres -- timeout -k 10 300 psql -X -q -v ON_ERROR_STOP=1 --single-transaction "
+            f"-d example -c 'DROP OWNED BY \"example\"' -f {sql}") in script
+    assert script.count(f"rm -f {sql}") == 1 and "nothing was changed" in script
 
 
 def test_list_script_and_parse_list_newest_first_ignoring_what_is_not_a_backup() -> None:
