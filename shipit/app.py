@@ -188,7 +188,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _POSTGRES_RESERVED = {"postgres", "template0", "template1"}
 #: Variables an ``env:`` value may use (what the env file is rendered with).
-ENV_VARIABLES = frozenset({"secrets", "hostvars", "groups", "env_name", "domains"})
+ENV_VARIABLES = frozenset({"secrets", "hostvars", "groups", "env_name", "domains", "database"})
 """The variables an ``env:`` value's template may use (see :func:`shipit.deploy.render_env_file`)."""
 MAX_HEALTH_TIMEOUT = 3600.0
 MAX_MIGRATE_TIMEOUT = 86400.0
@@ -296,8 +296,7 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
     ``{before_migrate: bool, keep: 1-1000}`` (:class:`BackupPolicy`); commands are one line;
     timeouts are seconds (``health.timeout`` 1-3600, ``migrate_timeout`` 1-86400); every
     listed secret is used by an ``env:`` value or the database, and every ``secrets.X`` an
-    ``env:`` value uses is listed; ``env:`` templates may use only ``secrets``, ``hostvars``,
-    ``groups`` and ``env_name`` and are checked by the template sandbox's static rules;
+    ``env:`` value uses is listed; ``env:`` templates may use only :data:`ENV_VARIABLES` and are checked by the template sandbox's static rules;
     ``web`` names exactly one of ``asgi``/``wsgi``/``app`` (``module:attribute``) and a
     ``server`` that interface accepts (:data:`shipit.webserver.SERVERS`), ``threads`` only for
     WSGI; ``build``/``release`` are one-line commands; ``static.dir`` and ``shared_dirs`` are

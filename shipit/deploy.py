@@ -251,16 +251,18 @@ def render_env_file(target: Target) -> str:
     """The release's env file (see :mod:`shipit.envfile`: systemd's quoting, any bytes).
 
     Values are Jinja2 templates over ``secrets`` (name -> value), ``hostvars`` and ``groups``
-    (the inventory's), ``env_name`` (e.g. ``prod``) and ``domains`` (the app's site addresses
+    (the inventory's), ``env_name`` (e.g. ``prod``), ``domains`` (the app's site addresses
     for this environment, a list of str, after the inventory's ``app:`` overrides; e.g.
-    Django's ``ALLOWED_HOSTS`` as ``{{ domains | join(',') }}``).
+    Django's ``ALLOWED_HOSTS`` as ``{{ domains | join(',') }}``) and ``database`` (the spec's
+    ``{name, user}``, empty without ``database:``; e.g. ``{{ database.name }}`` in a URL).
 
     Raises:
         ValidationError: a value cannot be rendered or cannot be held by an env variable.
     """
     inv = target.inventory
     variables = {**inv.shared_variables(), "secrets": dict(target.secrets), "env_name": target.env_name,
-                 "domains": list(target.spec.domains)}
+                 "domains": list(target.spec.domains),
+                 "database": {k: v for k, v in (target.spec.database or {}).items() if k in ("name", "user")}}
     templar = Templar(make_environment(), variables)
     values: dict[str, str] = {}
     problems = []
