@@ -143,3 +143,10 @@ def test_env_values_may_use_the_database_of_this_environment(tmp_path: Path) -> 
     inv = load_inventory(tmp_path / "inv.yml")
     target = Target("prod", inv, load_app_spec(tmp_path, inv.app, inv.path), {"PW": "pw"}, ("web1",), "web1")
     assert 'URL="postgresql://shop:pw@10.0.0.9/shop_prod"' in render_env_file(target)
+
+
+def test_urlquote_makes_a_password_one_url_component() -> None:
+    from shipit.templating import Templar, make_environment
+    templar = Templar(make_environment(), {"pw": "a/b@c:d e%"})
+    assert templar.render("{{ pw | urlquote }}") == "a%2Fb%40c%3Ad%20e%25"
+    assert templar.render("{{ pw | urlencode }}") == "a/b%40c%3Ad%20e%25"  # Jinja's keeps the /
