@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from test_deploy import WEB, copy_app, serving
-from trustlib import TrustEnv, assert_settled, host_release, lock_free, power_cut
+from trustlib import TrustEnv, assert_settled, edit_spec, host_release, lock_free, power_cut
 
 from shipit.lab import Lab, LabState
 
@@ -27,14 +27,7 @@ pytestmark = pytest.mark.e2e
 
 
 def fault_app(dest: Path, tag: str, spec_edits: dict[str, str] | None = None) -> Path:
-    app = copy_app(dest, main_suffix=f"\n# fault: {tag}\n")
-    spec = app / "shipit.yml"
-    text = spec.read_text()
-    for old, new in (spec_edits or {}).items():
-        assert old in text, old
-        text = text.replace(old, new)
-    spec.write_text(text)
-    return app
+    return edit_spec(copy_app(dest, main_suffix=f"\n# fault: {tag}\n"), spec_edits or {})
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from test_deploy import WEB, copy_app, serving
-from trustlib import ROOT, TrustEnv, assert_settled, host_release, https_get_as, lock_free
+from trustlib import ROOT, TrustEnv, assert_settled, edit_spec, host_release, https_get_as, lock_free
 
 from shipit.lab import LabState
 
@@ -33,13 +33,7 @@ def trust_app(dest: Path, main_suffix: str = "", spec_edits: dict[str, str] | No
               extra_env: dict[str, str] | None = None) -> Path:
     """A copy of the example app keeping 2 releases, with a code change and spec lines replaced."""
     app = copy_app(dest, main_suffix=main_suffix, extra_env=extra_env)
-    spec = app / "shipit.yml"
-    text = spec.read_text().replace("keep_releases: 4", "keep_releases: 2")
-    for old, new in (spec_edits or {}).items():
-        assert old in text, old
-        text = text.replace(old, new)
-    spec.write_text(text)
-    return app
+    return edit_spec(app, {"keep_releases: 4": "keep_releases: 2", **(spec_edits or {})})
 
 
 @pytest.fixture(scope="module")

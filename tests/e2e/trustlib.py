@@ -104,6 +104,18 @@ class TrustEnv(Env):
         return code, output
 
 
+def edit_spec(app: Path, edits: Mapping[str, str]) -> Path:
+    """Replace, in turn, each ``old`` text of ``app``'s shipit.yml by its ``new`` one (each must
+    be there: a test editing a line the example no longer has fails loudly); returns ``app``."""
+    spec = app / "shipit.yml"
+    text = spec.read_text()
+    for old, new in edits.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    spec.write_text(text)
+    return app
+
+
 def https_get_as(address: str, cafile: str, domain: str, path: str = "/health",
                  timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
     """GET https://{domain}{path} from ``address`` (SNI and Host ``domain``), verified by ``cafile``."""
