@@ -30,7 +30,9 @@ LOGS_TIMEOUT = 120.0
 LOOKUP_TIMEOUT = 30.0
 
 
-def _ssh_options(f: Any) -> Any:
+def ssh_options(f: Any) -> Any:
+    """The options of a command that connects to ENV's hosts: ``-i/--inventory``,
+    ``--accept-new-host-keys`` and ``--app`` (:func:`shipit.cli.app_option`)."""
     f = click.option("-i", "--inventory", "inventory", metavar="PATH",
                      help="Inventory file (default: inventories/ENV.yml).")(f)
     f = click.option("--accept-new-host-keys", is_flag=True,
@@ -49,7 +51,7 @@ def _ssh_options(f: Any) -> Any:
               "case-insensitive when all lowercase).")
 @click.option("--limit", "-l", metavar="PATTERN", help="Only hosts matching this pattern.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: time, host, process, unit, message.")
-@_ssh_options
+@ssh_options
 def logs_cmd(env: str, process: str | None, follow: bool, since: str | None, lines: int | None,
              grep: str | None, limit: str | None, as_json: bool, inventory: str | None,
              accept_new_host_keys: bool, app_dir: str) -> None:
@@ -164,7 +166,7 @@ def console_host(inv: Inventory, host: str | None) -> str:
               help="A pseudo-terminal (default: when stdin and stdout are terminals).")
 @click.option("--timeout", type=click.FloatRange(1, 7 * 86400), default=None, metavar="SECONDS",
               help="Stop the command after this long (default: no limit with a terminal, 3600 s without).")
-@_ssh_options
+@ssh_options
 def console_cmd(env: str, command: tuple[str, ...], host: str | None, tty: bool | None,
                 timeout: float | None, inventory: str | None, accept_new_host_keys: bool,
                 app_dir: str) -> None:
@@ -219,7 +221,7 @@ def console_cmd(env: str, command: tuple[str, ...], host: str | None, tty: bool 
               help="Also connect: reachability, host keys, sudo, each host's platform and Python.")
 @click.option("--limit", "-l", metavar="PATTERN", help="Only hosts matching this pattern.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
-@_ssh_options
+@ssh_options
 def check_cmd(env: str, playbooks: tuple[str, ...], with_hosts: bool, limit: str | None, as_json: bool,
               inventory: str | None, accept_new_host_keys: bool, app_dir: str) -> None:
     """Validate everything `deploy` validates (inventory, app spec, secrets present, env file,

@@ -18,20 +18,13 @@ from rich.table import Table
 from shipit import backups, cli
 from shipit import console as consolecmd
 from shipit.app import load_app_spec
+from shipit.daytwo import ssh_options
 from shipit.errors import Problem, ValidationError
 from shipit.inventory import load_inventory
 from shipit.pool import ssh_pool
 
 #: How long ``shipit db psql`` may run without a terminal unless ``--timeout`` says otherwise.
 PSQL_PIPE_TIMEOUT = 3600.0
-
-
-def _options(f: Any) -> Any:
-    f = click.option("-i", "--inventory", "inventory", metavar="PATH",
-                     help="Inventory file (default: inventories/ENV.yml).")(f)
-    f = click.option("--accept-new-host-keys", is_flag=True,
-                     help="Trust unknown host keys on first use (a changed key is always refused).")(f)
-    return cli.app_option(f)
 
 
 def _size(n: int) -> str:
@@ -65,7 +58,7 @@ def db() -> None:
 @db.command("backups")
 @click.argument("env", shell_complete=cli.complete_env)
 @click.option("--json", "as_json", is_flag=True, help="{backups: [{name, size, time}]} on stdout.")
-@_options
+@ssh_options
 def backups_cmd(env: str, as_json: bool, inventory: str | None, accept_new_host_keys: bool, app_dir: str) -> None:
     """List the backups of ENV's database on the db host, newest first: name, size, time (UTC).
 
@@ -100,7 +93,7 @@ def backups_cmd(env: str, as_json: bool, inventory: str | None, accept_new_host_
 @click.option("--timeout", type=click.FloatRange(1, 7 * 86400), metavar="SECONDS",
               help="Stop pg_dump after this long (default: the app's migrate_timeout).")
 @click.option("--json", "as_json", is_flag=True, help="{name, size, time} on stdout.")
-@_options
+@ssh_options
 def backup_cmd(env: str, timeout: float | None, as_json: bool, inventory: str | None,
                accept_new_host_keys: bool, app_dir: str) -> None:
     """Take a backup of ENV's database now (pg_dump -Fc on the db host, named <UTC time>-manual);
@@ -129,7 +122,7 @@ def backup_cmd(env: str, timeout: float | None, as_json: bool, inventory: str | 
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--timeout", type=click.FloatRange(1, 7 * 86400), metavar="SECONDS",
               help="Stop pg_restore after this long (default: the app's migrate_timeout).")
-@_options
+@ssh_options
 def restore_cmd(env: str, name: str, yes: bool, timeout: float | None, inventory: str | None,
                 accept_new_host_keys: bool, app_dir: str) -> None:
     """Restore backup NAME (`shipit db backups` lists them) into ENV's database: under the deploy
@@ -171,7 +164,7 @@ def restore_cmd(env: str, name: str, yes: bool, timeout: float | None, inventory
 @click.option("--tty/--no-tty", default=None, help="Force a terminal on or off (default: when stdin and stdout are one).")
 @click.option("--timeout", type=click.FloatRange(1, 7 * 86400), metavar="SECONDS",
               help="Stop psql after this long (default: no limit with a terminal, 3600 s without).")
-@_options
+@ssh_options
 def psql_cmd(env: str, psql_args: tuple[str, ...], tty: bool | None, timeout: float | None,
              inventory: str | None, accept_new_host_keys: bool, app_dir: str) -> None:
     """psql on ENV's database on the db host, as the app's role (as postgres over the local
