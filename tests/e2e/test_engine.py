@@ -271,7 +271,7 @@ BAD_INPUTS = {
                  6, ["invalid YAML", "expected ',' or '}'", "opened at line 5"]),
     "unknown module": ("- name: p\n  hosts: web\n  tasks:\n    - name: ok\n      group: {name: g}\n"
                        "    - name: typo\n      aptt: {name: jq}\n",
-                       7, ["aptt: unknown module", "modules: apt,"]),
+                       7, ["aptt: unknown module", "modules: ", " apt, ", "did you mean 'apt'?"]),
     "unknown param": ("- name: p\n  hosts: web\n  tasks:\n    - name: x\n      apt:\n        name: jq\n"
                       "        version: '1.6'\n",
                       7, ["apt.version: unknown param of module apt",
