@@ -20,7 +20,8 @@ Order of a deploy (nothing touches a host before step 4):
   4. take the deploy lock on the leader (``lock`` play; freed by ``unlock`` on every exit path,
      Ctrl-C and SIGTERM included);
   5. provision (idempotent), then ``upload`` on every web host (artifact, env file, venv);
-  6. ``migrate`` on the leader with the new release, on every deploy: the database decides what
+  6. pause the app's scheduled jobs (their timers stopped, a run under way waited for) until
+     the roll is over (:meth:`Deployer._schedule_paused`); ``migrate`` on the leader with the new release, on every deploy: the database decides what
      is pending (``alembic upgrade head`` and ``manage.py migrate`` are idempotent); then the
      spec's ``release:`` steps, once, in the same play (a failure stops before any switch);
   7. ``switch`` batch by batch (the first batch of hosts not yet on the release is the canary);
@@ -47,9 +48,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from shipit import envfile, hardening
+from shipit import envfile, hardening, schedule
 from shipit.app import AppSpec, load_app_spec, load_secrets, parse_size
 from shipit.artifact import BuildError, build_artifact
 from shipit.distro import PythonNeed, caddy_problems, python_for_hosts, python_need
@@ -71,6 +72,7 @@ from shipit.releases import history, rollback_target
 from shipit.templating import Templar, make_environment
 from shipit.webserver import missing_distributions, server_argv
 
+_T = TypeVar("_T")
 DEFAULT_WORKER_MEMORY = 100 * 1024 * 1024  # bytes, when the spec declares none
 SLOTS = 2  # web slots that run at once during a switch (blue/green): the budget fits both
 # Only where no host facts are at hand (validation before connecting, rollback): a deploy
@@ -126,7 +128,8 @@ class DeployOutcome:
         action: "deploy" or "rollback".
         release: the release deployed (or rolled back to; per host in ``hosts``).
         hosts: per web host, a :class:`HostOutcome`.
-        changed: tasks that changed something (migrations, which run every time, excluded).
+        changed: tasks that changed something (migrations and the scheduled jobs' pause and
+            resume, which run every time, excluded).
         migrations: "ran", "not run: <why>", or "none" (the app declares no migrate).
         durations: seconds per phase ("build", "facts", "lock", "provision", "upload",
             "migrate", "prepare", "switch", "prune"), in the order they ran; "switch" does not
@@ -302,6 +305,8 @@ def render_release_env(spec: AppSpec, release: str, workers: int, source_on_path
         values["PYTHONPATH"] = Layout(spec.name).release(release)
     for p in spec.processes:
         values[Layout.command_variable(p.name)] = p.command
+    for job in spec.schedule:
+        values[Layout.job_variable(job.name)] = job.command
     return envfile.render(values, "managed by shipit: what this release runs (no secrets)")
 
 
@@ -412,6 +417,7 @@ def app_vars(spec: AppSpec, workers: int, secrets: Mapping[str, str], release: s
                        "unit_template": Layout(spec.name).process_unit_template(p.name)}
                       for p in spec.processes],
         "process_units": [f"{p.name}@{i}" for p in spec.processes for i in range(1, p.instances + 1)],
+        "schedule": schedule.job_vars(spec.schedule),
         "migrate": spec.migrate, "migrate_timeout": getattr(spec, "migrate_timeout", 600.0),
         "health_path": spec.health_path, "health_timeout": spec.health_timeout,
         "health_host": getattr(spec, "health_host", None) or (
@@ -800,12 +806,15 @@ class Deployer:
             raise self._failed("upload failed; no host was switched", result, release, extra)
         self._timed("upload", started)
 
-        migrations = self._migrate(executor, plays, release, extra)
+        def migrate_and_roll() -> tuple[str, PlayResult]:
+            migrations = self._migrate(executor, plays, release, extra)
+            started, prepared = time.monotonic(), self._durations.get("prepare", 0.0)
+            switched = self._roll(plays, extra, release, before, executor)
+            self._timed("switch", started, minus=self._durations.get("prepare", 0.0) - prepared)
+            return migrations, switched
 
-        started, prepared = time.monotonic(), self._durations.get("prepare", 0.0)
-        switched = self._roll(plays, extra, release, before, executor)
+        migrations, switched = self._schedule_paused(plays, extra, release, migrate_and_roll)
         changed += switched.changed()
-        self._timed("switch", started, minus=self._durations.get("prepare", 0.0) - prepared)
         if switched.stopped:
             raise self._failed(self._roll_stopped(switched, before, extra), switched, release, extra,
                                mark_failed=False, migrations=migrations)
@@ -818,6 +827,32 @@ class Deployer:
         message = "" if switched.ok else (f"within max_fail ({self.target.spec.max_fail:g}%) some hosts "
                                           f"failed: {self._why(switched)}")
         return replace(outcome, changed=changed, migrations=migrations, message=message)
+
+    def _schedule_paused(self, plays: Mapping[str, Play], extra: Mapping[str, Any], release: str,
+                         body: Callable[[], _T]) -> _T:
+        """Run ``body()`` with the app's scheduled jobs paused on the web hosts: their timers
+        stopped and no run under way (``pause_schedule``), started again afterwards on every
+        exit path (``resume_schedule``), so no job runs while the deploy migrates or switches
+        (see :mod:`shipit.schedule`). Neither play counts as a change of the deploy: they run
+        at every deploy and leave the hosts as they found them. Without jobs: ``body()``.
+
+        Raises:
+            DeployFailed: a run under way did not end within its timeout (nothing switched).
+        """
+        if not self.target.spec.schedule:
+            return body()
+        web = list(self.target.web)
+        paused = self._executor(extra).run_play(plays["pause_schedule"], web)
+        try:
+            if not paused.ok:
+                raise self._failed("could not pause the scheduled jobs; no host was switched", paused,
+                                   release, extra)
+            return body()
+        finally:
+            resumed = self._executor(extra).run_play(plays["resume_schedule"], web)
+            if not resumed.ok:
+                self.reporter.note(f"warning: the scheduled jobs' timers did not start again ({self._why(resumed)}); "
+                                   "the next deploy starts them")
 
     def _migrate(self, executor: Executor, plays: Mapping[str, Play], release: str,
                  extra: Mapping[str, Any]) -> str:
@@ -1059,7 +1094,8 @@ class Deployer:
         def body() -> DeployOutcome:
             executor = self._executor(extra)
             started, prepared = time.monotonic(), self._durations.get("prepare", 0.0)
-            switched = self._roll(plays, extra, release, live, executor)
+            switched = self._schedule_paused(plays, extra, release,
+                                             lambda: self._roll(plays, extra, release, live, executor))
             self._timed("switch", started, minus=self._durations.get("prepare", 0.0) - prepared)
             outcome = self._outcome_from(self.states(), "rollback", release, extra, switched)
             if not switched.ok:
