@@ -409,3 +409,12 @@ def test_a_job_cannot_take_a_process_s_name_and_logs_read_the_jobs(tmp_path: Pat
     entry = logs.parse_entry(LAY, "web1", '{"__REALTIME_TIMESTAMP": "1764756000000000", "MESSAGE": "done", '
                              '"_SYSTEMD_UNIT": "shop-job-cleanup.service"}')
     assert entry is not None and entry.process == "job:cleanup"
+
+
+def test_config_shows_each_job_and_where_it_came_from(tmp_path: Path) -> None:
+    from shipit.check import config_rows
+
+    spec = spec_with(tmp_path, 'schedule: [{name: cleanup, command: "python -m c", on_calendar: daily, timeout: 5m}]\n')
+    rows = [r for r in config_rows(spec, {}) if r[0].startswith("schedule.")]
+    assert rows == [("schedule.cleanup", "python -m c (on_calendar daily; on leader; timeout 300 s)",
+                     f"{tmp_path / 'shipit.yml'}:4")]
