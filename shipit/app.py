@@ -38,6 +38,9 @@ Shape (every key but ``name``, the web app and ``domains`` optional)::
     secrets_command: sops -d secrets.$SHIPIT_ENV.env   # run on the runner (sh -c, in the app
                                       # dir, SHIPIT_ENV set); its stdout: KEY=VALUE lines
     database: {name: example, user: example, password_secret: DB_PASSWORD}  # PostgreSQL on group db
+      # backup: {before_migrate: true, keep: 7}   # pg_dump -Fc on the db host before each
+      #                                 # deploy's migrations, named after the release; the
+      #                                 # newest `keep` (1-1000) are kept (see shipit.backups)
     keep_releases: 5
     serial: 1                         # batch size of the rolling switch: 1, "25%", [1, "50%"]
     max_fail: 0                       # percent of a batch that may fail before the roll stops
@@ -97,6 +100,16 @@ class Job:
 
 
 @dataclass(frozen=True)
+class BackupPolicy:
+    """``database.backup``: ``before_migrate`` (dump the database before each deploy's
+    migrations, named after the release) and ``keep`` (backups kept on the db host, newest
+    first, 1-1000). See :mod:`shipit.backups`."""
+
+    before_migrate: bool = True
+    keep: int = 7
+
+
+@dataclass(frozen=True)
 class AppSpec:
     """A validated app spec (see the module docstring). Sizes in bytes, times in seconds.
 
@@ -128,6 +141,7 @@ class AppSpec:
     secrets_file: str | None = None
     secrets_command: str | None = None
     database: Mapping[str, str] | None = None
+    backup: BackupPolicy | None = None
     keep_releases: int = 5
     serial: tuple[int | str, ...] = (1,)
     max_fail: float = 0.0
@@ -195,7 +209,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _POSTGRES_RESERVED = {"postgres", "template0", "template1"}
 #: Variables an ``env:`` value may use (what the env file is rendered with).
-ENV_VARIABLES = frozenset({"secrets", "hostvars", "groups", "env_name", "domains"})
+ENV_VARIABLES = frozenset({"secrets", "hostvars", "groups", "env_name", "domains", "database"})
 """The variables an ``env:`` value's template may use (see :func:`shipit.deploy.render_env_file`)."""
 MAX_HEALTH_TIMEOUT = 3600.0
 MAX_MIGRATE_TIMEOUT = 86400.0
@@ -299,11 +313,11 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
     wildcards (:func:`domain_problem`); ``health.path`` is an absolute URL path of RFC 3986
     characters without quotes, ``$``, ``;``, backticks, braces or whitespace; database names
     and users are SQL identifiers (``[a-z_][a-z0-9_]{0,62}``, not ``postgres``/``template0``/
-    ``template1``) and ``password_secret`` names a listed secret; commands are one line;
+    ``template1``) and ``password_secret`` names a listed secret; ``database.backup`` is
+    ``{before_migrate: bool, keep: 1-1000}`` (:class:`BackupPolicy`); commands are one line;
     timeouts are seconds (``health.timeout`` 1-3600, ``migrate_timeout`` 1-86400); every
     listed secret is used by an ``env:`` value or the database, and every ``secrets.X`` an
-    ``env:`` value uses is listed; ``env:`` templates may use only ``secrets``, ``hostvars``,
-    ``groups`` and ``env_name`` and are checked by the template sandbox's static rules;
+    ``env:`` value uses is listed; ``env:`` templates may use only :data:`ENV_VARIABLES` and are checked by the template sandbox's static rules;
     ``web`` names exactly one of ``asgi``/``wsgi``/``app`` (``module:attribute``) and a
     ``server`` that interface accepts (:data:`shipit.webserver.SERVERS`), ``threads`` only for
     WSGI; ``build``/``release`` are one-line commands; ``static.dir`` and ``shared_dirs`` are
@@ -399,6 +413,7 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
                         if isinstance(n, str)})
     env = _check_env(c, *get("env", {}), secrets=secrets)
     database = _check_database(c, *get("database"), secrets=secrets)
+    backup = _check_backup(c, *get("database"))
     raw_db = get("database")[0]
     db_secret = raw_db.get("password_secret") if isinstance(raw_db, dict) else None
     _check_unused_secrets(c, *get("secrets", []), env=env[1], database_secret=db_secret)
@@ -457,7 +472,7 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
                    health_path=health_path, health_timeout=float(health_timeout), domains=tuple(domains),
                    tls_internal=acme_email is None, acme_email=acme_email,
                    env=env[0], secrets=tuple(secrets),
-                   secrets_file=secrets_file, secrets_command=secrets_command, database=database,
+                   secrets_file=secrets_file, secrets_command=secrets_command, database=database, backup=backup,
                    keep_releases=keep, serial=tuple(serial_items), max_fail=float(max_fail),
                    canary_bake=float(bake),
                    memory_budget=str(budget), migrate_timeout=float(migrate_timeout),
@@ -906,9 +921,9 @@ def _check_database(c: _Checker, database: Any, f: str, ct: Any, secrets: list[s
         return None
     ok = True
     for key in database:
-        if key not in ("name", "user", "password_secret"):
-            c.add(f, database, key, f"database.{key}", "unknown key; expected name, user, password_secret"
-                  + did_you_mean(key, ("name", "user", "password_secret")))
+        if key not in _DATABASE_KEYS:
+            c.add(f, database, key, f"database.{key}", f"unknown key; expected {', '.join(_DATABASE_KEYS)}"
+                  + did_you_mean(key, _DATABASE_KEYS))
             ok = False
     for key in ("name", "user"):
         value = database.get(key)
@@ -929,6 +944,39 @@ def _check_database(c: _Checker, database: Any, f: str, ct: Any, secrets: list[s
               f"{secret!r} is not listed under secrets: add it to secrets:")
         ok = False
     return {k: str(database[k]) for k in ("name", "user", "password_secret")} if ok else None
+
+
+_DATABASE_KEYS = ("name", "user", "password_secret", "backup")
+_BACKUP_KEYS = ("before_migrate", "keep")
+
+
+def _check_backup(c: _Checker, database: Any, f: str, ct: Any) -> BackupPolicy | None:
+    """``database.backup``: absent -> None; a mapping of ``before_migrate`` (true/false,
+    default true) and ``keep`` (1-1000, default 7)."""
+    if not isinstance(database, dict) or database.get("backup") is None:
+        return None
+    raw = database["backup"]
+    expected = "expected {before_migrate: true, keep: 7} (keep: how many backups the db host keeps)"
+    if not isinstance(raw, dict):
+        c.add(f, database, "backup", "database.backup", f"{expected}; got {type_name(raw)} {raw!r}")
+        return None
+    ok = True
+    for key in raw:
+        if key not in _BACKUP_KEYS:
+            c.add(f, raw, key, f"database.backup.{key}", f"unknown key; expected {', '.join(_BACKUP_KEYS)}"
+                  + did_you_mean(key, _BACKUP_KEYS))
+            ok = False
+    before = raw.get("before_migrate", True)
+    if not isinstance(before, bool):
+        c.add(f, raw, "before_migrate", "database.backup.before_migrate",
+              f"expected true or false, got {type_name(before)} {before!r}")
+        ok = False
+    keep = raw.get("keep", 7)
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= 1000:
+        c.add(f, raw, "keep", "database.backup.keep",
+              f"expected how many backups to keep, a whole number from 1 to 1000; got {keep!r}")
+        ok = False
+    return BackupPolicy(bool(before), int(keep)) if ok else None
 
 
 def _check_unused_secrets(c: _Checker, raw: Any, f: str, ct: Any, env: set[str],

@@ -274,9 +274,12 @@ def resolve(source: Path, layout: AppLayout, target: TargetPlatform, work: Path,
             contradicts a pin of the lock.
     """
     if layout.kind == "uv.lock":
-        exported = _uv(["export", "--frozen", "--format", "requirements-txt", "--no-emit-project",
+        # a workspace member: its own dependencies from the workspace's lock, no member
+        scope = (["--package", str(layout.distribution), "--no-emit-workspace"] if layout.workspace
+                 else ["--no-emit-project"])
+        exported = _uv(["export", "--frozen", "--format", "requirements-txt", *scope,
                         "--no-dev", "--no-header", "--no-annotate", "--no-editable"],
-                       source, env, "exporting uv.lock")
+                       source, env, f"exporting {layout.lock}")
         reqs = parse_requirements(exported)
         packages = _compile([], source, target, work, env, "deps", stdin_text=exported)
     else:
@@ -742,6 +745,8 @@ def build_artifact(source: str | Path, out_dir: str | Path, python_version: str 
     for rel in files:
         source_key.update(f"{rel}\0{os.access(src / rel, os.X_OK)}\0".encode())
         source_key.update(hashlib.sha256((src / rel).read_bytes()).digest())
+    if layout.workspace:  # the lock is the workspace's, outside the source
+        source_key.update(hashlib.sha256((src / layout.lock).read_bytes()).digest())
     index = out / f"source-{source_key.hexdigest()[:24]}.json"
     try:
         known = Artifact.from_json(json.loads(index.read_text()))

@@ -170,6 +170,9 @@ def config_rows(spec: AppSpec, secrets_set: Mapping[str, bool]) -> list[tuple[st
     if spec.database:
         for key, value in spec.database.items():
             add(f"database.{key}", str(value), "database")
+        if spec.backup is not None:
+            add("database.backup.before_migrate", str(spec.backup.before_migrate).lower(), "database")
+            add("database.backup.keep", str(spec.backup.keep), "database")
     add("keep_releases", str(spec.keep_releases))
     add("serial", ", ".join(str(s) for s in spec.serial))
     add("max_fail", f"{spec.max_fail:g}%")

@@ -201,7 +201,7 @@ class ShipitGroup(click.Group):
     lazy = {"lab": ("shipit.lab.cli", "lab"),
             "logs": ("shipit.daytwo", "logs_cmd"), "console": ("shipit.daytwo", "console_cmd"),
             "check": ("shipit.daytwo", "check_cmd"), "config": ("shipit.daytwo", "config_cmd"),
-            "init": ("shipit.daytwo", "init_cmd")}
+            "init": ("shipit.daytwo", "init_cmd"), "db": ("shipit.dbcli", "db")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -470,21 +470,46 @@ def deploy_cmd(env: str, app_dir: str, lock_wait: float, verbose: int, quiet: bo
 @click.option("--to", "to", metavar="RELEASE", help="Release id to go back to (default: the one "
               "that served before the current one, on each host).")
 @click.option("--force", is_flag=True, help="With --to: allow a release that never went live.")
+@click.option("--restore-db", is_flag=True,
+              help="Also restore the database backup taken before the release being rolled back "
+                   "(the app stopped meanwhile): data written since that backup is LOST.")
+@click.option("--yes", "-y", is_flag=True, help="With --restore-db: do not ask for confirmation.")
 @click.option("--lock-wait", type=click.FloatRange(0, 86400), default=0.0, metavar="SECONDS")
 @verbosity_options
 @common_run_options
-def rollback_cmd(env: str, app_dir: str, to: str | None, force: bool, lock_wait: float, verbose: int,
-                 quiet: bool, inventory: str | None, limit: str | None, forks: int, as_json: bool,
-                 accept_new_host_keys: bool) -> None:
-    """Switch ENV's web hosts back to the release that served before, batch by batch."""
+def rollback_cmd(env: str, app_dir: str, to: str | None, force: bool, restore_db: bool, yes: bool,
+                 lock_wait: float, verbose: int, quiet: bool, inventory: str | None, limit: str | None,
+                 forks: int, as_json: bool, accept_new_host_keys: bool) -> None:
+    """Switch ENV's web hosts back to the release that served before, batch by batch; with
+    --restore-db also put the database back as it was before that release's migrations."""
+    from shipit.dbcli import confirm_or_refuse
 
     def body() -> int:
         console = Console(stderr=as_json, highlight=False)
         deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console, verbose,
                              lock_wait, limit, hooks=True, quiet=quiet)
-        console.print("[yellow]note:[/] database migrations are NOT reverted by a rollback; "
-                      "the previous release runs against the current schema.")
-        return _run_deploy_command(as_json, console, lambda: deployer.rollback(to, force),
+        backup_name: str | None = None
+        if restore_db:
+            try:
+                backup = deployer.rollback_backup(to)
+                console.print(f"[yellow]warning:[/] after the rollback the database is restored from backup "
+                              f"{backup.name}, taken {backup.time:%Y-%m-%d %H:%M:%S} UTC before release "
+                              f"{backup.name} migrated it; the app is stopped meanwhile. Everything written "
+                              f"to the database since {backup.time:%Y-%m-%d %H:%M:%S} UTC is LOST.",
+                              highlight=False)
+                if not confirm_or_refuse(f"Roll {env} back and restore {backup.name}?", yes):
+                    console.print("nothing was changed")
+                    deployer.pool.close()
+                    return 1
+            except BaseException:
+                deployer.pool.close()
+                raise
+            backup_name = backup.name
+        else:
+            console.print("[yellow]note:[/] database migrations are NOT reverted by a rollback; "
+                          "the previous release runs against the current schema (--restore-db puts "
+                          "the database back from the backup taken before them).")
+        return _run_deploy_command(as_json, console, lambda: deployer.rollback(to, force, backup_name),
                                    deployer.pool.close)
 
     run_guarded(body, as_json=as_json)

@@ -20,8 +20,13 @@ Order of a deploy (nothing touches a host before step 4):
   4. take the deploy lock on the leader (``lock`` play; freed by ``unlock`` on every exit path,
      Ctrl-C and SIGTERM included);
   5. provision (idempotent), then ``upload`` on every web host (artifact, env file, venv);
-  6. pause the app's scheduled jobs (their timers stopped, a run under way waited for) until
-     the roll is over (:meth:`Deployer._schedule_paused`); ``migrate`` on the leader with the new release, on every deploy: the database decides what
+  5b. pause the app's scheduled jobs (their timers stopped, a run under way waited for) until
+     the roll is over (:meth:`Deployer._schedule_paused`);
+  5c. with ``database.backup.before_migrate``, the ``backup`` play on the db host: ``pg_dump -Fc``
+     named after the release (:mod:`shipit.backups`), unless it exists or the release already
+     serves everywhere (see :func:`backup_skip_reason`); a failing dump stops here, before
+     any migration;
+  6. ``migrate`` on the leader with the new release, on every deploy: the database decides what
      is pending (``alembic upgrade head`` and ``manage.py migrate`` are idempotent); then the
      spec's ``release:`` steps, once, in the same play (a failure stops before any switch);
   7. ``switch`` batch by batch (the first batch of hosts not yet on the release is the canary);
@@ -50,7 +55,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from shipit import envfile, hardening, schedule
+from shipit import backups, envfile, hardening, schedule
 from shipit.app import AppSpec, load_app_spec, load_secrets, parse_size
 from shipit.artifact import BuildError, build_artifact
 from shipit.distro import PythonNeed, caddy_problems, python_for_hosts, python_need
@@ -72,7 +77,6 @@ from shipit.releases import history, rollback_target
 from shipit.templating import Templar, make_environment
 from shipit.webserver import missing_distributions, server_argv
 
-_T = TypeVar("_T")
 DEFAULT_WORKER_MEMORY = 100 * 1024 * 1024  # bytes, when the spec declares none
 SLOTS = 2  # web slots that run at once during a switch (blue/green): the budget fits both
 # Only where no host facts are at hand (validation before connecting, rollback): a deploy
@@ -131,8 +135,11 @@ class DeployOutcome:
         changed: tasks that changed something (migrations and the scheduled jobs' pause and
             resume, which run every time, excluded).
         migrations: "ran", "not run: <why>", or "none" (the app declares no migrate).
+        backup: the database backup before the migrations: "took <name>", "kept <name>"
+            (taken by an earlier attempt of this release), "not taken: <why>", or "none" (no
+            ``database.backup.before_migrate``); "restored <name>" after ``--restore-db``.
         durations: seconds per phase ("build", "facts", "lock", "provision", "upload",
-            "migrate", "prepare", "switch", "prune"), in the order they ran; "switch" does not
+            "backup", "migrate", "prepare", "switch", "restore", "prune"), in the order they ran; "switch" does not
             include "prepare".
         uploaded: per web host, bytes sent to it by SFTP in this run (artifact parts it
             lacked; 0 when it had them all).
@@ -149,12 +156,14 @@ class DeployOutcome:
     ok: bool = True
     message: str = ""
     uploaded: Mapping[str, int] = field(default_factory=dict)
+    backup: str = "none"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (``--json``)."""
         return {"action": self.action, "release": self.release, "ok": self.ok,
                 "serving": {h: o.serving for h, o in self.hosts.items()},
                 "message": self.message, "changed": self.changed, "migrations": self.migrations,
+                "backup": self.backup,
                 "durations": {k: round(v, 3) for k, v in self.durations.items()},
                 "uploaded_bytes": dict(self.uploaded),
                 "hosts": {h: {"serving": o.serving, "result": o.result, "reachable": o.reachable,
@@ -245,16 +254,18 @@ def render_env_file(target: Target) -> str:
     """The release's env file (see :mod:`shipit.envfile`: systemd's quoting, any bytes).
 
     Values are Jinja2 templates over ``secrets`` (name -> value), ``hostvars`` and ``groups``
-    (the inventory's), ``env_name`` (e.g. ``prod``) and ``domains`` (the app's site addresses
+    (the inventory's), ``env_name`` (e.g. ``prod``), ``domains`` (the app's site addresses
     for this environment, a list of str, after the inventory's ``app:`` overrides; e.g.
-    Django's ``ALLOWED_HOSTS`` as ``{{ domains | join(',') }}``).
+    Django's ``ALLOWED_HOSTS`` as ``{{ domains | join(',') }}``) and ``database`` (the spec's
+    ``{name, user}``, empty without ``database:``; e.g. ``{{ database.name }}`` in a URL).
 
     Raises:
         ValidationError: a value cannot be rendered or cannot be held by an env variable.
     """
     inv = target.inventory
     variables = {**inv.shared_variables(), "secrets": dict(target.secrets), "env_name": target.env_name,
-                 "domains": list(target.spec.domains)}
+                 "domains": list(target.spec.domains),
+                 "database": {k: v for k, v in (target.spec.database or {}).items() if k in ("name", "user")}}
     templar = Templar(make_environment(), variables)
     values: dict[str, str] = {}
     problems = []
@@ -430,6 +441,33 @@ def app_vars(spec: AppSpec, workers: int, secrets: Mapping[str, str], release: s
     }
 
 
+def backup_skip_reason(spec: AppSpec, leader_in_limit: bool, db_host: str,
+                       before: Mapping[str, Mapping[str, Any]], targets: Mapping[str, str]) -> str | None:
+    """Why a deploy takes no database backup before its migrations (``"none"`` when the spec
+    asks for none), or None: it takes one.
+
+    shipit cannot cheaply tell whether migrations are pending (the database decides, see
+    :mod:`shipit.modules.release_command`), so it backs up before every migrate run that is not
+    skipped, except when every web host already serves its target release: that release's
+    migrations ran when it went live, and a deploy that changes nothing stays a no-op.
+    ``before``: each web host's release state (``current``); ``targets``: host -> release.
+    """
+    if spec.backup is None or not spec.backup.before_migrate or not spec.database:
+        return "none"
+    if not spec.migrate:
+        return "none"
+    if not leader_in_limit:
+        return "not taken: the migrations do not run (the leader is outside --limit)"
+    if not db_host:
+        return "not taken: the inventory has no host in the group db"
+    if targets and all(before.get(h, {}).get("current") == r for h, r in targets.items()):
+        return "not taken: the release already serves on every host (its migrations ran)"
+    return None
+
+
+_T = TypeVar("_T")
+
+
 def artifact_parts(artifact: Any) -> list[dict[str, Any]]:
     """The ``artifact_parts`` variable: ``[{kind, path, sha256, size}]`` of ``artifact.parts``
     (:class:`shipit.artifact.Part`); an artifact without parts (another builder) is one
@@ -481,6 +519,7 @@ class Deployer:
         self._sleep = sleep
         self._durations: dict[str, float] = {}
         self._already: set[str] = set()  # hosts the last roll found on their target already
+        self._backup = "none"  # what the outcome says of the database backup
 
     # ---- executor plumbing -----------------------------------------------------------------
     def _executor(self, extra: Mapping[str, Any]) -> Executor:
@@ -536,8 +575,27 @@ class Deployer:
         return {h: str(v) for h in self.target.web
                 if (v := inv.host_vars(h).get("memory_budget")) is not None}
 
+    @property
+    def db_host(self) -> str:
+        """The database host: the first host of the inventory's group ``db`` (``--limit`` does
+        not apply: every web host uses that database), or "" when there is none."""
+        inv = self.target.inventory
+        hosts = inv.select("db") if inv.groups.get("db") else []
+        return hosts[0] if hosts else ""
+
+    def backup_vars(self, name: str, timeout: float | None = None) -> dict[str, Any]:
+        """The ``backup`` variable of the plays: ``{database, role, name, keep, timeout}`` (the
+        spec's ``database.name``, ``database.user`` and ``backup.keep``; ``timeout`` in seconds, default the
+        spec's ``migrate_timeout``)."""
+        spec = self.target.spec
+        return {"database": (spec.database or {}).get("name", ""), "role": (spec.database or {}).get("user", ""),
+                "name": name,
+                "keep": spec.backup.keep if spec.backup else backups.DEFAULT_KEEP,
+                "timeout": float(timeout if timeout is not None else spec.migrate_timeout)}
+
     def _base_extra(self, app: Mapping[str, Any], release: str, action: str, token: str) -> dict[str, Any]:
         return {"app": dict(app), "release": release, "host_release": {h: release for h in self.target.web},
+                "db_host": self.db_host, "backup": self.backup_vars(release),
                 "user": self.user, "leader": self.target.leader, "action": action,
                 "lock_token": token, "force_unlock": False, "env_name": self.target.env_name,
                 "web_hosts": ",".join(self.target.web), "db_hosts": ",".join(self.target.db),
@@ -753,7 +811,7 @@ class Deployer:
                 "release_env": render_release_env(spec, release, workers, source_on_path=not app_packages)}
 
     def _locked(self, plays: Mapping[str, Play], extra: Mapping[str, Any],
-                body: Callable[[], DeployOutcome]) -> DeployOutcome:
+                body: Callable[[], _T]) -> _T:
         """Take the lock, run ``body()``, free the lock on every exit path."""
         started = time.monotonic()
         self.reporter.phase("lock", self.target.leader)
@@ -806,15 +864,16 @@ class Deployer:
             raise self._failed("upload failed; no host was switched", result, release, extra)
         self._timed("upload", started)
 
-        def migrate_and_roll() -> tuple[str, PlayResult]:
+        def migrate_and_roll() -> tuple[int, str, PlayResult]:
+            backed_up = self._backup_before_migrate(executor, plays, release, extra, before)
             migrations = self._migrate(executor, plays, release, extra)
             started, prepared = time.monotonic(), self._durations.get("prepare", 0.0)
             switched = self._roll(plays, extra, release, before, executor)
             self._timed("switch", started, minus=self._durations.get("prepare", 0.0) - prepared)
-            return migrations, switched
+            return backed_up, migrations, switched
 
-        migrations, switched = self._schedule_paused(plays, extra, release, migrate_and_roll)
-        changed += switched.changed()
+        backed_up, migrations, switched = self._schedule_paused(plays, extra, release, migrate_and_roll)
+        changed += backed_up + switched.changed()
         if switched.stopped:
             raise self._failed(self._roll_stopped(switched, before, extra), switched, release, extra,
                                mark_failed=False, migrations=migrations)
@@ -829,15 +888,18 @@ class Deployer:
         return replace(outcome, changed=changed, migrations=migrations, message=message)
 
     def _schedule_paused(self, plays: Mapping[str, Play], extra: Mapping[str, Any], release: str,
-                         body: Callable[[], _T]) -> _T:
+                         body: Callable[[], _T], deploy: bool = True) -> _T:
         """Run ``body()`` with the app's scheduled jobs paused on the web hosts: their timers
         stopped and no run under way (``pause_schedule``), started again afterwards on every
-        exit path (``resume_schedule``), so no job runs while the deploy migrates or switches
-        (see :mod:`shipit.schedule`). Neither play counts as a change of the deploy: they run
-        at every deploy and leave the hosts as they found them. Without jobs: ``body()``.
+        exit path (``resume_schedule``), so no job runs while a deploy backs up, migrates or
+        switches, nor during a rollback or a restore of the database (see
+        :mod:`shipit.schedule`). Neither play counts as a change of the deploy: they run at
+        every deploy and leave the hosts as they found them. Without jobs: ``body()``.
+        ``deploy``: a failed pause records ``release`` failed (it never served).
 
         Raises:
-            DeployFailed: a run under way did not end within its timeout (nothing switched).
+            DeployFailed: a run under way did not end within its timeout (nothing switched or
+                restored).
         """
         if not self.target.spec.schedule:
             return body()
@@ -845,14 +907,43 @@ class Deployer:
         paused = self._executor(extra).run_play(plays["pause_schedule"], web)
         try:
             if not paused.ok:
-                raise self._failed("could not pause the scheduled jobs; no host was switched", paused,
-                                   release, extra)
+                if deploy:
+                    raise self._failed("could not pause the scheduled jobs; no host was switched", paused,
+                                       release, extra)
+                raise DeployFailed(f"could not pause the scheduled jobs ({self._why(paused)}); nothing was changed")
             return body()
         finally:
             resumed = self._executor(extra).run_play(plays["resume_schedule"], web)
             if not resumed.ok:
                 self.reporter.note(f"warning: the scheduled jobs' timers did not start again ({self._why(resumed)}); "
                                    "the next deploy starts them")
+
+    def _backup_before_migrate(self, executor: Executor, plays: Mapping[str, Play], release: str,
+                               extra: Mapping[str, Any], before: Mapping[str, Mapping[str, Any]]) -> int:
+        """Run the ``backup`` play on the db host unless :func:`backup_skip_reason` says
+        otherwise; returns the tasks it changed (1 when a backup was taken).
+
+        Raises:
+            DeployFailed: the dump failed (pg_dump's reason given); no migration ran, no host
+                was switched (the release is recorded failed).
+        """
+        why = backup_skip_reason(self.target.spec, self.target.leader in self.target.web, self.db_host,
+                                 before, extra["host_release"])
+        if why is not None:
+            self._backup = why
+            if why != "none":
+                self.reporter.note(f"database backup {why}")
+            return 0
+        started = time.monotonic()
+        self.reporter.phase("backup", f"{self.backup_vars(release)['database']} on {self.db_host}")
+        result = executor.run_play(plays["backup"], [self.db_host])
+        self._timed("backup", started)
+        if not result.ok:
+            self._backup = f"failed: {self._why(result)}"
+            raise self._failed(f"the database backup on {self.db_host} failed; no migration ran and no host "
+                               "was switched", result, release, extra)
+        self._backup = f"took {release}" if result.changed() else f"kept {release}"
+        return result.changed()
 
     def _migrate(self, executor: Executor, plays: Mapping[str, Play], release: str,
                  extra: Mapping[str, Any]) -> str:
@@ -1038,20 +1129,191 @@ class Deployer:
         opened = self.pool.opened()
         uploaded = {h: opened[h].stats.sftp_bytes if h in opened else 0 for h in self.target.web}
         return DeployOutcome(action, release, hosts, durations=dict(self._durations), ok=ok,
-                             uploaded=uploaded)
+                             uploaded=uploaded, backup=self._backup)
+
+    # ---- database backups (shipit db …, rollback --restore-db) -------------------------------
+    def _require_db(self) -> str:
+        """The db host, after checking the app has a database.
+
+        Raises:
+            ValidationError: (exit 2, nothing touched) the app spec has no ``database:``.
+        """
+        spec = self.target.spec
+        if not spec.database or not self.db_host:
+            file, line = spec.where("database")
+            raise ValidationError([Problem(file, line, "database", "the app has no database: backups need "
+                                           "database: {name, user, password_secret} and a group db")])
+        return self.db_host
+
+    def _db_extra(self, name: str, timeout: float | None = None) -> dict[str, Any]:
+        """The plays' variables for a backup or restore of backup ``name`` outside a deploy."""
+        app = app_vars(self.target.spec, 1, {}, "")
+        return {**self._base_extra(app, "", "deploy", self.lock_token(name)),
+                "backup": self.backup_vars(name, timeout)}
+
+    def list_backups(self) -> list[backups.Backup]:
+        """The app's backups on the db host, newest first (one read-only command of at most
+        :data:`shipit.backups.QUICK_TIMEOUT` seconds).
+
+        Raises:
+            ValidationError: the app has no database.
+            DeployFailed: the db host is unreachable or the listing failed.
+        """
+        host = self._require_db()
+        try:
+            result = self.pool.get(host).run(backups.list_script(self.target.spec.layout), become=True,
+                                             timeout=backups.QUICK_TIMEOUT)
+        except ShipitError as exc:
+            raise DeployFailed(f"cannot list the backups on {host}: {exc.message}") from None
+        if result.rc != 0:
+            why = (result.stderr.strip().splitlines() or [f"exit status {result.rc}"])[-1]
+            raise DeployFailed(f"cannot list the backups on {host}: {why}")
+        return backups.parse_list(result.stdout)
+
+    def backup_now(self, timeout: float | None = None) -> str:
+        """Take a backup now (``shipit db backup``), named :func:`shipit.backups.manual_name`,
+        pruning to ``database.backup.keep``; no lock (a dump is a consistent snapshot while the
+        app runs). Returns its name.
+
+        Raises:
+            ValidationError: the app has no database.
+            DeployFailed: the dump failed (pg_dump's reason given) or the db host is unreachable.
+        """
+        host = self._require_db()
+        name = backups.manual_name()
+        extra = self._db_extra(name, timeout)
+        self.reporter.phase("backup", f"{extra['backup']['database']} on {host}")
+        result = self._executor(extra).run_play(self._playbook(extra)["backup"], [host])
+        if not result.ok:
+            raise DeployFailed(f"the backup on {host} failed: {self._why(result)}")
+        return name
+
+    def find_backup(self, name: str) -> backups.Backup:
+        """Backup ``name`` (with or without ``.dump``) as the db host lists it.
+
+        Raises:
+            ValidationError: not a backup name; the app has no database.
+            DeployFailed: there is no such backup, or the db host cannot be read.
+        """
+        problem = backups.backup_name_problem(name)
+        if problem:
+            raise ValidationError([Problem("NAME", 0, "NAME", problem)])
+        found = {b.name: b for b in self.list_backups()}
+        backup = found.get(name.removesuffix(".dump"))
+        if backup is None:
+            raise DeployFailed(f"no backup {name} on {self.db_host} (`shipit db backups {self.target.env_name}` "
+                               "lists them); nothing was changed")
+        return backup
+
+    def restore_db(self, name: str, timeout: float | None = None) -> backups.Backup:
+        """Restore backup ``name`` into the app's database (``shipit db restore``): under the
+        deploy lock, the app's units stopped on every web host meanwhile (:meth:`_restore`).
+
+        Raises:
+            ValidationError: the app has no database, ``name`` is not a backup name, or
+                ``--limit`` was given (every web host uses the database).
+            DeployFailed: no such backup, the lock is held, or a step failed (the message says
+                what state the database and the app are in).
+        """
+        self._refuse_limit("a restore")
+        backup = self.find_backup(name)
+        extra = self._db_extra(backup.name, timeout)
+        plays = self._playbook(extra)
+        self._locked(plays, extra, lambda: self._schedule_paused(
+            plays, extra, backup.name, lambda: self._restore(plays, extra, backup.name), deploy=False))
+        return backup
+
+    def rollback_backup(self, to: str | None = None) -> backups.Backup:
+        """The backup ``rollback --restore-db`` restores: the one taken before the release the
+        leader serves now (the release being rolled back), i.e. the database before its
+        migrations. Read-only.
+
+        Raises:
+            ValidationError: no database, ``--to`` (not supported: restore a chosen backup with
+                ``shipit db restore``) or ``--limit`` given.
+            DeployFailed: the leader serves nothing or cannot be read, or no such backup exists.
+        """
+        self._require_db()
+        if to is not None:
+            raise ValidationError([Problem("--restore-db", 0, "--to", "--restore-db restores the backup taken "
+                                           "before the current release, so it rolls back one release only; "
+                                           "with --to, roll back first, then `shipit db restore ENV NAME`")])
+        self._refuse_limit("--restore-db")
+        leader = self.target.leader
+        state = self.states([leader])[leader]
+        if isinstance(state, str):
+            raise DeployFailed(f"cannot read the release state of {leader}: {state}; nothing was changed")
+        current = state["current"]
+        if not current:
+            raise DeployFailed(f"{leader} serves no release: nothing to roll back; nothing was changed")
+        found = {b.name: b for b in self.list_backups()}
+        if current not in found:
+            raise DeployFailed(f"no backup was taken before release {current} (the one being rolled back) on "
+                               f"{self.db_host}: database.backup.before_migrate was off, or it was pruned "
+                               f"(`shipit db backups {self.target.env_name}` lists them); nothing was changed")
+        return found[current]
+
+    def _refuse_limit(self, what: str) -> None:
+        if self.target.limit:
+            raise ValidationError([Problem("--limit", 0, str(self.target.limit),
+                                           f"{what} stops the app on every web host (they all use the "
+                                           "database): drop --limit")])
+
+    def _restore(self, plays: Mapping[str, Play], extra: Mapping[str, Any], name: str) -> str:
+        """Stop the app's units on every web host (``pause``), restore backup ``name`` on the db
+        host (``restore``: one transaction), start the units again (``resume``, also when the
+        restore failed). Returns ``name``.
+
+        Raises:
+            DeployFailed: a host could not stop its units (nothing restored, the app started
+                again), the restore failed (the database as it was), or the units could not be
+                started again (restored; which hosts are down is said).
+        """
+        web = list(self.target.web)
+        host = self.db_host
+        executor = self._executor(extra)
+        started = time.monotonic()
+        self.reporter.phase("restore", f"{name} into {extra['backup']['database']} on {host}; "
+                            f"the app is stopped on {', '.join(web)} meanwhile")
+        paused = executor.run_play(plays["pause"], web)
+        if not paused.ok:
+            executor.run_play(plays["resume"], web)
+            raise DeployFailed(f"could not stop the app ({self._why(paused)}); the database was not restored "
+                               "and the app was started again")
+        try:
+            restored = executor.run_play(plays["restore"], [host])
+        finally:
+            resumed = executor.run_play(plays["resume"], web)
+            self._timed("restore", started)
+        if not restored.ok:
+            raise DeployFailed(f"restoring {name} on {host} failed ({self._why(restored)}); the database is as "
+                               "it was before (one transaction) and the app was started again")
+        if not resumed.ok:
+            raise DeployFailed(f"restored {name}, but the app's units could not be started again: "
+                               f"{self._why(resumed)}")
+        self._backup = f"restored {name}"
+        return name
 
     # ---- rollback --------------------------------------------------------------------------
-    def rollback(self, to: str | None = None, force: bool = False) -> DeployOutcome:
+    def rollback(self, to: str | None = None, force: bool = False, restore_db: str | None = None) -> DeployOutcome:
         """Switch the web hosts back to the release each served before its current one (or to
-        ``to``), rolling and health-checked like a deploy. Database migrations are not reverted.
+        ``to``), rolling and health-checked like a deploy. Database migrations are not reverted,
+        unless ``restore_db`` names the backup taken before the release being rolled back (see
+        :meth:`rollback_backup`): then, once every host is back, under the same lock, the app's
+        units are stopped, that backup is restored and they are started again
+        (:meth:`_restore`); whatever was written to the database since is lost.
 
         A release that never went live is refused as ``to`` unless ``force``.
 
         Raises:
+            ValidationError: ``restore_db`` for an app without a database, or with ``--limit``.
             DeployFailed: no release to go back to, not on every host, a host unreachable
                 (nothing changed), or the roll stopped (``outcome`` says where each host is).
         """
         spec = self.target.spec
+        if restore_db is not None:
+            self._require_db()
+            self._refuse_limit("--restore-db")
         states = self.states()
         down = [h for h, s in states.items() if isinstance(s, str)]
         if down:
@@ -1078,6 +1340,9 @@ class Deployer:
                                     "is still on the host")
                     continue
                 targets[host] = target
+        if restore_db is not None and live.get(self.target.leader, {}).get("current") != restore_db:
+            problems.append(f"the backup {restore_db} is of the release before {restore_db}, but the leader "
+                            f"{self.target.leader} now serves {live.get(self.target.leader, {}).get('current')}")
         if problems:
             raise DeployFailed("; ".join(problems) + "; nothing was changed")
         release = to or max(targets.values())
@@ -1089,23 +1354,35 @@ class Deployer:
             python = None
         app = app_vars(spec, workers, self.target.secrets, release, python)
         extra = {**self._base_extra(app, release, "rollback", self.lock_token(release)), "host_release": targets}
+        if restore_db is not None:
+            extra["backup"] = self.backup_vars(restore_db)
         plays = self._playbook(extra)
 
         def body() -> DeployOutcome:
             executor = self._executor(extra)
             started, prepared = time.monotonic(), self._durations.get("prepare", 0.0)
-            switched = self._schedule_paused(plays, extra, release,
-                                             lambda: self._roll(plays, extra, release, live, executor))
+            switched = self._roll(plays, extra, release, live, executor)
             self._timed("switch", started, minus=self._durations.get("prepare", 0.0) - prepared)
             outcome = self._outcome_from(self.states(), "rollback", release, extra, switched)
             if not switched.ok:
                 message = f"the rollback stopped: {self._roll_stopped(switched, live, extra)}"
+                if restore_db is not None:
+                    message += f"; the database was NOT restored (backup {restore_db} is still there)"
                 outcome = replace(outcome, ok=False, message=message)
                 raise DeployFailed(f"{message}\n{self.where_each_host_stands(outcome)}", outcome)
+            if restore_db is not None:
+                try:
+                    self._restore(plays, extra, restore_db)
+                except DeployFailed as exc:
+                    outcome = replace(outcome, ok=False, message=f"the hosts were rolled back, but {exc.message}")
+                    raise DeployFailed(f"{outcome.message}\n{self.where_each_host_stands(outcome)}", outcome) from None
+                outcome = replace(outcome, backup=f"restored {restore_db}")
             return replace(outcome, changed=switched.changed())
 
         started = time.monotonic()
-        outcome = self._locked(plays, extra, body)
+        # the scheduled jobs paused for the roll and a restore of the database
+        outcome = self._locked(plays, extra, lambda: self._schedule_paused(plays, extra, release, body,
+                                                                           deploy=False))
         self._hook("post-rollback", "rollback", release, started)
         return outcome
 

@@ -41,7 +41,13 @@ SKIP_DIRS = {"tests", "test", "migrations", "node_modules", "venv", "env", "buil
 #: Files looked at, at most (a big repository is not read whole).
 MAX_FILES = 2000
 
-_REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+_REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?")
+#: Extras that bring a web server along: (distribution, extra) -> the distributions it adds
+#: (FastAPI's ``standard`` and ``all`` install uvicorn).
+IMPLIED_BY_EXTRAS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("fastapi", "standard"): ("uvicorn",), ("fastapi", "standard-no-fastapi-cloud-cli"): ("uvicorn",),
+    ("fastapi", "all"): ("uvicorn",),
+}
 _SETTINGS = re.compile(r"""DJANGO_SETTINGS_MODULE["']\s*,\s*["']([\w.]+)["']""")
 _STATIC_ROOT = re.compile(r"""^STATIC_ROOT\s*=\s*BASE_DIR\s*/\s*["'](\w[\w-]*)["']""", re.M)
 
@@ -60,7 +66,9 @@ class Detected:
     ``interface``: asgi or wsgi;
     ``source_file``: where the app object is (relative); ``dependencies``: normalized names;
     ``env``: (name, value) pairs for ``env:``, values as written in YAML (a template quoted);
-    ``secrets``: names for ``secrets:``, each used by an ``env:`` value;
+    ``secrets``: names for ``secrets:``, each used by an ``env:`` value; ``database``: a
+    PostgreSQL driver is a dependency; ``database_env``: the code reads its database from the
+    environment and ``env`` maps it (the spec then declares ``database:``);
     ``notes``: things the user should know (a missing server dependency, ...).
     """
 
@@ -76,6 +84,7 @@ class Detected:
     build: tuple[str, ...] = ()
     static_dir: str | None = None
     database: bool = False
+    database_env: bool = False
     secrets: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -86,8 +95,8 @@ class Detected:
 
 def dependencies(root: Path) -> frozenset[str]:
     """Normalized names of the app's dependencies: ``[project].dependencies`` (and optional
-    ones) of ``pyproject.toml`` and every ``requirements*.txt`` at the top. Unreadable files
-    count as none."""
+    ones) of ``pyproject.toml`` and every ``requirements*.txt`` at the top, with what their
+    extras imply (:data:`IMPLIED_BY_EXTRAS`). Unreadable files count as none."""
     names: set[str] = set()
     pyproject = root / "pyproject.toml"
     if pyproject.is_file():
@@ -99,8 +108,8 @@ def dependencies(root: Path) -> frozenset[str]:
         for extra in project.get("optional-dependencies", {}).values():
             deps += list(extra)
         for dep in deps:
-            if isinstance(dep, str) and (m := _REQ_NAME.match(dep)):
-                names.add(normalize(m.group(1)))
+            if isinstance(dep, str):
+                names |= _requirement_names(dep)
     for req in sorted(root.glob("requirements*.txt")):
         try:
             lines = req.read_text().splitlines()
@@ -108,9 +117,20 @@ def dependencies(root: Path) -> frozenset[str]:
             continue
         for line in lines:
             line = line.split("#", 1)[0].strip()
-            if line and not line.startswith("-") and (m := _REQ_NAME.match(line)):
-                names.add(normalize(m.group(1)))
+            if line and not line.startswith("-"):
+                names |= _requirement_names(line)
     return frozenset(names)
+
+
+def _requirement_names(requirement: str) -> set[str]:
+    """The normalized name a requirement line names, plus what its extras imply
+    (:data:`IMPLIED_BY_EXTRAS`): ``fastapi[standard]>=0.114`` -> {fastapi, uvicorn}."""
+    m = _REQ_NAME.match(requirement)
+    if m is None:
+        return set()
+    name = normalize(m.group(1))
+    extras = [normalize(e.strip()) for e in (m.group(2) or "").split(",") if e.strip()]
+    return {name, *(d for e in extras for d in IMPLIED_BY_EXTRAS.get((name, e), ()))}
 
 
 def _project_name(root: Path) -> str:
@@ -275,12 +295,11 @@ def detect(root: Path) -> Detected:
                 build.append("python manage.py collectstatic --noinput")
             read = django_settings_env(text)
             settings_name = settings_file.name
-            if read.get("ALLOWED_HOSTS"):  # the health check asks 127.0.0.1: allow it too
-                env.append((str(read["ALLOWED_HOSTS"]), "\"{{ domains | join(',') }},127.0.0.1\""))
+            if read.get("ALLOWED_HOSTS"):  # the health check asks for the first domain too
+                env.append((str(read["ALLOWED_HOSTS"]), "\"{{ domains | join(',') }}\""))
             elif "ALLOWED_HOSTS" in read:
-                notes.append(f"ALLOWED_HOSTS is fixed in {settings_name}: it must hold your domains and "
-                             "127.0.0.1 (the health check), or be read from the environment "
-                             "(env: then sets it from the domains)")
+                notes.append(f"ALLOWED_HOSTS is fixed in {settings_name}: it must hold your domains, or be "
+                             "read from the environment (env: then sets it from the domains)")
             if read.get("SECRET_KEY"):
                 secret = str(read["SECRET_KEY"])
                 env.append((secret, f"\"{{{{ secrets.{secret} }}}}\""))
@@ -308,11 +327,15 @@ def detect(root: Path) -> Detected:
     if deps and server not in deps:
         notes.append(f"add {server} to your dependencies: shipit serves {interface.upper()} apps with it")
     database = bool(deps & {"psycopg", "psycopg2", "psycopg2-binary", "asyncpg", "psycopg-binary"})
+    db_env = database_env(_env_names(root), deps) if database else []
+    if db_env:
+        env += db_env
+        secrets.append(DB_SECRET)
     return Detected(name=name, framework=framework, app_ref=app_ref, interface=interface,
                     source_file=source_file, dependencies=deps, migrate=migrate,
                     health_path="/health" if _mentions_health(root) else "/",
                     env=tuple(env), build=tuple(build), static_dir=static_dir, database=database,
-                    secrets=tuple(secrets), notes=tuple(notes))
+                    database_env=bool(db_env), secrets=tuple(secrets), notes=tuple(notes))
 
 
 #: Calls that read one environment variable, named by their first argument: ``os.getenv``,
@@ -359,6 +382,78 @@ def django_settings_env(text: str) -> dict[str, str | None]:
                 if isinstance(target, ast.Name) and target.id in ("SECRET_KEY", "ALLOWED_HOSTS"):
                     found[target.id] = _env_variable_read(node.value)
     return found
+
+
+#: An environment variable holding one part of the database's address, by its last word:
+#: ``DATABASE_HOST``, ``POSTGRES_SERVER``, ``DB_NAME``, ``POSTGRES_DB``, ``PGUSER``, ...
+_DB_PART = re.compile(r"^(?:DATABASE|DB|POSTGRES|POSTGRESQL|PG)_?"
+                      r"(HOST|SERVER|NAME|DB|DATABASE|USER|USERNAME|PASSWORD|PASS)$")
+#: An environment variable holding the database's URL.
+_DB_URL = re.compile(r"^(?:DATABASE|DB|POSTGRES|POSTGRESQL)_URL$")
+#: The secret init names for the database's password.
+DB_SECRET = "DB_PASSWORD"
+_DB_HOST = "{{ hostvars[groups.db[0]].address }}"
+
+
+def env_names_read(tree: ast.Module) -> set[str]:
+    """Names of the environment variables a module reads (pure): ``os.environ["X"]``,
+    ``os.environ.get("X")``, ``os.getenv("X")``, ``"X" in os.environ``, ``env("X")``/``config("X")``
+    (django-environ, python-decouple), and the fields of a pydantic-settings ``BaseSettings`` class (read from
+    the environment by name, here uppercased)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and any(
+                (b.id if isinstance(b, ast.Name) else b.attr if isinstance(b, ast.Attribute) else "")
+                == "BaseSettings" for b in node.bases):
+            names |= {n.target.id.upper() for n in node.body
+                      if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+        elif isinstance(node, (ast.Subscript, ast.Call)):
+            if (name := _env_variable_read(node)) is not None:
+                names.add(name)
+        elif isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant) \
+                and isinstance(node.left.value, str) and any(
+                    isinstance(c, ast.Attribute) and c.attr == "environ" for c in node.comparators):
+            names.add(node.left.value)  # "X" in os.environ
+    return names
+
+
+def _env_names(root: Path) -> set[str]:
+    names: set[str] = set()
+    for base in _source_roots(root):
+        for path in _python_files(base):
+            try:
+                names |= env_names_read(ast.parse(path.read_bytes(), filename=str(path)))
+            except (SyntaxError, ValueError, OSError):
+                continue
+    return names
+
+
+def _url_scheme(deps: frozenset[str]) -> str:
+    """The URL scheme the app's PostgreSQL driver wants: SQLAlchemy's dialect+driver when
+    SQLAlchemy is there (its default for ``postgresql`` is psycopg2), else ``postgresql``."""
+    if deps & {"sqlalchemy", "sqlmodel", "flask-sqlalchemy"}:
+        if deps & {"psycopg", "psycopg-binary"}:
+            return "postgresql+psycopg"
+        if "asyncpg" in deps and not deps & {"psycopg2", "psycopg2-binary"}:
+            return "postgresql+asyncpg"
+    return "postgresql"
+
+
+def database_env(names: set[str], deps: frozenset[str]) -> list[tuple[str, str]]:
+    """``env:`` entries (name, YAML value) pointing the environment variables the app reads
+    for its database (``names``) at the spec's ``database:`` on the group ``db``'s first host:
+    a ``*_URL``, or the parts (host, name, user, password). [] when the app reads none of
+    them, or no password/URL (then it is not configured from the environment). Pure."""
+    url = sorted(n for n in names if _DB_URL.match(n))
+    if url:
+        value = (f"{_url_scheme(deps)}://{{{{ database.user }}}}:{{{{ secrets.{DB_SECRET} | urlquote }}}}@{_DB_HOST}"
+                 f"/{{{{ database.name }}}}")
+        return [(url[0], f'"{value}"')]
+    values = {"HOST": _DB_HOST, "SERVER": _DB_HOST, "NAME": "{{ database.name }}", "DB": "{{ database.name }}",
+              "DATABASE": "{{ database.name }}", "USER": "{{ database.user }}", "USERNAME": "{{ database.user }}",
+              "PASSWORD": f"{{{{ secrets.{DB_SECRET} }}}}", "PASS": f"{{{{ secrets.{DB_SECRET} }}}}"}
+    parts = [(n, f'"{values[m.group(1)]}"') for n in sorted(names) if (m := _DB_PART.match(n))]
+    return parts if any(DB_SECRET in v for _, v in parts) else []
 
 
 def _db_name(name: str) -> str:
@@ -410,7 +505,9 @@ def render_spec(d: Detected) -> str:
                      "never committed")
     if d.database:
         db = _db_name(d.name)
-        lines.append(f"# database: {{name: {db}, user: {db}, password_secret: DB_PASSWORD}}   # PostgreSQL on group db")
+        database = f"database: {{name: {db}, user: {db}, password_secret: {DB_SECRET}}}"
+        lines.append(f"{database}  # PostgreSQL on group db" if d.database_env
+                     else f"# {database}   # PostgreSQL on group db")
     lines += ["keep_releases: 5", "serial: 1                          # hosts switched at once: 1, \"25%\", [1, \"50%\"]"]
     return "\n".join(_align(line) for line in lines) + "\n"
 

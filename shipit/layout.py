@@ -27,6 +27,10 @@ a :class:`Layout`. The shape on a host, for an app named ``example``::
       .live-port                        the live slot (also written at a switch)
       .deploy-lock/info                 the deploy lock (who, when, which release)
       releases.log                      one line per release event (see shipit.releases)
+      .paused-units                     the app's units a database restore stopped (web
+                                        hosts; started again and removed after it)
+      backups/<name>.dump               on the db host: pg_dump -Fc of the app's database
+                                        (dir postgres:postgres 0700; see shipit.backups)
     /run/example/web-<port>/web.sock    a web slot's unix socket (held by systemd:
                                         example-web@<port>.socket)
     /etc/caddy/sites/example.caddy      the app's Caddy site
@@ -165,6 +169,24 @@ class Layout:
     @property
     def caddy_site(self) -> str:
         return f"{CADDY_SITES}/{self.app}.caddy"
+
+    @property
+    def paused_units(self) -> str:
+        """The app's units a database restore stopped on a web host, one a line (see
+        :func:`shipit.backups.pause_script`); removed once they are started again."""
+        return f"{self.root}/.paused-units"
+
+    # ---- on the database host --------------------------------------------------------------
+    @property
+    def backups_dir(self) -> str:
+        """``/srv/<app>/backups`` on the db host: the database's dumps (postgres:postgres 0700,
+        written and pruned by the postgres user only)."""
+        return f"{self.root}/backups"
+
+    def backup(self, name: str) -> str:
+        """``/srv/<app>/backups/<name>.dump``: one ``pg_dump -Fc`` (``name``: a validated
+        backup name, e.g. the release it was taken before)."""
+        return f"{self.backups_dir}/{name}.dump"
 
     # ---- per release ---------------------------------------------------------------------
     def release(self, release_id: str) -> str:

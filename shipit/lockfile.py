@@ -3,7 +3,8 @@
 Three layouts (:func:`detect_layout`), first match wins:
 
 ``uv.lock``
-    a ``pyproject.toml`` with ``[project]`` and a ``uv.lock``: dependencies are exactly the
+    a ``pyproject.toml`` with ``[project]`` and a ``uv.lock`` beside it, or in the root of the
+    uv workspace the app is a member of (:func:`workspace_root`): dependencies are exactly the
     lock's (``uv export --frozen``), the app ships as its own wheel too. Locked.
 ``requirements``
     a ``requirements.txt`` (Django style, with or without a pyproject): dependencies are its
@@ -18,10 +19,11 @@ Everything here is pure text parsing except :func:`detect_layout`, which reads t
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -46,12 +48,15 @@ class AppLayout:
         distribution: the ``[project].name`` (the app ships as this wheel), or None (the
             source tree is the release; no app wheel).
         lock: the file the dependencies come from, relative to the source (``uv.lock``,
-            ``requirements.txt``, ``pyproject.toml``).
+            ``requirements.txt``, ``pyproject.toml``; ``../uv.lock`` for a workspace member).
+        workspace: the app is a member of a uv workspace whose ``uv.lock`` is in a parent
+            directory (see :func:`workspace_root`): its dependencies are that lock's for it.
     """
 
     kind: str
     distribution: str | None
     lock: str
+    workspace: bool = False
 
 
 def detect_layout(source: Path, requirements: str = "requirements.txt") -> AppLayout:
@@ -72,12 +77,49 @@ def detect_layout(source: Path, requirements: str = "requirements.txt") -> AppLa
             dist = project["name"]
     if dist and (source / "uv.lock").is_file():
         return AppLayout("uv.lock", dist, "uv.lock")
+    if dist and (root := workspace_root(source)) is not None:
+        return AppLayout("uv.lock", dist, os.path.relpath(root / "uv.lock", source), workspace=True)
     if (source / requirements).is_file():
         return AppLayout("requirements", dist, requirements)
     if dist:
         return AppLayout("pyproject", dist, "pyproject.toml")
     raise LockError(f"{source}: no dependencies to ship: expected a pyproject.toml with a "
                     f"[project] name (optionally with uv.lock), or a {requirements}")
+
+
+def workspace_root(source: Path, max_depth: int = 8) -> Path | None:
+    """The root of the uv workspace ``source`` is a member of, or None.
+
+    As uv finds it: the nearest parent directory (at most ``max_depth`` up) whose
+    ``pyproject.toml`` has ``[tool.uv.workspace]`` and whose ``members`` globs match
+    ``source`` (``exclude`` globs not), with a ``uv.lock`` beside it. A monorepo's backend
+    (``source: backend``) then ships exactly the workspace lock's versions instead of a fresh
+    resolution. Reads files only; an unreadable ``pyproject.toml`` on the way is skipped.
+    """
+    here = source.resolve()
+    for depth, parent in enumerate(here.parents):
+        if depth >= max_depth:
+            break
+        pyproject = parent / "pyproject.toml"
+        if not pyproject.is_file():
+            continue
+        try:
+            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue
+        tool = data.get("tool")
+        uv = tool.get("uv") if isinstance(tool, dict) else None
+        ws = uv.get("workspace") if isinstance(uv, dict) else None
+        if not isinstance(ws, dict):
+            continue
+        rel = PurePosixPath(here.relative_to(parent).as_posix())
+        members = [m for m in ws.get("members", []) if isinstance(m, str)]
+        excluded = [m for m in ws.get("exclude", []) if isinstance(m, str)]
+        if any(rel.match(m) and len(rel.parts) == len(PurePosixPath(m).parts) for m in members) \
+                and not any(rel.match(e) for e in excluded) and (parent / "uv.lock").is_file():
+            return parent
+        return None  # the nearest workspace does not hold the app: uv would not use its lock
+    return None
 
 
 @dataclass(frozen=True)

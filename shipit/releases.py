@@ -16,7 +16,7 @@ rollback, migrate or prune). Everything here is pure: entries in, decisions out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 STATES = ("built", "migrated", "live", "retired", "failed")
@@ -87,6 +87,15 @@ def live_sequence(log: Sequence[Mapping[str, str]]) -> list[str]:
     return [e["release"] for e in log if e["state"] == "live"]
 
 
+def build_order(log: Sequence[Mapping[str, str]]) -> Callable[[str], tuple[int, str]]:
+    """A sort key ordering release ids oldest first: by their first event in ``log`` (oldest
+    first); releases the log never mentions come before all others, by id."""
+    first: dict[str, int] = {}
+    for i, entry in enumerate(log):
+        first.setdefault(entry["release"], i)
+    return lambda release: (first.get(release, -1), release)
+
+
 def rollback_target(current: str | None, log: Sequence[Mapping[str, str]],
                     ready: Sequence[str]) -> str | None:
     """The release that was live immediately before ``current`` and is still ready on the host.
@@ -109,6 +118,8 @@ def prune_candidates(releases: Sequence[str], current: str | None, log: Sequence
     release on disk), any release a slot points to or otherwise ``protected``, and releases
     that are newer than ``current`` and went live (a rollback just left them). Of the rest,
     releases that never served go first (oldest first), then the oldest of those that did.
+    Older and newer are :func:`build_order`'s (the log's), not the ids' (two releases built
+    in the same second have ids that sort by their content hash).
 
     Args:
         releases: release ids on the host (any order).
@@ -118,10 +129,12 @@ def prune_candidates(releases: Sequence[str], current: str | None, log: Sequence
         protected: ids that must stay (e.g. the two web slots' releases).
     """
     info = history(log)
+    age = build_order(log)
     target = rollback_target(current, log, list(releases))
     keep_always = {r for r in (current, target, *protected) if r}
-    keep_always |= {r for r in releases if current and r > current and info.get(r, ReleaseInfo(r)).ever_live}
-    candidates = sorted(r for r in releases if r not in keep_always)
+    keep_always |= {r for r in releases
+                    if current and age(r) > age(current) and info.get(r, ReleaseInfo(r)).ever_live}
+    candidates = sorted((r for r in releases if r not in keep_always), key=age)
     excess = len(releases) - keep
     if excess <= 0:
         return []

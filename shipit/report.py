@@ -156,11 +156,15 @@ def outcome_table(outcome: Any) -> Table:
 def phases_line(outcome: Any) -> str:
     """``build 0.9 s · upload 0.3 s · prepare 2.1 s · switch 1.4 s · sent 16.6 KiB/host``: each
     phase of a :class:`shipit.deploy.DeployOutcome` in the order it ran, then the most bytes
-    sent to one host ("" when nothing ran)."""
+    sent to one host ("" when nothing ran), then what happened to the database backup when
+    the app asks for one (``backup: took <release>``)."""
     items = [f"{k} {v:.1f} s" for k, v in outcome.durations.items()]
     sent = max(getattr(outcome, "uploaded", {}).values(), default=None)
     if sent is not None and items:
         items.append(f"sent {_bytes(sent)}/host")
+    backup = getattr(outcome, "backup", "none")
+    if backup and backup != "none":
+        items.append(f"backup: {backup}")
     return " · ".join(items)
 
 

@@ -39,6 +39,7 @@ import functools
 import math
 import operator
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -111,10 +112,19 @@ def make_environment() -> jinja2.Environment:
     """The sandboxed Jinja2 environment shipit renders with (see the module docstring):
     immutable sandbox, StrictUndefined (an undefined variable is an error), no autoescape,
     trailing newlines kept; the filter ``q`` shell-quotes a value (:func:`shipit.quoting.q`)
-    for the playbooks' ``shell`` tasks: ``psql -v role={{ app.database.user | q }}``."""
+    for the playbooks' ``shell`` tasks: ``psql -v role={{ app.database.user | q }}``, and
+    ``urlquote`` percent-encodes every byte but letters, digits and ``-._~`` (a password in a
+    database URL: ``{{ secrets.DB_PASSWORD | urlquote }}``; Jinja's ``urlencode`` keeps ``/``)."""
     env = _Sandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     env.filters["q"] = q
+    env.filters["urlquote"] = urlquote
     return env
+
+
+def urlquote(value: Any) -> str:
+    """``value`` as one URL component (RFC 3986 unreserved characters kept, all else
+    percent-encoded as UTF-8): ``"p/w@1"`` -> ``"p%2Fw%401"``."""
+    return urllib.parse.quote(str(value), safe="")
 
 
 def _guarded(call: Callable[[], Any]) -> Any:

@@ -627,7 +627,9 @@ class SSHTransport:
     def put(self, local: str, remote: str) -> None:
         """SFTP ``local`` to ``remote`` as the SSH user (then a script moves it as root).
 
-        Raises: :class:`CommandInterrupted` (cancelled), :class:`HostUnreachable`.
+        Raises: :class:`CommandInterrupted` (cancelled); :class:`RemoteCommandError` when the
+        host refused the file over a live connection (a full disk, a permission); otherwise
+        :class:`HostUnreachable` (the connection is gone).
         """
         with self._lock:
             self._refuse_if_cancelled()
@@ -655,7 +657,13 @@ class SSHTransport:
                 self._sftp = None
                 if self._cancelled:
                     raise self._interrupted(None) from None
-                raise HostUnreachable(upload_failure(self.host, local, remote, exc)) from None
+                message = upload_failure(self.host, local, remote, exc)
+                ssh = conn.client.get_transport()
+                if ssh is not None and ssh.is_active():
+                    # the host answered and refused the file (a full disk, permissions): this
+                    # task failed there; the host is reachable and says where it stands
+                    raise RemoteCommandError(self.host, message) from None
+                raise HostUnreachable(message) from None
             self.stats.sftp += 1
 
     def close(self) -> None:

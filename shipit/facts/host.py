@@ -44,15 +44,31 @@ read -r a b c _ < /proc/loadavg; echo "load=$a $b $c"
 printf 'pythons='; for f in /usr/bin/python3.*; do printf '%s ' "${f#/usr/bin/}"; done; echo
 if ls /var/lib/apt/lists/ 2>/dev/null | grep -q '_Packages'; then
   echo apt_lists=yes
-  # one apt-cache run (it may rebuild its cache each time): python3, caddy, python3.8..3.16
-  LC_ALL=C apt-cache policy python3 caddy $(seq -f 'python3.%g' 8 16) 2>/dev/null | { p=; while read -r k v _; do
-    case $k in
-      Candidate:) if [ -n "$p" ] && [ "$v" != "(none)" ]; then echo "${p}_candidate=$v"; fi;;
-      *:) if [ -z "$v" ]; then  # a package header (apt may add regex matches: skip them)
-            case $k in python3:|caddy:|python3.[0-9]:|python3.[0-9][0-9]:) p=${k%:};; *) p=;; esac
-          fi;;
-    esac
-  done; }
+  # apt-cache policy costs ~0.5 s of CPU on every gather: its answer is kept (root:
+  # /var/cache/shipit, else ~/.cache/shipit) under a checksum of what candidates depend on
+  # (the lists, dpkg's status, sources, pins, apt.conf) and reused until one of them changes
+  key=$(stat -c '%n %s %y' /var/lib/apt/lists/*_Packages* /var/lib/dpkg/status /etc/apt/sources.list \
+          /etc/apt/sources.list.d/* /etc/apt/preferences /etc/apt/preferences.d/* /etc/apt/apt.conf.d/* \
+          2>/dev/null | cksum | { read -r c n; echo "$c-$n"; })
+  if [ "$(id -u)" = 0 ]; then cache=/var/cache/shipit; else cache=${HOME:-/nonexistent}/.cache/shipit; fi
+  if [ -f "$cache/apt-candidates-$key" ]; then
+    cat "$cache/apt-candidates-$key"
+  else
+    # one apt-cache run (it may rebuild its cache each time): python3, caddy, python3.8..3.16
+    candidates=$(LC_ALL=C apt-cache policy python3 caddy $(seq -f 'python3.%g' 8 16) 2>/dev/null | { p=; while read -r k v _; do
+      case $k in
+        Candidate:) if [ -n "$p" ] && [ "$v" != "(none)" ]; then echo "${p}_candidate=$v"; fi;;
+        *:) if [ -z "$v" ]; then  # a package header (apt may add regex matches: skip them)
+              case $k in python3:|caddy:|python3.[0-9]:|python3.[0-9][0-9]:) p=${k%:};; *) p=;; esac
+            fi;;
+      esac
+    done; })
+    printf '%s\n' "$candidates"
+    if [ -n "$candidates" ] && mkdir -p "$cache" 2>/dev/null; then
+      rm -f "$cache"/apt-candidates-*
+      printf '%s\n' "$candidates" > "$cache/apt-candidates-$key.$$" && mv -f "$cache/apt-candidates-$key.$$" "$cache/apt-candidates-$key"
+    fi
+  fi
 fi
 if [ -e /var/lib/apt/periodic/shipit-update-success-stamp ]; then
   stat -c 'apt_lists_mtime=%Y' /var/lib/apt/periodic/shipit-update-success-stamp

@@ -17,6 +17,7 @@ from shipit.modules.apt import AptModule
 from shipit.modules.base import Module
 from shipit.modules.caddy_site import CaddySiteModule
 from shipit.modules.command import CommandModule, ShellModule
+from shipit.modules.database import AppPauseModule, DbBackupModule, DbRestoreModule
 from shipit.modules.deploy_state import DeployLockModule, ReleaseEventModule, ReleasePruneModule
 from shipit.modules.directory import DirectoryModule
 from shipit.modules.file import FileModule
@@ -38,7 +39,7 @@ BUILTIN: tuple[type[Module], ...] = (
     UserModule, GroupModule, CommandModule, ShellModule, UploadModule, PythonModule,
     CaddySiteModule, ReleaseSwitchModule, DeployLockModule, ReleaseEventModule,
     ReleasePruneModule, ReleaseCommandModule, ReleaseSlotModule, ReleaseArtifactModule,
-    FileBlockModule, AppScheduleModule,
+    FileBlockModule, DbBackupModule, DbRestoreModule, AppPauseModule, AppScheduleModule,
 )
 ENTRY_POINT_GROUP = "shipit.modules"
 __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "PluginError", "builtin_modules"]

@@ -160,13 +160,18 @@ def slot_units(lay: Layout, *ports: int) -> str:
     return " ".join(f"{q(lay.web_unit(p))} {q(lay.web_socket_unit(p))}" for p in ports)
 
 
-def slot_health_script(lay: Layout, port: int, health_path: str, timeout: int, what: str) -> str:
+def slot_health_script(lay: Layout, port: int, health_path: str, timeout: int, what: str,
+                       host: str = "localhost") -> str:
     """Shell waiting up to ``timeout`` seconds for 200 on ``health_path`` from slot ``port``'s
     own socket (nothing else answers there: not Caddy, not the other slot); calls
-    ``fail MESSAGE`` (the script's) when the unit fails or exits, or at the deadline."""
+    ``fail MESSAGE`` (the script's) when the unit fails or exits, or at the deadline.
+
+    ``host`` is the request's ``Host`` (a validated domain): the deploy sends the app's health
+    host (its first domain), so an app that checks the host (Django's ``ALLOWED_HOSTS``,
+    Flask's ``SERVER_NAME``) answers the check as it answers its users."""
     unit = q(lay.web_unit(port))
     sock = q(lay.web_socket(port))
-    url = q("http://localhost" + health_path)
+    url = q(f"http://{host}{health_path}")
     too_late = q(f"{what} ({lay.web_unit(port)}) did not answer 200 on {health_path} within {timeout} s")
     return f"""deadline=$(( $(date +%s) + {timeout} ))
 code=none
@@ -181,11 +186,11 @@ done"""
 
 
 def start_slot_script(lay: Layout, release: str, port: int, health_path: str, timeout: int,
-                      restart: bool = True) -> str:
+                      restart: bool = True, host: str = "localhost") -> str:
     """Shell pointing slot ``port`` at ``release``, (re)starting its unit (unless ``restart``
     is False: it already runs that release) and waiting up to ``timeout`` seconds for 200 on
-    ``health_path`` on the slot's own unix socket (:meth:`Layout.web_socket`). Expects a
-    ``fail MESSAGE`` function in the script."""
+    ``health_path`` on the slot's own unix socket (:meth:`Layout.web_socket`), asked for
+    ``host`` (see :func:`slot_health_script`). Expects a ``fail MESSAGE`` function in the script."""
     unit, sock = q(lay.web_unit(port)), q(lay.web_socket_unit(port))
     socket_failed = q(f"{lay.web_socket_unit(port)} could not listen on {lay.web_socket(port)}, "
                       f"so {lay.web_unit(port)} did not start")
@@ -197,7 +202,7 @@ def start_slot_script(lay: Layout, release: str, port: int, health_path: str, ti
     return f"""mkdir -p {q(lay.slots)}
 ln -sfn {q(lay.release(release))} {q(lay.slot(f".{port}.tmp"))}
 mv -T {q(lay.slot(f".{port}.tmp"))} {q(lay.slot(port))}
-{start}{slot_health_script(lay, port, health_path, timeout, f"release {release}")}"""
+{start}{slot_health_script(lay, port, health_path, timeout, f"release {release}", host)}"""
 
 
 def flip_script(lay: Layout, port: int) -> str:
@@ -271,10 +276,20 @@ class ReleaseSlotModule(_SlotsModule):
         "ports": Param(list, required=True, help="the two local slot ports, e.g. [8000, 8001]"),
         "health_path": Param(str, default="/health"),
         "health_timeout": Param((int, float), default=30, help="seconds for the release to answer 200"),
+        "health_host": Param(str, default="localhost", help="Host the health check asks for (the "
+                                                            "app's first domain: what its host checks allow)"),
         "state": Param(str, default="started", choices=("started", "stopped")),
         "user": Param(str, default="shipit", help="who, for the release log"),
         "action": Param(str, default="deploy", choices=("deploy", "rollback")),
     }
+
+    def check_params(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+        if problems := super().check_params(params):
+            return problems
+        host = params.get("health_host", "localhost")
+        if host != "localhost" and (problem := domain_problem(host)) is not None:
+            return [("health_host", problem)]
+        return []
 
     def timeout_of(self, params: Mapping[str, Any]) -> float:
         return float(params["health_timeout"]) + 60.0
@@ -310,7 +325,7 @@ class ReleaseSlotModule(_SlotsModule):
   echo "shipit: $1" >&2
   exit 1
 }}
-{start_slot_script(lay, release, idle, params["health_path"], timeout)}"""
+{start_slot_script(lay, release, idle, params["health_path"], timeout, host=str(params.get("health_host") or "localhost"))}"""
         return Plan(changes=(Change(f"start {release} in slot {idle}", script),))
 
 
@@ -445,7 +460,8 @@ class ReleaseSwitchModule(_SlotsModule):
             unflip = f"""if [ "${{old_stopped:-0}}" = 1 ]; then
     systemctl start {unit_old} || echo "shipit: could not start {lay.web_unit(old_port)} again" >&2
     ( fail() {{ echo "shipit: $1" >&2; exit 1; }}
-      {slot_health_script(lay, old_port, params["health_path"], timeout, "the previous slot")} ) >&2
+      {slot_health_script(lay, old_port, params["health_path"], timeout, "the previous slot",
+                          self._health_host(params))} ) >&2
   fi
   {flip_script(lay, old_port)}"""
         else:
@@ -482,7 +498,7 @@ fail() {{
   echo "shipit: $1" >&2
   exit 1
 }}
-{start_slot_script(lay, release, new_port, params["health_path"], timeout, restart)}
+{start_slot_script(lay, release, new_port, params["health_path"], timeout, restart, self._health_host(params))}
 # the static files' links: `previous` on the release live until now (Caddy's fallback for the
 # names pages of the old release ask for), then `live` on the new one; the site names only them
 links_moved=1

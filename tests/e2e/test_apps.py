@@ -184,3 +184,61 @@ def test_the_wsgi_app_rolls_under_load_with_zero_failed_requests(env: Env, flask
     assert load.failed == [], f"{len(load.failed)} failed requests during the deploy: {load.failed[:5]}"
     assert load.ok > 50 and {flask_first["release"], second["release"]} <= load.releases
     print(f"\nflask roll under load: {load.ok} requests ok, 0 failed")
+
+
+def deploy_what_init_writes(env: Env, example: Path, env_name: str,
+                            overrides: str) -> tuple[Path, dict[str, Any], str]:
+    """``shipit init`` on a copy of ``example`` without its shipit.yml, then a deploy of the
+    spec as written; only the inventory's ``app:`` (``overrides``, YAML lines under it) sets
+    what differs per environment (domain, port, names the other apps on these hosts hold).
+    Returns the app's copy, the first deploy's outcome and what init printed."""
+    app = env.work / f"{example.name}-init"
+    shutil.copytree(example, app, ignore=shutil.ignore_patterns("shipit.yml", "data", "media", "staticfiles",
+                                                                "__pycache__", "*.egg-info", "build"))
+    init = env.shipit_raw("init", str(app))
+    assert init.returncode == 0, init.stderr
+    inventory = env.lab.inventory.parent / f"shipit-test-{env_name}.yml"
+    inventory.write_text(env.lab.inventory.read_text() + "app:\n" + overrides)
+    result = env.shipit_raw("deploy", env_name, "--json", "-i", str(inventory), "--app", str(app))
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    doc: dict[str, Any] = json.loads(result.stdout)
+    assert doc["ok"]
+    again = env.shipit_raw("deploy", env_name, "--json", "-i", str(inventory), "--app", str(app))
+    assert again.returncode == 0 and json.loads(again.stdout)["changed"] == 0, again.stdout
+    return app, doc, init.stdout
+
+
+def test_the_spec_shipit_init_writes_deploys_as_written(env: Env, flask_first: dict[str, Any]) -> None:
+    """`shipit init` on the Flask app without its shipit.yml (an app factory, gunicorn), then a
+    deploy of the spec as written: only the inventory's app: sets what differs per environment
+    (the domain, and the port: the Flask example holds 8100 on these hosts)."""
+    _, doc, printed = deploy_what_init_writes(env, FLASK, "init",
+                                              "  domains: [init.shipit.test]\n  web: {port: 8300}\n")
+    assert "flask app flask_app:create_app() (wsgi, gunicorn)" in printed
+    assert health(env, "init.shipit.test") == {h: doc["release"] for h in WEB}
+    ps = env.run_on("web1", "systemctl show -p MainPID --value shipit-flask-example-web@8300.service "
+                            "shipit-flask-example-web@8301.service | grep -v '^0$' | head -n1\n").strip()
+    assert "gunicorn flask_app:create_app()" in env.run_on("web1", f"ps -o args= -p {ps}\n")
+
+
+def test_the_spec_init_writes_for_the_fastapi_example_deploys_with_its_database(env: Env) -> None:
+    """init maps the DATABASE_URL the example reads to a declared database on the group db:
+    its /health answers 200 only after a SELECT 1 there."""
+    app, doc, _ = deploy_what_init_writes(env, REPO / "examples" / "app", "initfastapi",
+                                       "  domains: [initfastapi.shipit.test]\n  web: {port: 8320}\n")
+    assert "database:" in (app / "shipit.yml").read_text()
+    assert health(env, "initfastapi.shipit.test") == {h: doc["release"] for h in WEB}
+
+
+def test_the_spec_init_writes_for_the_django_example_deploys_with_its_database(env: Env) -> None:
+    """init maps Django's SECRET_KEY, ALLOWED_HOSTS (the domains) and the DATABASE_* parts the
+    settings read; renamed by the inventory, as the Django example holds mysite on these hosts."""
+    _, doc, _ = deploy_what_init_writes(
+        env, DJANGO, "initdjango",
+        "  name: initdjango\n  domains: [initdjango.shipit.test]\n  web: {port: 8330}\n"
+        "  database: {name: initdjango, user: initdjango, password_secret: DB_PASSWORD}\n")
+    assert health(env, "initdjango.shipit.test") == {h: doc["release"] for h in WEB}
+    # the database is PostgreSQL on db1, not a SQLite file: the migrations made its tables there
+    tables = env.run_on("db1", "runuser -u postgres -- psql -X -d initdjango -tAc "
+                               "\"select count(*) from pg_tables where tablename = 'django_migrations'\"\n")
+    assert tables.strip() == "1"

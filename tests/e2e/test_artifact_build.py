@@ -150,3 +150,24 @@ def test_uv_lock_app_ships_exactly_the_lock(tmp_path: Path, cache: Path) -> None
     assert art.lock == "uv.lock" and art.locked and art.distribution == "shipit-example-app"
     assert {r.split("==")[0] for r in art.requirements} <= set(locked)
     assert "pydantic-core" in {r.split("==")[0] for r in art.requirements}
+
+
+def test_a_uv_workspace_member_ships_the_workspaces_lock(tmp_path: Path, cache: Path) -> None:
+    """A monorepo's backend (``source: backend``) with the workspace's uv.lock at the root:
+    its dependencies are the lock's versions for it, not a fresh resolution (an old idna the
+    root pins proves it), and a change to the lock alone, the source unchanged, gives a new
+    artifact with the lock's new version."""
+    root = tmp_path / "mono"
+    root.mkdir()
+    workspace = '[tool.uv.workspace]\nmembers = ["backend"]\n[tool.uv]\nconstraint-dependencies = ["idna==IDNA"]\n'
+    (root / "pyproject.toml").write_text(workspace.replace("IDNA", "3.6"))
+    app = copy_example(root / "backend")
+    subprocess.run([uv_bin(), "lock", "--quiet"], cwd=root, check=True)
+    assert not (app / "uv.lock").exists() and (root / "uv.lock").is_file()
+    art = build_artifact(app, tmp_path / "out", cache_dir=cache, target=X86)
+    assert (art.lock, art.locked, art.distribution) == ("../uv.lock", True, "shipit-example-app")
+    assert "idna==3.6" in art.requirements
+    (root / "pyproject.toml").write_text(workspace.replace("IDNA", "3.7"))
+    subprocess.run([uv_bin(), "lock", "--quiet"], cwd=root, check=True)
+    again = build_artifact(app, tmp_path / "out", cache_dir=cache, target=X86)
+    assert "idna==3.7" in again.requirements and again.sha256 != art.sha256

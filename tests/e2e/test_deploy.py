@@ -54,6 +54,12 @@ class Env:
                                "-i", str(self.lab.inventory), "--app", str(app)],
                               capture_output=True, text=True, timeout=timeout, env=env, cwd=self.work)
 
+    def shipit_raw(self, *args: str | Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        """shipit with ``args`` as given (no -i/--app added), with this Env's HOME and secrets."""
+        env = {**os.environ, "HOME": str(self.home), "DB_PASSWORD": "e2e-Secret-pw-1", "COLUMNS": "200"}
+        return subprocess.run([sys.executable, "-m", "shipit.cli", *map(str, args)],
+                              capture_output=True, text=True, timeout=timeout, env=env, cwd=self.work)
+
     def run_on(self, host: str, script: str) -> str:
         pool = ssh_pool(load_inventory(self.lab.inventory))
         try:

@@ -1,15 +1,13 @@
 """The deploy smoke test, per Debian release (#10 item 7): scripts/test runs this file on a
-trixie lab (``SHIPIT_TEST_SUITE=trixie``) after the bookworm suite, so a deploy is proven on
+trixie lab (``SHIPIT_TEST_SUITE=trixie``) beside the bookworm suite, so a deploy is proven on
 both. First deploy over HTTPS on every host, the release venv on the distro's own Python
 (found from the host's facts: 3.11 on bookworm, 3.13 on trixie), a re-deploy that changes
 nothing, a code change rolled out and rolled back; and an app whose ``requires-python`` the
 hosts cannot meet refused with exit 2 before anything changes.
 
-The app is the example app on SQLite in its shared dir instead of PostgreSQL (no
-``database:``; ``migrate`` runs alembic against SQLite on the leader; ``/health`` does a
-``SELECT 1``): PostgreSQL's version and paths are provisioned elsewhere
-(tests/e2e/test_deploy.py covers the database path), and this file should fail only for
-what differs between releases in the web path: Python, uv venvs, Caddy, systemd.
+The app is the example app as it is (PostgreSQL from the distro: 15 on bookworm, 17 on
+trixie; alembic migrations on the leader; its background worker), renamed with a database of
+its own so that it may share a lab with test_deploy's.
 """
 
 from __future__ import annotations
@@ -28,7 +26,6 @@ import pytest
 
 from shipit.distro import RELEASES
 from shipit.lab import LabState
-from shipit.layout import Layout
 from tests.e2e.conftest import SUITE
 from tests.e2e.test_deploy import EXAMPLE, WEB, Env
 
@@ -36,20 +33,21 @@ pytestmark = pytest.mark.e2e
 
 APP = "distro-smoke"
 DOMAIN = "distro.shipit.test"  # its own app, port and site: it may share a lab with test_deploy's
+DB = "distro_smoke"
 
 
-def web_only_app(dest: Path, requires_python: str | None = None, suffix: str = "") -> Path:
-    """The example app renamed, on SQLite instead of PostgreSQL; optionally another
+def smoke_app(dest: Path, requires_python: str | None = None, suffix: str = "") -> Path:
+    """The example app renamed (its own app, port, site and database); optionally another
     requires-python and a changed response (``suffix`` appended to main.py)."""
     shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".venv"))
     spec = dest / "shipit.yml"
-    sqlite = f'  DATABASE_URL: "sqlite:///{Layout(APP).shared}/smoke.db"'
-    lines = [sqlite if line.startswith("  DATABASE_URL:") else line for line in spec.read_text().splitlines()
-             if not line.startswith(("secrets:", "database:", "python:", "  - {name: heartbeat"))]
-    text = "\n".join(lines) + "\n"
-    text = text.replace("name: example\n", f"name: {APP}\n").replace("port: 8000", "port: 8100")
-    text = text.replace("example.shipit.test", DOMAIN)
-    text = text.replace("processes:\n", "")
+    text = spec.read_text()
+    for old, new in (("name: example\n", f"name: {APP}\n"), ("port: 8000", "port: 8700"),
+                     ("example.shipit.test", DOMAIN), ("postgresql+psycopg://example:", f"postgresql+psycopg://{DB}:"),
+                     ("}}/example\"", f"}}}}/{DB}\""),
+                     ("database: {name: example, user: example,", f"database: {{name: {DB}, user: {DB},")):
+        assert old in text, old
+        text = text.replace(old, new)
     spec.write_text(text)
     if requires_python:
         pyproject = dest / "pyproject.toml"
@@ -100,7 +98,7 @@ def answers(env: Env) -> dict[str, str]:
 
 
 def test_a_python_the_hosts_lack_is_exit_2_before_anything_changes(env: Env) -> None:
-    app = web_only_app(env.work / "too-new", requires_python=">=3.99")
+    app = smoke_app(env.work / "too-new", requires_python=">=3.99")
     result = env.shipit("deploy", "shipit-test", app=app)
     assert result.returncode == 2, result.stdout + result.stderr
     release = RELEASES[SUITE]
@@ -112,7 +110,7 @@ def test_a_python_the_hosts_lack_is_exit_2_before_anything_changes(env: Env) -> 
 
 
 def test_deploy_redeploy_and_rollback_on_the_suite(env: Env) -> None:
-    app = web_only_app(env.work / "app")
+    app = smoke_app(env.work / "app")
     first = deploy(env, app)
     assert first["ok"] and answers(env) == {h: first["release"] for h in WEB}
     python = env.run_on("web1", f"/srv/{APP}/current/venv/bin/python -c "
@@ -120,11 +118,16 @@ def test_deploy_redeploy_and_rollback_on_the_suite(env: Env) -> None:
     assert python == RELEASES[SUITE].python, f"{SUITE}: release venv on Python {python}"
     cfg = env.run_on("web1", f"cat /srv/{APP}/current/venv/pyvenv.cfg\n")
     assert "uv = " in cfg, "the release venv is created by the shipped uv"
+    # /health answered 200 above only after a SELECT 1 on the distro's own PostgreSQL
+    clusters = env.run_on("db1", "pg_lsclusters -h\n").split()
+    assert clusters[:1] == [RELEASES[SUITE].postgresql], f"{SUITE}: PostgreSQL {clusters[:1]}"
+    tables = env.run_on("db1", f"sudo -u postgres psql -tAc '\\dt' {DB}\n")
+    assert "alembic_version" in tables, "the migrations ran on the leader against it"
 
     again = deploy(env, app)
     assert again["release"] == first["release"] and again["changed"] == 0
 
-    changed = web_only_app(env.work / "app2", suffix="\n# a code change\n")
+    changed = smoke_app(env.work / "app2", suffix="\n# a code change\n")
     second = deploy(env, changed)
     assert second["release"] != first["release"] and answers(env) == {h: second["release"] for h in WEB}
     back = deploy(env, changed, "rollback")

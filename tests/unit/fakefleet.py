@@ -12,7 +12,8 @@ modules (``deploy_lock``, ``release_event``, ``release_switch``, ``release_prune
   lock, log); every other module (provisioning) plans no change.
 
 Failures are injected per host: ``fail_switch`` (the health check never passes),
-``fail_migrate``, ``fail_release``, ``unreachable``, ``truncate_facts`` (fact output cut short, as OOM-killed),
+``fail_migrate``, ``fail_release``, ``fail_backup`` / ``fail_restore`` (the db host's
+pg_dump / pg_restore fails), ``unreachable``, ``truncate_facts`` (fact output cut short, as OOM-killed),
 ``hang`` (a command that never returns, for timeouts and Ctrl-C).
 """
 
@@ -42,7 +43,7 @@ from shipit.transport import (
 )
 
 DEPLOY_MODULES = {"deploy_lock", "release_event", "release_switch", "release_prune", "release_command",
-                  "release_slot", "release_artifact"}
+                  "release_slot", "release_artifact", "db_backup", "db_restore", "app_pause"}
 
 
 class _Proxy(Module):
@@ -118,6 +119,14 @@ class FakeHost:
     journal_no_units: bool = False  # no unit matches: journalctl's "No data available", rc 1
     console_out: str = ""  # what a console command (systemd-run) writes, and its exit status
     console_rc: int = 0
+    # the db host: backups (name -> (bytes, mtime epoch)), and what each restore put back
+    backups: dict[str, tuple[int, float]] = field(default_factory=dict)
+    restored: list[str] = field(default_factory=list)
+    fail_backup: bool = False
+    fail_restore: bool = False
+    # a web host: the units a restore stopped (None: not paused); what was stopped, in order
+    paused: list[str] | None = None
+    pauses: list[str] = field(default_factory=list)
     scripts: list[str] = field(default_factory=list)
     cancelled: threading.Event = field(default_factory=threading.Event)
     hanging: threading.Event = field(default_factory=threading.Event)  # set when a hang begins
@@ -159,6 +168,13 @@ class FakeHost:
             if self.current and self.active:
                 return "now=1796230000\nexpire=Dec  5 17:02:12 2026 GMT\nprobe=200 0.012000\n"
             return "now=1796230000\nerror=Failed to connect to 127.0.0.1 port 443\nprobe=000 0.000300\n"
+        if kind == "path_exists":
+            name = arg.rsplit("/", 1)[-1]
+            if arg.endswith(".dump"):
+                return "yes\n" if name.removesuffix(".dump") in self.backups else "no\n"
+            if name == ".paused-units":
+                return "yes\n" if self.paused is not None else "no\n"
+            return "no\n"
         if kind == "host" and self.host_facts is not None:
             return self.host_facts
         if kind == "file" and arg.startswith("/etc/caddy/sites/") and self.site_sha:
@@ -208,6 +224,31 @@ class FakeHost:
             if self.fail_migrate:
                 return 1, "alembic: could not connect to the database"
             self.migrations += 1
+            return 0, ""
+        if module == "db_backup":
+            if self.fail_backup:
+                return 1, ("pg_dump: error: connection to server failed\n"
+                           f"shipit: the backup of database {params['database']} failed (pg_dump exit 1): "
+                           "pg_dump: error: connection to server failed")
+            self.backups[params["name"]] = (1000 + len(self.backups), 1796230000.0 + len(self.backups))
+            for old in sorted(self.backups, key=lambda n: self.backups[n][1], reverse=True)[int(params["keep"]):]:
+                del self.backups[old]
+            return 0, ""
+        if module == "db_restore":
+            if self.fail_restore:
+                return 1, f"shipit: restoring {params['name']} into database {params['database']} failed"
+            self.restored.append(params["name"])
+            return 0, ""
+        if module == "app_pause":
+            if params["state"] == "stopped":
+                units = [Layout(params["app"]).web_unit(p) for p in sorted(self.active)]
+                self.paused = sorted({*(self.paused or []), *units})
+                self.pauses.append("stopped")
+                self.active = set()
+            else:
+                self.active = {int(u.split("@")[1].split(".")[0]) for u in self.paused or []}
+                self.paused = None
+                self.pauses.append("started")
             return 0, ""
         if module == "release_switch" and reason.startswith("stop the idle slot left running"):
             self.active &= {self.live_port}
@@ -280,6 +321,9 @@ class FakeFleetTransport:
             raise ShipitError(f"{fake.name}: the command was stopped after {timeout:g} s (timeout)")
         if script.startswith("readlink -- "):  # shipit console: which release is current
             return CommandResult(0, f"{fake.current or ''}\n", "")
+        if script.startswith("if [ -d ") and "-name '*.dump'" in script:  # shipit.backups.list_script
+            return CommandResult(0, "".join(f"{n}.dump\t{size}\t{when}\n"
+                                            for n, (size, when) in fake.backups.items()), "")
         out: list[str] = []
         err: list[str] = []
         rc_marker = re.search(r'echo "(@@shipit:[0-9a-f]+:rc:)\$__shipit_rc"', script)

@@ -126,5 +126,27 @@ def test_env_values_may_use_the_domains_of_this_environment(tmp_path: Path) -> N
     assert 'HOSTS="www.shop.test,shop.test,127.0.0.1"' in render_env_file(target)
     (tmp_path / "shipit.yml").write_text("name: a\nweb: {app: a:app}\ndomains: [a.test]\n"
                                          "env: {X: '{{ domain }}'}\n")
-    with pytest.raises(ValidationError, match="undefined variable domain; env values may use domains, env_name"):
+    with pytest.raises(ValidationError, match="undefined variable domain; env values may use database, domains, env_name"):
         load_app_spec(tmp_path)
+
+
+def test_env_values_may_use_the_database_of_this_environment(tmp_path: Path) -> None:
+    """A database URL written once: an inventory that renames the database changes it too."""
+    (tmp_path / "inv.yml").write_text("hosts: {web1: {address: 10.0.0.1}, db1: {address: 10.0.0.9}}\n"
+                                      "groups: {web: {hosts: [web1]}, db: {hosts: [db1]}}\n"
+                                      "app: {database: {name: shop_prod, user: shop, password_secret: PW}}\n")
+    (tmp_path / "shipit.yml").write_text(
+        "name: a\nweb: {app: a:app}\ndomains: [a.test]\nsecrets: [PW]\n"
+        "database: {name: shop, user: shop, password_secret: PW}\nenv:\n"
+        "  URL: \"postgresql://{{ database.user }}:{{ secrets.PW }}@{{ hostvars[groups.db[0]].address }}"
+        "/{{ database.name }}\"\n")
+    inv = load_inventory(tmp_path / "inv.yml")
+    target = Target("prod", inv, load_app_spec(tmp_path, inv.app, inv.path), {"PW": "pw"}, ("web1",), "web1")
+    assert 'URL="postgresql://shop:pw@10.0.0.9/shop_prod"' in render_env_file(target)
+
+
+def test_urlquote_makes_a_password_one_url_component() -> None:
+    from shipit.templating import Templar, make_environment
+    templar = Templar(make_environment(), {"pw": "a/b@c:d e%"})
+    assert templar.render("{{ pw | urlquote }}") == "a%2Fb%40c%3Ad%20e%25"
+    assert templar.render("{{ pw | urlencode }}") == "a/b%40c%3Ad%20e%25"  # Jinja's keeps the /

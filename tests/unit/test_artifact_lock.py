@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from shipit.artifact import BuildError, choose_files, refuse_sdists
-from shipit.lockfile import LockError, detect_layout, parse_pylock, parse_requirements
+from shipit.lockfile import AppLayout, LockError, detect_layout, parse_pylock, parse_requirements
 from shipit.platform import TargetPlatform
 
 H1, H2 = "a" * 64, "b" * 64
@@ -48,6 +48,25 @@ def test_layouts(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").unlink()
     with pytest.raises(LockError, match="no dependencies to ship"):
         detect_layout(tmp_path)
+
+
+def test_a_uv_workspace_member_uses_the_workspace_lock(tmp_path: Path) -> None:
+    """As uv finds it: the nearest [tool.uv.workspace] above whose members hold the app."""
+    (tmp_path / "pyproject.toml").write_text('[tool.uv.workspace]\nmembers = ["apps/*", "backend"]\n'
+                                             'exclude = ["apps/old"]\n')
+    (tmp_path / "uv.lock").write_text("version = 1\n")
+    for member in ("backend", "apps/api", "apps/old", "tools/x"):
+        (tmp_path / member).mkdir(parents=True)
+        (tmp_path / member / "pyproject.toml").write_text(f'[project]\nname = "{member.replace("/", "-")}"\n')
+    assert detect_layout(tmp_path / "backend") == AppLayout("uv.lock", "backend", "../uv.lock", workspace=True)
+    assert detect_layout(tmp_path / "apps" / "api").lock == "../../uv.lock"
+    assert detect_layout(tmp_path / "apps" / "old").kind == "pyproject"     # excluded
+    assert detect_layout(tmp_path / "tools" / "x").kind == "pyproject"      # not a member
+    # a lock of its own wins; no lock at the root: nothing is locked
+    (tmp_path / "backend" / "uv.lock").write_text("version = 1\n")
+    assert detect_layout(tmp_path / "backend") == AppLayout("uv.lock", "backend", "uv.lock")
+    (tmp_path / "uv.lock").unlink()
+    assert detect_layout(tmp_path / "apps" / "api").kind == "pyproject"
 
 
 PYLOCK = f'''

@@ -184,13 +184,13 @@ def test_django_settings_read_from_the_environment(source: str, expected: dict[s
 
 def test_django_init_maps_its_secret_key_and_allowed_hosts(tmp_path: Path) -> None:
     """The settings read SECRET_KEY and ALLOWED_HOSTS from the environment: init's spec sets
-    them (the key as a secret, the hosts from the domains plus the health check's 127.0.0.1)."""
+    them (the key as a secret, the hosts from the domains, which the health check asks for too)."""
     app = _copy("django-app", tmp_path)
     assert invoke("init", str(app)).exit_code == 0
     spec = load_app_spec(app)
-    assert spec.secrets == ("DJANGO_SECRET_KEY",)
+    assert spec.secrets == ("DJANGO_SECRET_KEY", "DB_PASSWORD")  # the key, and the database's
     assert spec.env["DJANGO_SECRET_KEY"] == "{{ secrets.DJANGO_SECRET_KEY }}"
-    assert spec.env["DJANGO_ALLOWED_HOSTS"] == "{{ domains | join(',') }},127.0.0.1"
+    assert spec.env["DJANGO_ALLOWED_HOSTS"] == "{{ domains | join(',') }}"
     # hard-coded settings are pointed out, not rewritten
     settings = app / "mysite" / "settings.py"
     text = settings.read_text()
@@ -199,6 +199,49 @@ def test_django_init_maps_its_secret_key_and_allowed_hosts(tmp_path: Path) -> No
                         .replace('ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")'
                                  '.split(",")', 'ALLOWED_HOSTS = ["example.com"]'))
     found = initmod.detect(app)
-    assert found.secrets == () and [k for k, _ in found.env] == ["DJANGO_SETTINGS_MODULE"]
+    assert found.secrets == ("DB_PASSWORD",) and [k for k, _ in found.env][:1] == ["DJANGO_SETTINGS_MODULE"]
+    assert not {"DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS"} & {k for k, _ in found.env}
     assert any("SECRET_KEY is written in settings.py" in n for n in found.notes)
     assert any("ALLOWED_HOSTS is fixed in settings.py" in n for n in found.notes)
+
+
+def test_fastapi_standard_brings_uvicorn_so_no_note_asks_for_it(tmp_path: Path) -> None:
+    """The FastAPI template depends on fastapi[standard] only: that installs uvicorn."""
+    root = _app(tmp_path, {
+        "pyproject.toml": '[project]\nname = "app"\ndependencies = ["fastapi[standard]<1.0.0,>=0.114.2"]\n',
+        "app/__init__.py": "", "app/main.py": "from fastapi import FastAPI\napp = FastAPI()\n"})
+    found = initmod.detect(root)
+    assert found.dependencies == {"fastapi", "uvicorn"} and found.notes == ()
+    plain = initmod.detect(_app(tmp_path / "p", {
+        "requirements.txt": "fastapi[testing]==0.115\n", "main.py": "from fastapi import FastAPI\napp = FastAPI()\n"}))
+    assert plain.notes == ("add uvicorn to your dependencies: shipit serves ASGI apps with it",)
+
+
+def test_the_database_the_code_reads_from_the_environment_is_mapped() -> None:
+    """A URL or its parts, read however (os.environ, "X" in os.environ, pydantic-settings
+    fields), point at the spec's database on the group db, the password a listed secret."""
+    import ast
+    tree = ast.parse('import os\nfrom pydantic_settings import BaseSettings\n'
+                     'class Settings(BaseSettings):\n    POSTGRES_SERVER: str\n    postgres_password: str = ""\n'
+                     'if "DATABASE_URL" in os.environ: pass\nX = os.getenv("PGUSER")\n')
+    assert initmod.env_names_read(tree) == {"POSTGRES_SERVER", "POSTGRES_PASSWORD", "DATABASE_URL", "PGUSER"}
+    url = initmod.database_env({"DATABASE_URL", "OTHER"}, frozenset({"sqlalchemy", "psycopg"}))
+    assert url == [("DATABASE_URL", '"postgresql+psycopg://{{ database.user }}:{{ secrets.DB_PASSWORD | urlquote }}'
+                                    '@{{ hostvars[groups.db[0]].address }}/{{ database.name }}"')]
+    assert initmod.database_env({"DB_URL"}, frozenset({"psycopg2-binary"}))[0][1].startswith('"postgresql://')
+    parts = dict(initmod.database_env({"POSTGRES_SERVER", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD",
+                                       "POSTGRES_PORT"}, frozenset()))
+    assert parts == {"POSTGRES_SERVER": '"{{ hostvars[groups.db[0]].address }}"',
+                     "POSTGRES_DB": '"{{ database.name }}"', "POSTGRES_USER": '"{{ database.user }}"',
+                     "POSTGRES_PASSWORD": '"{{ secrets.DB_PASSWORD }}"'}
+    assert initmod.database_env({"DATABASE_HOST"}, frozenset()) == []  # no password: not from the env
+
+
+@pytest.mark.parametrize("example", ["app", "django-app"])
+def test_the_examples_database_is_declared_and_mapped(tmp_path: Path, example: str) -> None:
+    app = _copy(example, tmp_path)
+    assert invoke("init", str(app)).exit_code == 0
+    spec = load_app_spec(app)
+    assert spec.database is not None and spec.database["password_secret"] == "DB_PASSWORD"
+    assert "DB_PASSWORD" in spec.secrets
+    assert any("{{ secrets.DB_PASSWORD" in v for v in spec.env.values())

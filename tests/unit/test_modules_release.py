@@ -40,6 +40,19 @@ def test_slot_starts_the_release_in_the_idle_port_and_records_failure_on_the_way
     assert f"{R2} failed >> /srv/example/releases.log" in change.script  # the fail() path
 
 
+def test_the_slot_health_check_asks_for_the_apps_domain() -> None:
+    """An app that checks the Host (Django's ALLOWED_HOSTS) answers the check as it answers
+    its users: the request names the app's health host, not localhost (a public Django app
+    allowing only its domains answered 400 to every health check)."""
+    plan = ReleaseSlotModule().plan({**SLOT, "health_host": "www.shop.test"}, state(), CTX)
+    assert "--unix-socket /run/example/web-8001/web.sock http://www.shop.test/health" in plan.changes[0].script
+    switch = ReleaseSwitchModule().plan({**SWITCH, "release": R2}, state(slots={8000: R1}), CTX)
+    assert "--unix-socket /run/example/web-8001/web.sock http://example.test/health" in switch.changes[0].script
+    ((key, message),) = ReleaseSlotModule().check_params({**SLOT, "health_host": "a b"})
+    assert key == "health_host" and message.startswith("expected a domain name") and "'a b'" in message
+    assert ReleaseSlotModule().check_params({**SLOT, "health_host": "localhost"}) == []
+
+
 def test_a_slot_whose_socket_cannot_listen_fails_naming_the_socket() -> None:
     """The slot's .service Requires its .socket: when the socket cannot bind its path, the
     restart fails, and the reason names the socket (its journal lines are in the output)."""

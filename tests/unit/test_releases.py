@@ -65,3 +65,19 @@ def test_prune_never_deletes_protected_or_newer_live_releases() -> None:
     assert doomed == [R4, R1] or doomed == [R4]
     assert R4 in prune_candidates([R1, R2, R3, R4], R2, log, keep=2, protected=[R1])
     assert R1 not in prune_candidates([R1, R2, R3, R4], R2, log, keep=2, protected=[R1])
+
+
+def test_prune_orders_releases_by_the_log_not_by_id() -> None:
+    """Releases built in the same second have ids that sort by content hash: the log says
+    which is older (regression: prune kept 4 of keep=3 and could delete the wrong one)."""
+    same = "20261203T094829Z-"
+    a, b, c, d = same + "f0", same + "a0", same + "e0", same + "10"  # built in this order
+    log = [entry(r, s) for r in (a, b, c, d) for s in ("built", "live")]
+    log += [entry(r, "retired") for r in (a, b, c)]
+    assert prune_candidates([a, b, c, d], d, log, keep=3) == [a]
+    assert prune_candidates([a, b, c, d], d, log, keep=2) == [a, b]
+    # rolled back from d to c: d went live after c, so it is the newer one, kept
+    back = log + [entry(d, "retired"), entry(c, "live")]
+    assert d not in prune_candidates([a, b, c, d], c, back, keep=2)
+    # a release the log never mentions counts as the oldest
+    assert prune_candidates([a, b, c, d, same + "00"], d, log, keep=4) == [same + "00"]

@@ -418,3 +418,28 @@ def test_config_shows_each_job_and_where_it_came_from(tmp_path: Path) -> None:
     rows = [r for r in config_rows(spec, {}) if r[0].startswith("schedule.")]
     assert rows == [("schedule.cleanup", "python -m c (on_calendar daily; on leader; timeout 300 s)",
                      f"{tmp_path / 'shipit.yml'}:4")]
+
+
+def test_the_schedule_is_paused_around_the_backup_and_a_restore(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.unit.test_backups import DbFleet
+
+    monkeypatch.setenv("DB_PASSWORD", "s3cret-pw")
+    db = DbFleet(tmp_path)
+    spec = tmp_path / "app" / "shipit.yml"
+    spec.write_text(spec.read_text() + 'schedule: [{name: tick, command: "true", on_calendar: hourly}]\n')
+    deployer, rec = db.deployer()
+    assert deployer.deploy(str(tmp_path / "out")).ok
+    plays = _plays(rec.lines)
+    assert plays.index("pause_schedule") < plays.index("backup") < plays.index("migrate") \
+        < plays.index("switch") < plays.index("resume_schedule")
+    db.version += 1
+    db.deploy()
+    deployer, rec = db.deployer()
+    deployer.rollback(restore_db=deployer.rollback_backup().name)
+    plays = _plays(rec.lines)
+    assert plays.index("pause_schedule") < plays.index("switch") < plays.index("restore") \
+        < plays.index("resume_schedule") < plays.index("unlock")
+    deployer, rec = db.deployer()
+    deployer.restore_db(deployer.list_backups()[0].name)
+    plays = _plays(rec.lines)
+    assert plays.index("pause_schedule") < plays.index("restore") < plays.index("resume_schedule")
