@@ -18,8 +18,9 @@ meanwhile starts one more run right after (once, however many passed; seen in th
 ``timeout`` is the oneshot's ``TimeoutStartSec=`` (``RuntimeMaxSec=`` has no effect on a
 oneshot service, systemd.service(5)): a run taking longer is stopped and its result is
 ``timeout``. Not during a deploy either: the deploy pauses the timers (stops them and waits
-for a run under way to end, at most its timeout) before the migrations and the switch, and
-starts them again once the roll is over, on every exit path (see
+for a run under way to end, at most its timeout) before the backup, the migrations and the
+switch (and a rollback or a restore of the database), and starts them again once they are
+over, on every exit path (see
 :class:`shipit.modules.schedule.AppScheduleModule`). A pause was chosen over a lock taken by
 the job (``flock``): shipit's deploy lock is a directory on the leader held across many SSH
 commands, which no ``flock`` can share, and a job waiting on a lock would start in the middle
