@@ -16,6 +16,10 @@ Shape (every key but ``name``, the web app and ``domains`` optional)::
       port: 8000                      # first of the two local ports (blue/green: 8000, 8001)
     processes:                        # background processes, each a systemd unit per instance
       - {name: heartbeat, command: "python -m example_app.worker", instances: 1}
+    schedule:                         # jobs as systemd timers, in the current release's environment
+      - {name: cleanup, command: "python manage.py clearsessions", on_calendar: daily}
+      - {name: report, command: "python -m app.report", on_calendar: "*-*-* 03:00:00",
+         on: all, timeout: 30m}         # on: leader (default) | all; timeout: default 1h
     migrate: alembic upgrade head     # run once, on the leader, before any host switches
     migrate_timeout: 600              # seconds the migration (and each release step) may take
     build: ["python manage.py collectstatic --noinput"]   # on the runner, in a copy of the
@@ -81,6 +85,21 @@ class Process:
 
 
 @dataclass(frozen=True)
+class Job:
+    """A scheduled job (``schedule:``): ``command`` (sh -c) run in the current release as the
+    app user at each ``on_calendar`` time (systemd ``OnCalendar=`` expressions, one or more),
+    on the leader (``on="leader"``) or on every web host (``"all"``), stopped after
+    ``timeout`` seconds; ``random_delay`` seconds of ``RandomizedDelaySec=`` (0: none)."""
+
+    name: str
+    command: str
+    on_calendar: tuple[str, ...]
+    on: str = "leader"
+    timeout: float = 3600.0
+    random_delay: float = 0.0
+
+
+@dataclass(frozen=True)
 class BackupPolicy:
     """``database.backup``: ``before_migrate`` (dump the database before each deploy's
     migrations, named after the release) and ``keep`` (backups kept on the db host, newest
@@ -110,6 +129,7 @@ class AppSpec:
     memory_per_worker: int | None = None
     port: int = 8000
     processes: tuple[Process, ...] = ()
+    schedule: tuple[Job, ...] = ()
     migrate: str | None = None
     health_path: str = "/health"
     health_timeout: float = 30.0
@@ -177,7 +197,8 @@ class _Checker:
 
 _TOP = {"name", "python", "web", "processes", "migrate", "migrate_timeout", "health", "domains", "tls",
         "env", "secrets", "secrets_file", "secrets_command", "database", "keep_releases", "serial",
-        "max_fail", "memory_budget", "source", "canary", "build", "release", "static", "shared_dirs"}
+        "max_fail", "memory_budget", "source", "canary", "build", "release", "static", "shared_dirs",
+        "schedule"}
 
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _HOSTNAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
@@ -347,6 +368,13 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
         c.add(f, ct, "python", "python", 'expected "3.X" as a quoted string, e.g. "3.11"')
     web_spec = _check_web(c, *get("web"))
     processes = _check_processes(c, *get("processes", []))
+    schedule = _check_schedule(c, *get("schedule", []))
+    raw_schedule, f, ct = get("schedule", [])
+    taken = {p.name for p in processes} | {"web", "release"}
+    for i, job in enumerate(raw_schedule if isinstance(raw_schedule, list) else []):
+        if isinstance(job, dict) and job.get("name") in taken:
+            c.add(f, job, "name", f"schedule[{i}].name", f"{job['name']!r} already names a process (or shipit's "
+                  "web or release units): `shipit logs ENV NAME` could not tell them apart; choose another")
     migrate, f, ct = get("migrate")
     if migrate is not None:
         problem = command_problem(migrate, "the migration command (e.g. alembic upgrade head)")
@@ -440,7 +468,7 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
         raise ValidationError(sorted(c.problems, key=lambda p: (p.file, p.line)))
     return AppSpec(name=name, source=source_dir, app_ref=web_spec.app_ref, interface=web_spec.interface,
                    server=web_spec.server, threads=web_spec.threads, python=python, workers=web_spec.workers,
-                   memory_per_worker=web_spec.memory_per_worker, port=web_spec.port, processes=tuple(processes), migrate=migrate,
+                   memory_per_worker=web_spec.memory_per_worker, port=web_spec.port, processes=tuple(processes), schedule=tuple(schedule), migrate=migrate,
                    health_path=health_path, health_timeout=float(health_timeout), domains=tuple(domains),
                    tls_internal=acme_email is None, acme_email=acme_email,
                    env=env[0], secrets=tuple(secrets),
@@ -640,6 +668,145 @@ def _check_processes(c: _Checker, raw: Any, f: str, ct: Any) -> list[Process]:
         if ok:
             processes.append(Process(str(name), str(command), int(instances)))
     return processes
+
+
+_CALENDAR_CHARS = re.compile(r"^[A-Za-z0-9 ,.*:/~+_-]+$")
+CALENDAR_SHORTHANDS = ("minutely", "hourly", "daily", "monthly", "weekly", "yearly", "quarterly",
+                       "semiannually", "annually")
+"""The one-word ``OnCalendar=`` values systemd knows (systemd.time(7))."""
+_DURATION = re.compile(r"^(?:(\d+)\s*(d|h|min|m|s|sec)\s*)+$")
+_DURATION_PART = re.compile(r"(\d+)\s*(d|h|min|m|s|sec)")
+_DURATION_UNITS = {"d": 86400, "h": 3600, "min": 60, "m": 60, "s": 1, "sec": 1}
+MAX_JOB_TIMEOUT = 86400.0
+DEFAULT_JOB_TIMEOUT = 3600.0
+_JOB_KEYS = ("name", "command", "on_calendar", "on", "timeout", "random_delay")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number of seconds or a span such as ``90s``, ``30m``, ``1h30m``, ``1d``
+    (units d, h, m/min, s/sec, as systemd.time(7) spells them).
+
+    Raises:
+        ValueError: anything else (a bool, a negative number, an unknown unit).
+    """
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(value)
+        return float(value)
+    if not isinstance(value, str) or not _DURATION.fullmatch(value.strip()):
+        raise ValueError(value)
+    return float(sum(int(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(value)))
+
+
+def calendar_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be a systemd ``OnCalendar=`` expression, as far as a pure check
+    sees (systemd.time(7) parses the rest on the host): a non-empty one-line string of the
+    characters calendar expressions use (letters, digits, space and ``, . * : / ~ + _ -``: no
+    ``%``, ``$``, quotes or backslashes, which a unit file would read otherwise), at most 200
+    characters; a single word must be one of :data:`CALENDAR_SHORTHANDS`. None when it can."""
+    example = "e.g. daily, hourly, \"*-*-* 03:00:00\" or \"Mon..Fri *-*-* 09:00\""
+    if not isinstance(value, str):
+        return f"expected a systemd OnCalendar expression ({example}), got {type_name(value)} {value!r}"
+    text = value.strip()
+    if not text:
+        return f"expected a systemd OnCalendar expression ({example}), got an empty string"
+    if "\n" in value or "\r" in value:
+        return f"expected a systemd OnCalendar expression on one line ({example})"
+    if len(text) > 200 or not _CALENDAR_CHARS.fullmatch(text):
+        return (f"expected a systemd OnCalendar expression ({example}): letters, digits, spaces and "
+                f", . * : / ~ + _ - only; got {value!r}")
+    if text.isalpha() and text.lower() not in CALENDAR_SHORTHANDS:
+        return (f"{value!r} is not one of systemd's calendar shorthands ({', '.join(CALENDAR_SHORTHANDS)})"
+                + did_you_mean(text.lower(), CALENDAR_SHORTHANDS))
+    return None
+
+
+def _check_schedule(c: _Checker, raw: Any, f: str, ct: Any) -> list[Job]:
+    """The ``schedule:`` list (see :class:`Job`). YAML 1.1 reads a bare ``on`` key as the
+    boolean true: that key is taken as ``on``."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        c.add(f, ct, "schedule", "schedule", "expected a list of jobs, e.g. "
+              "[{name: cleanup, command: \"python manage.py clearsessions\", on_calendar: daily}]")
+        return []
+    jobs: list[Job] = []
+    seen: set[str] = set()
+    for i, job in enumerate(raw):
+        where = f"schedule[{i}]"
+        if not isinstance(job, dict):
+            c.add(f, raw, i, where, "expected {name: short-name, command: a one-line command, on_calendar: daily}")
+            continue
+        ok = True
+        for key in job:
+            name_of_key = "on" if key is True else key
+            if name_of_key not in _JOB_KEYS:
+                c.add(f, job, key, f"{where}.{key}", f"unknown key; expected {', '.join(_JOB_KEYS)}"
+                      + did_you_mean(str(key), _JOB_KEYS))
+                ok = False
+        name = job.get("name")
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            c.add(f, job, "name", f"{where}.name", "expected a short lowercase name (letters, digits, -), "
+                  f"e.g. 'cleanup'; got {name!r}")
+            ok = False
+        elif name in seen:
+            c.add(f, job, "name", f"{where}.name", f"another job is already named {name!r}")
+            ok = False
+        else:
+            seen.add(name)
+        command = job.get("command")
+        problem = command_problem(command, "the job's command line (e.g. python manage.py clearsessions)")
+        if problem:
+            c.add(f, job, "command", f"{where}.command", problem)
+            ok = False
+        calendar = job.get("on_calendar")
+        calendars = calendar if isinstance(calendar, list) else [calendar]
+        if "on_calendar" not in job:
+            c.add(f, job, "name", f"{where}.on_calendar", "missing: when the job runs, as systemd's OnCalendar "
+                  "(e.g. daily, hourly, \"*-*-* 03:00:00\")")
+            ok = False
+        elif not calendars:
+            c.add(f, job, "on_calendar", f"{where}.on_calendar", "expected at least one OnCalendar expression")
+            ok = False
+        for j, one in enumerate(calendars if "on_calendar" in job else []):
+            problem = calendar_problem(one)
+            if problem:
+                at, key, label = ((calendar, j, f"{where}.on_calendar[{j}]") if isinstance(calendar, list)
+                                  else (job, "on_calendar", f"{where}.on_calendar"))
+                c.add(f, at, key, label, problem)
+                ok = False
+        on_key = "on" if "on" in job else True
+        on = job.get(on_key, "leader")
+        if on not in ("leader", "all"):
+            c.add(f, job, on_key, f"{where}.on", f"expected leader (the leader web host only, the default) "
+                  f"or all (every web host); got {on!r}")
+            ok = False
+        timeout: float = DEFAULT_JOB_TIMEOUT
+        if "timeout" in job:
+            try:
+                timeout = parse_duration(job["timeout"])
+                if not 1 <= timeout <= MAX_JOB_TIMEOUT:
+                    raise ValueError(timeout)
+            except ValueError:
+                c.add(f, job, "timeout", f"{where}.timeout", "expected how long a run may take before it is "
+                      f"stopped, from 1 s to 1 d: seconds or a span such as 90s, 30m, 1h30m; got {job['timeout']!r}")
+                ok = False
+        delay = 0.0
+        if "random_delay" in job:
+            try:
+                delay = parse_duration(job["random_delay"])
+                if delay > MAX_JOB_TIMEOUT:
+                    raise ValueError(delay)
+            except ValueError:
+                c.add(f, job, "random_delay", f"{where}.random_delay", "expected a delay of at most 1 d: "
+                      f"seconds or a span such as 30s, 5m; got {job['random_delay']!r}")
+                ok = False
+        if ok:
+            jobs.append(Job(str(name), str(command), tuple(str(x).strip() for x in calendars), str(on),
+                            float(timeout), float(delay)))
+    return jobs
 
 
 def _check_health(c: _Checker, health: Any, f: str, ct: Any) -> tuple[str, float]:

@@ -153,6 +153,9 @@ def config_rows(spec: AppSpec, secrets_set: Mapping[str, bool]) -> list[tuple[st
     add("web.port", str(spec.port), "web")
     for p in spec.processes:
         add(f"processes.{p.name}", f"{p.command} (x{p.instances})", "processes")
+    for j in spec.schedule:
+        add(f"schedule.{j.name}", f"{j.command} (on_calendar {', '.join(j.on_calendar)}; on {j.on}; "
+            f"timeout {j.timeout:g} s)", "schedule")
     add("migrate", spec.migrate)
     add("migrate_timeout", f"{spec.migrate_timeout:g}")
     add("health.path", spec.health_path, "health")

@@ -58,7 +58,7 @@ def logs_cmd(env: str, process: str | None, follow: bool, since: str | None, lin
     """Show the app's logs (web slots, processes, release commands) from journald on every web
     host, each line prefixed with its host and process, merged in time order.
 
-    PROCESS: web, release (migrations), or one of the app's processes; default: all.
+    PROCESS: web, release (migrations), one of the app's processes or scheduled jobs; default: all.
     Exit 0; 1 if a host could not be read; 2 bad arguments; 130 on Ctrl-C (how -f ends).
     """
 
@@ -68,7 +68,8 @@ def logs_cmd(env: str, process: str | None, follow: bool, since: str | None, lin
         layout = spec.layout
         query = logmod.LogQuery(
             app=spec.name,
-            patterns=logmod.unit_patterns(layout, [p.name for p in spec.processes], process),
+            patterns=logmod.unit_patterns(layout, [p.name for p in spec.processes], process,
+                                          [j.name for j in spec.schedule]),
             follow=follow,
             lines=lines if lines is not None else (None if since else 100),
             since=logmod.since_arg(since) if since is not None else None,

@@ -20,7 +20,9 @@ Order of a deploy (nothing touches a host before step 4):
   4. take the deploy lock on the leader (``lock`` play; freed by ``unlock`` on every exit path,
      Ctrl-C and SIGTERM included);
   5. provision (idempotent), then ``upload`` on every web host (artifact, env file, venv);
-  5b. with ``database.backup.before_migrate``, the ``backup`` play on the db host: ``pg_dump -Fc``
+  5b. pause the app's scheduled jobs (their timers stopped, a run under way waited for) until
+     the roll is over (:meth:`Deployer._schedule_paused`);
+  5c. with ``database.backup.before_migrate``, the ``backup`` play on the db host: ``pg_dump -Fc``
      named after the release (:mod:`shipit.backups`), unless it exists or the release already
      serves everywhere (see :func:`backup_skip_reason`); a failing dump stops here, before
      any migration;
@@ -53,7 +55,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from shipit import backups, envfile, hardening
+from shipit import backups, envfile, hardening, schedule
 from shipit.app import AppSpec, load_app_spec, load_secrets, parse_size
 from shipit.artifact import BuildError, build_artifact
 from shipit.distro import PythonNeed, caddy_problems, python_for_hosts, python_need
@@ -130,7 +132,8 @@ class DeployOutcome:
         action: "deploy" or "rollback".
         release: the release deployed (or rolled back to; per host in ``hosts``).
         hosts: per web host, a :class:`HostOutcome`.
-        changed: tasks that changed something (migrations, which run every time, excluded).
+        changed: tasks that changed something (migrations and the scheduled jobs' pause and
+            resume, which run every time, excluded).
         migrations: "ran", "not run: <why>", or "none" (the app declares no migrate).
         backup: the database backup before the migrations: "took <name>", "kept <name>"
             (taken by an earlier attempt of this release), "not taken: <why>", or "none" (no
@@ -313,6 +316,8 @@ def render_release_env(spec: AppSpec, release: str, workers: int, source_on_path
         values["PYTHONPATH"] = Layout(spec.name).release(release)
     for p in spec.processes:
         values[Layout.command_variable(p.name)] = p.command
+    for job in spec.schedule:
+        values[Layout.job_variable(job.name)] = job.command
     return envfile.render(values, "managed by shipit: what this release runs (no secrets)")
 
 
@@ -423,6 +428,7 @@ def app_vars(spec: AppSpec, workers: int, secrets: Mapping[str, str], release: s
                        "unit_template": Layout(spec.name).process_unit_template(p.name)}
                       for p in spec.processes],
         "process_units": [f"{p.name}@{i}" for p in spec.processes for i in range(1, p.instances + 1)],
+        "schedule": schedule.job_vars(spec.schedule),
         "migrate": spec.migrate, "migrate_timeout": getattr(spec, "migrate_timeout", 600.0),
         "health_path": spec.health_path, "health_timeout": spec.health_timeout,
         "health_host": getattr(spec, "health_host", None) or (
@@ -858,13 +864,16 @@ class Deployer:
             raise self._failed("upload failed; no host was switched", result, release, extra)
         self._timed("upload", started)
 
-        changed += self._backup_before_migrate(executor, plays, release, extra, before)
-        migrations = self._migrate(executor, plays, release, extra)
+        def migrate_and_roll() -> tuple[int, str, PlayResult]:
+            backed_up = self._backup_before_migrate(executor, plays, release, extra, before)
+            migrations = self._migrate(executor, plays, release, extra)
+            started, prepared = time.monotonic(), self._durations.get("prepare", 0.0)
+            switched = self._roll(plays, extra, release, before, executor)
+            self._timed("switch", started, minus=self._durations.get("prepare", 0.0) - prepared)
+            return backed_up, migrations, switched
 
-        started, prepared = time.monotonic(), self._durations.get("prepare", 0.0)
-        switched = self._roll(plays, extra, release, before, executor)
-        changed += switched.changed()
-        self._timed("switch", started, minus=self._durations.get("prepare", 0.0) - prepared)
+        backed_up, migrations, switched = self._schedule_paused(plays, extra, release, migrate_and_roll)
+        changed += backed_up + switched.changed()
         if switched.stopped:
             raise self._failed(self._roll_stopped(switched, before, extra), switched, release, extra,
                                mark_failed=False, migrations=migrations)
@@ -877,6 +886,37 @@ class Deployer:
         message = "" if switched.ok else (f"within max_fail ({self.target.spec.max_fail:g}%) some hosts "
                                           f"failed: {self._why(switched)}")
         return replace(outcome, changed=changed, migrations=migrations, message=message)
+
+    def _schedule_paused(self, plays: Mapping[str, Play], extra: Mapping[str, Any], release: str,
+                         body: Callable[[], _T], deploy: bool = True) -> _T:
+        """Run ``body()`` with the app's scheduled jobs paused on the web hosts: their timers
+        stopped and no run under way (``pause_schedule``), started again afterwards on every
+        exit path (``resume_schedule``), so no job runs while a deploy backs up, migrates or
+        switches, nor during a rollback or a restore of the database (see
+        :mod:`shipit.schedule`). Neither play counts as a change of the deploy: they run at
+        every deploy and leave the hosts as they found them. Without jobs: ``body()``.
+        ``deploy``: a failed pause records ``release`` failed (it never served).
+
+        Raises:
+            DeployFailed: a run under way did not end within its timeout (nothing switched or
+                restored).
+        """
+        if not self.target.spec.schedule:
+            return body()
+        web = list(self.target.web)
+        paused = self._executor(extra).run_play(plays["pause_schedule"], web)
+        try:
+            if not paused.ok:
+                if deploy:
+                    raise self._failed("could not pause the scheduled jobs; no host was switched", paused,
+                                       release, extra)
+                raise DeployFailed(f"could not pause the scheduled jobs ({self._why(paused)}); nothing was changed")
+            return body()
+        finally:
+            resumed = self._executor(extra).run_play(plays["resume_schedule"], web)
+            if not resumed.ok:
+                self.reporter.note(f"warning: the scheduled jobs' timers did not start again ({self._why(resumed)}); "
+                                   "the next deploy starts them")
 
     def _backup_before_migrate(self, executor: Executor, plays: Mapping[str, Play], release: str,
                                extra: Mapping[str, Any], before: Mapping[str, Mapping[str, Any]]) -> int:
@@ -1179,7 +1219,8 @@ class Deployer:
         backup = self.find_backup(name)
         extra = self._db_extra(backup.name, timeout)
         plays = self._playbook(extra)
-        self._locked(plays, extra, lambda: self._restore(plays, extra, backup.name))
+        self._locked(plays, extra, lambda: self._schedule_paused(
+            plays, extra, backup.name, lambda: self._restore(plays, extra, backup.name), deploy=False))
         return backup
 
     def rollback_backup(self, to: str | None = None) -> backups.Backup:
@@ -1339,7 +1380,9 @@ class Deployer:
             return replace(outcome, changed=switched.changed())
 
         started = time.monotonic()
-        outcome = self._locked(plays, extra, body)
+        # the scheduled jobs paused for the roll and a restore of the database
+        outcome = self._locked(plays, extra, lambda: self._schedule_paused(plays, extra, release, body,
+                                                                           deploy=False))
         self._hook("post-rollback", "rollback", release, started)
         return outcome
 

@@ -479,6 +479,8 @@ def render_spec(d: Detected) -> str:
         lines.append("  # threads: 4                     # gunicorn's gthread worker")
     lines.append("# processes:                       # background processes, a systemd unit per instance")
     lines.append("#   - {name: worker, command: \"python -m myapp.worker\", instances: 1}")
+    lines.append("# schedule:                        # jobs as systemd timers, on the leader (or on: all)")
+    lines.append("#   - {name: cleanup, command: \"python -m myapp.cleanup\", on_calendar: daily, timeout: 30m}")
     lines.append(f"migrate: {d.migrate}" if d.migrate else "# migrate: alembic upgrade head    # once per deploy, on the leader")
     if d.build:
         lines.append("build:                             # on the runner; its output ships in the release")

@@ -37,6 +37,8 @@ a :class:`Layout`. The shape on a host, for an app named ``example``::
     /run/caddy/admin.sock               Caddy's admin API (root and caddy only)
     example-web@<port>.service          a web slot (and its example-web@<port>.socket);
                                         example-<process>@<n>.service a process
+    example-job-<name>.service          a scheduled job (``schedule:``), started by its
+    example-job-<name>.timer            timer (/etc/systemd/system/, both)
 
 Pure: no I/O. Ids and names are validated elsewhere (app names ``[a-z][a-z0-9-]*``, release
 ids ``YYYYmmddTHHMMSSZ-<hex>``); this module only joins them.
@@ -57,6 +59,8 @@ CADDY_RUNTIME_DIR = f"/run/{CADDY_RUNTIME_NAME}"
 CADDY_ADMIN_SOCKET = f"{CADDY_RUNTIME_DIR}/admin.sock"
 """Caddy's admin API (a unix socket: only root and the caddy user reach it)."""
 RUN = "/run"
+SYSTEMD_UNIT_DIR = "/etc/systemd/system"
+"""Where shipit writes unit files (the ``systemd_unit`` module, the scheduled jobs)."""
 
 
 @dataclass(frozen=True)
@@ -265,6 +269,34 @@ class Layout:
 
     def process_unit(self, process: str, instance: int | str) -> str:
         return f"{self.app}-{process}@{instance}.service"
+
+    @property
+    def job_unit_prefix(self) -> str:
+        """``<app>-job-``: a scheduled job's units are this, the job's name, then ``.service``
+        (what runs) and ``.timer`` (when)."""
+        return f"{self.app}-job-"
+
+    def job_service(self, job: str) -> str:
+        """``<app>-job-<job>.service``: one run of scheduled job ``job`` (``*``: a glob)."""
+        return f"{self.job_unit_prefix}{job}.service"
+
+    def job_timer(self, job: str) -> str:
+        """``<app>-job-<job>.timer``: when scheduled job ``job`` runs (``*``: a glob)."""
+        return f"{self.job_unit_prefix}{job}.timer"
+
+    def job_of_unit(self, unit: str) -> str | None:
+        """The job name of one of this app's job units (``.service`` or ``.timer``), else None."""
+        for suffix in (".service", ".timer"):
+            if unit.startswith(self.job_unit_prefix) and unit.endswith(suffix):
+                name = unit[len(self.job_unit_prefix):-len(suffix)]
+                return name or None
+        return None
+
+    @staticmethod
+    def job_variable(job: str) -> str:
+        """The ``SHIPIT_JOB_<name>`` variable of a release's ``release.env`` holding a job's
+        command line (``-`` as ``_``)."""
+        return "SHIPIT_JOB_" + job.replace("-", "_")
 
     @property
     def migrate_unit(self) -> str:

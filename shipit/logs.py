@@ -62,11 +62,13 @@ class LogEntry:
     unit: str = field(compare=False, default="")
 
 
-def unit_patterns(layout: Layout, processes: Sequence[str], process: str | None) -> tuple[str, ...]:
+def unit_patterns(layout: Layout, processes: Sequence[str], process: str | None,
+                  jobs: Sequence[str] = ()) -> tuple[str, ...]:
     """journalctl ``-u`` patterns for ``process`` (None: every unit of the app).
 
-    ``processes`` are the app spec's process names. ``web`` names the web slots, ``release``
-    the release commands (migrations); anything else must be one of ``processes``.
+    ``processes`` are the app spec's process names, ``jobs`` its scheduled jobs' names (their
+    ``.service`` units). ``web`` names the web slots, ``release`` the release commands
+    (migrations); anything else must be one of ``processes`` or ``jobs``.
 
     Raises:
         ValidationError: an unknown process (with the closest name, if one is close).
@@ -74,6 +76,8 @@ def unit_patterns(layout: Layout, processes: Sequence[str], process: str | None)
     every = {WEB: (layout.web_unit("*"),), RELEASE: (f"{layout.migrate_unit}.service",)}
     for name in processes:
         every[name] = (layout.process_unit(name, "*"),)
+    for name in jobs:
+        every.setdefault(name, (layout.job_service(name),))
     if process is None:
         return tuple(p for patterns in every.values() for p in patterns)
     if process not in every:
@@ -146,6 +150,8 @@ def no_units_yet(stderr: str) -> bool:
 def _label(layout: Layout, unit: str) -> str:
     if unit.removesuffix(".service") == layout.migrate_unit:
         return RELEASE
+    if (job := layout.job_of_unit(unit)) is not None:
+        return f"job:{job}"
     kind = layout.unit_kind(unit)
     return f"{kind[0]}@{kind[1]}" if kind else unit
 

@@ -25,6 +25,7 @@ from rich.text import Text
 from shipit.errors import Problem, ShipitError, ValidationError
 from shipit.executor import Executor, RunOptions
 from shipit.facts.registry import fact_kinds
+from shipit.facts.schedule import job_units
 from shipit.facts.status import app_status, web_probe
 from shipit.inventory import Inventory
 from shipit.modules.registry import builtin_modules
@@ -42,8 +43,10 @@ HostStatus = dict[str, Any]
      "memory": int,                    # bytes, sum over the app's units' cgroups
      "cpu_percent": float,             # % of one CPU, sum over the app's units
      "host": {"cpus": int, "mem_total": int, "mem_available": int, "load": [float, float, float]},
-     "probe": {"code", "ms", "tls_expires", "tls_days", "error"} | None}   # shipit.facts.status.parse_probe
+     "probe": {"code", "ms", "tls_expires", "tls_days", "error"} | None,   # shipit.facts.status.parse_probe
                                        # (None: not asked, e.g. no domain)
+     "jobs": {name: {"timer", "running", "last", "next", "result", "exit_status", ...}}}
+                                       # the scheduled jobs on this host (shipit.facts.schedule)
 
 Unreachable: ``{"reachable": False, "error": "<why>"}``.
 """
@@ -89,24 +92,27 @@ def gather_status(inventory: Inventory, app: str, hosts: list[str], pool: Transp
     Never raises for a host: an unreachable host is reported as such in its entry.
     """
     query = app_status(app)
+    jobs_query = job_units(app)
     probe_query = web_probe(*probe) if probe else None
     executor = Executor(inventory, pool, builtin_modules(), fact_kinds(),
                         ConsoleReporter(console), RunOptions(forks=forks))
-    gathered = executor.gather_facts(hosts, [query, *([probe_query] if probe_query else [])])
+    gathered = executor.gather_facts(hosts, [query, jobs_query, *([probe_query] if probe_query else [])])
     out: dict[str, HostStatus] = {}
     for host, facts in gathered.items():
         if isinstance(facts, ShipitError):
             out[host] = {"reachable": False, "error": facts.message}
         else:
             out[host] = summarize(facts[query], executor.host_facts.get(host, {}),
-                                  facts.get(probe_query) if probe_query else None)
+                                  facts.get(probe_query) if probe_query else None,
+                                  facts.get(jobs_query))
     return out
 
 
 def summarize(app: Mapping[str, Any], host_facts: Mapping[str, Any],
-              probe: Mapping[str, Any] | None = None) -> HostStatus:
-    """Combine a parsed ``app_status`` fact, the host facts and the parsed ``web_probe``
-    fact (None: not asked) into a :data:`HostStatus`."""
+              probe: Mapping[str, Any] | None = None, jobs: Mapping[str, Any] | None = None) -> HostStatus:
+    """Combine a parsed ``app_status`` fact, the host facts, the parsed ``web_probe``
+    fact (None: not asked) and the parsed ``job_units`` fact (None: not asked) into a
+    :data:`HostStatus`."""
     units: Mapping[str, Mapping[str, Any]] = app["units"]
     web = sorted(u for u, i in units.items() if i["kind"] == "web")
     live = next((u for u in web if units[u]["instance"] == str(app["live_port"])), None)
@@ -127,6 +133,7 @@ def summarize(app: Mapping[str, Any], host_facts: Mapping[str, Any],
                  "mem_available": host_facts.get("mem_available", 0),
                  "load": list(host_facts.get("load", []))},
         "probe": dict(probe) if probe is not None else None,
+        "jobs": {name: dict(info) for name, info in sorted((jobs or {}).get("jobs", {}).items())},
     }
 
 
@@ -211,10 +218,44 @@ def _health(probe: Mapping[str, Any] | None) -> str:
     return f"{probe['code']} {ms:.0f}ms" if ms is not None else str(probe["code"])
 
 
+def _clock(epoch: int | None) -> str:
+    """``12-03 10:42:10`` (UTC; month-day and time), ``-`` for none."""
+    return "-" if epoch is None else datetime.fromtimestamp(epoch, UTC).strftime("%m-%d %H:%M:%S")
+
+
+def job_result(info: Mapping[str, Any]) -> str:
+    """A scheduled job's last run in a few words: ``running``, ``never ran``, ``ok``,
+    ``timed out``, ``failed (exit 3)``, ``failed (signal)``…"""
+    if info.get("running"):
+        return "running"
+    result = info.get("result")
+    if result is None:
+        return "never ran"
+    if result == "success":
+        return "ok"
+    if result == "timeout":
+        return "timed out"
+    if result == "exit-code" and info.get("exit_status") is not None:
+        return f"failed (exit {info['exit_status']})"
+    return f"failed ({result})"
+
+
+def job_line(name: str, info: Mapping[str, Any]) -> str:
+    """``cleanup: last 12-03 10:42:10 ok, next 12-03 10:42:20`` (UTC; ``paused`` when its timer
+    is not running, e.g. during a deploy; ``after this run`` while one is under way: systemd
+    computes the next time when it ends)."""
+    last = info.get("started") if info.get("running") else (info.get("last") or info.get("started"))
+    nxt = (("after this run" if info.get("running") else "-") if info.get("next") is None
+           else _clock(info.get("next"))) if info.get("timer") == "active" else (
+        "paused" if info.get("timer") in ("inactive", "") else info.get("timer", "-"))
+    return f"{name}: last {_clock(last)} {job_result(info)}, next {nxt}"
+
+
 def status_lines(statuses: Mapping[str, HostStatus]) -> RenderableType:
     """The compact view: one line per host (host, release short id, state, health code and
     latency through Caddy, workers, app CPU, app memory, 1-minute load, TLS time left), each
-    fitting an 80-column terminal; then one line per unreachable host saying why.
+    fitting an 80-column terminal; then one line per scheduled job and host (last run, its
+    result, next run: :func:`job_line`); then one line per unreachable host saying why.
 
     Pure: returns a rich renderable (the caller prints it)."""
     # columns 2 apart (a right padding of 1 and the box's blank separator): 16+8+11+9+2+4+4+5+4
@@ -242,7 +283,9 @@ def status_lines(statuses: Mapping[str, HostStatus]) -> RenderableType:
                       f"{s['cpu_percent']:.0f}%", _size(s["memory"]),
                       f"{load[0]:.2f}" if load else "-",
                       tls_left(probe.get("tls_days")) if probe else "-")
-    return Group(table, *why)
+    jobs = [Text.assemble((f"{host} ", "bold"), job_line(name, info))
+            for host, s in statuses.items() if s["reachable"] for name, info in s.get("jobs", {}).items()]
+    return Group(table, *jobs, *why)
 
 
 def _when(epoch: int | None) -> str:
@@ -281,6 +324,8 @@ def status_detail(statuses: Mapping[str, HostStatus]) -> RenderableType:
             grid.add_row("services" if i == 0 else "", Text.from_markup(_unit_line(unit, info, unit == s["web_unit"])))
         if not units:
             grid.add_row("services", Text("none"))
+        for i, (name, info) in enumerate(s.get("jobs", {}).items()):
+            grid.add_row("jobs" if i == 0 else "", Text(job_line(name, info)))
         grid.add_row("app", Text(f"{'-' if s['workers'] is None else s['workers']} workers, "
                                  f"{s['cpu_percent']:.1f}% cpu, {_mib(s['memory'])}, "
                                  f"{s['restarts']} restarts"))

@@ -9,7 +9,7 @@ A package adds fact kinds by an entry point in the group ``shipit.facts`` naming
 
 from __future__ import annotations
 
-from shipit.facts import FactKind, accounts, app, files, host, packages, python, status, systemd
+from shipit.facts import FactKind, accounts, app, files, host, packages, python, schedule, status, systemd
 from shipit.plugins import PluginError, loaded
 
 ENTRY_POINT_GROUP = "shipit.facts"
@@ -23,7 +23,7 @@ def fact_kinds(plugins: bool = True) -> dict[str, FactKind]:
     """
     kinds: dict[str, FactKind] = {}
     for group in (host.KINDS, app.KINDS, accounts.KINDS, files.KINDS, packages.KINDS, python.KINDS,
-                  systemd.KINDS, status.KINDS):
+                  systemd.KINDS, status.KINDS, schedule.KINDS):
         for kind in group:
             kinds[kind.name] = kind
     if not plugins:

@@ -26,6 +26,7 @@ from shipit.modules.python import PythonModule
 from shipit.modules.release import ReleaseSlotModule, ReleaseSwitchModule
 from shipit.modules.release_artifact import ReleaseArtifactModule
 from shipit.modules.release_command import ReleaseCommandModule
+from shipit.modules.schedule import AppScheduleModule
 from shipit.modules.service import ServiceModule
 from shipit.modules.systemd_unit import SystemdUnitModule
 from shipit.modules.template import TemplateModule
@@ -38,7 +39,7 @@ BUILTIN: tuple[type[Module], ...] = (
     UserModule, GroupModule, CommandModule, ShellModule, UploadModule, PythonModule,
     CaddySiteModule, ReleaseSwitchModule, DeployLockModule, ReleaseEventModule,
     ReleasePruneModule, ReleaseCommandModule, ReleaseSlotModule, ReleaseArtifactModule,
-    FileBlockModule, DbBackupModule, DbRestoreModule, AppPauseModule,
+    FileBlockModule, DbBackupModule, DbRestoreModule, AppPauseModule, AppScheduleModule,
 )
 ENTRY_POINT_GROUP = "shipit.modules"
 __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "PluginError", "builtin_modules"]

@@ -233,6 +233,20 @@ CASES = [
     app("process-command-quote", PROC, "  - {name: heartbeat, command: \"echo 'x'\"}", "processes[0].command", "'"),
     app("process-command-number", PROC, "  - {name: heartbeat, command: 5}", "processes[0].command", "string"),
     app("process-name-bad", PROC, '  - {name: "Heart Beat", command: "python -m w"}', "processes[0].name", "short lowercase"),
+    app("schedule-calendar-misspelt", "max_fail: 0", 'max_fail: 0\nschedule:\n'
+        '  - {name: cleanup, command: "python -m c", on_calendar: dialy}  # <-',
+        "schedule[0].on_calendar", "did you mean 'daily'?"),
+    app("schedule-calendar-newline", "max_fail: 0", 'max_fail: 0\nschedule:\n'
+        '  - {name: cleanup, command: "python -m c", on_calendar: "daily\\nhourly"}  # <-',
+        "schedule[0].on_calendar", "on one line"),
+    app("schedule-calendar-missing", "max_fail: 0", 'max_fail: 0\nschedule:\n'
+        '  - {name: cleanup, command: "python -m c"}  # <-', "schedule[0].on_calendar", "missing"),
+    app("schedule-on-bad", "max_fail: 0", 'max_fail: 0\nschedule:\n'
+        '  - {name: cleanup, command: "python -m c", on_calendar: daily, on: everywhere}  # <-',
+        "schedule[0].on", "leader"),
+    app("schedule-timeout-bad", "max_fail: 0", 'max_fail: 0\nschedule:\n'
+        '  - {name: cleanup, command: "python -m c", on_calendar: daily, timeout: forever}  # <-',
+        "schedule[0].timeout", "30m"),
     app("migrate-newline", "migrate: alembic upgrade head", 'migrate: "alembic upgrade head\\nrm -rf /"', "migrate", "one line"),
     app("migrate-empty", "migrate: alembic upgrade head", 'migrate: ""', "migrate", "empty"),
     app("migrate-list", "migrate: alembic upgrade head", "migrate: [alembic, upgrade]", "migrate", "string"),

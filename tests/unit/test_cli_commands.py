@@ -263,7 +263,7 @@ def on_fleet(fleet: Fleet, *args: str) -> Result:
 
 
 STATUS_KEYS = {"reachable", "current", "live_port", "units", "web_unit", "web_active", "workers", "restarts",
-               "memory", "cpu_percent", "host", "probe"}
+               "memory", "cpu_percent", "host", "probe", "jobs"}
 
 
 def test_status_shows_what_each_web_host_serves(fleet: Fleet) -> None:

@@ -6,11 +6,11 @@ import ast
 import inspect
 from pathlib import Path
 
-from shipit.facts import FactKind, FactQuery, accounts, app, files, host, packages, python, status, systemd
+from shipit.facts import FactKind, FactQuery, accounts, app, files, host, packages, python, schedule, status, systemd
 from shipit.facts.registry import fact_kinds
 
 REPO = Path(__file__).resolve().parents[2]
-MODULES = (accounts, app, files, host, packages, python, status, systemd)
+MODULES = (accounts, app, files, host, packages, python, schedule, status, systemd)
 
 
 def test_every_builtin_kind_has_a_typed_constructor() -> None:
