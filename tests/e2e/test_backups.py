@@ -24,6 +24,9 @@ from tests.e2e.test_deploy import WEB, Env, copy_app, https_get
 pytestmark = pytest.mark.e2e
 
 ENV = "shipit-test"
+# its own app, port, site and database: the example app's may share this lab (test_deploy's)
+APP = "backupdemo"
+DOMAIN = "backups.shipit.test"
 NOTES = '''"""create the notes table (the e2e's own rows)
 
 Revision ID: 0003_notes
@@ -75,11 +78,16 @@ def app_copy(dest: Path, suffix: str, migrations: dict[str, str], spec_extra: st
     """The example app with ``database.backup`` on, extra migrations and a changed response."""
     app = copy_app(dest, main_suffix=f"\n# {suffix}\n")
     spec = app / "shipit.yml"
-    text = spec.read_text().replace(
-        "database: {name: example, user: example, password_secret: DB_PASSWORD}",
-        "database: {name: example, user: example, password_secret: DB_PASSWORD,\n"
-        "           backup: {before_migrate: true, keep: 3}}")
-    assert "backup:" in text
+    text = spec.read_text()
+    for old, new in (("name: example\n", f"name: {APP}\n"), ("port: 8000", "port: 8800"),
+                     ("example.shipit.test", DOMAIN),
+                     ("postgresql+psycopg://example:", f"postgresql+psycopg://{APP}:"),
+                     ("}}/example\"", f"}}}}/{APP}\""),
+                     ("database: {name: example, user: example, password_secret: DB_PASSWORD}",
+                      f"database: {{name: {APP}, user: {APP}, password_secret: DB_PASSWORD,\n"
+                      "           backup: {before_migrate: true, keep: 3}}")):
+        assert old in text, old
+        text = text.replace(old, new)
     spec.write_text(text + spec_extra)
     for name, body in migrations.items():
         (app / "migrations" / "versions" / name).write_text(body)
@@ -87,7 +95,7 @@ def app_copy(dest: Path, suffix: str, migrations: dict[str, str], spec_extra: st
 
 
 def sql(env: Env, query: str) -> str:
-    return env.run_on("db1", f"runuser -u postgres -- psql -X -d example -tAc {json.dumps(query)}\n").strip()
+    return env.run_on("db1", f"runuser -u postgres -- psql -X -d {APP} -tAc {json.dumps(query)}\n").strip()
 
 
 def notes(env: Env) -> int:
@@ -111,7 +119,7 @@ def served(env: Env, release: str, within: float = 60.0) -> dict[str, str]:
         seen: dict[str, str] = {}
         for host in WEB:
             try:
-                status, doc = https_get(env.address(host), env.cafile(host), "/health")
+                status, doc = https_get(env.address(host), env.cafile(host), "/health", domain=DOMAIN)
                 seen[host] = str(doc.get("release")) if status == 200 else f"HTTP {status}"
             except OSError as exc:
                 seen[host] = f"{type(exc).__name__}"
@@ -127,10 +135,10 @@ def env(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env
     env = Env(lab, work / "home", work)
     # from scratch (a kept lab may hold this app from an earlier run): no app, no database
     for host in WEB:
-        env.run_on(host, "systemctl stop 'example-*' 2>/dev/null || true\n"
-                         "rm -rf /srv/example /etc/caddy/sites/example.caddy\n")
-    env.run_on("db1", "if command -v dropdb >/dev/null; then runuser -u postgres -- dropdb --if-exists --force example; fi\n"
-                      "rm -rf /srv/example\n")
+        env.run_on(host, f"systemctl stop '{APP}-*' 2>/dev/null || true\n"
+                         f"rm -rf /srv/{APP} /etc/caddy/sites/{APP}.caddy\n")
+    env.run_on("db1", f"if command -v dropdb >/dev/null; then runuser -u postgres -- dropdb --if-exists --force {APP}; fi\n"
+                      f"rm -rf /srv/{APP}\n")
     yield env
 
 
@@ -165,10 +173,10 @@ def test_each_deploy_with_migrations_backs_the_database_up_first_named_after_its
     assert names[:2] == [r2["release"], r1["release"]], listed
     assert all(b["size"] > 0 for b in listed["backups"])
     # the dir is postgres's own, 0700, and holds no partial file
-    assert env.run_on("db1", "stat -c '%U %a' /srv/example/backups\n").strip() == "postgres 700"
-    assert env.run_on("db1", "ls -A /srv/example/backups\n").split() == sorted(f"{n}.dump" for n in names)
+    assert env.run_on("db1", f"stat -c '%U %a' /srv/{APP}/backups\n").strip() == "postgres 700"
+    assert env.run_on("db1", f"ls -A /srv/{APP}/backups\n").split() == sorted(f"{n}.dump" for n in names)
     # R2's backup holds the 5 notes R2's migration deleted
-    out = env.run_on("db1", f"runuser -u postgres -- pg_restore -a -t notes -f - /srv/example/backups/{r2['release']}.dump\n")
+    out = env.run_on("db1", f"runuser -u postgres -- pg_restore -a -t notes -f - /srv/{APP}/backups/{r2['release']}.dump\n")
     assert "note 5" in out
 
 
@@ -183,7 +191,7 @@ def test_db_psql_runs_as_the_apps_role(env: Env, apps: dict[str, Path], r2: dict
     result = env.shipit_raw("db", "psql", ENV, "-i", env.lab.inventory, "--app", apps["r2"], "--",
                             "-tAc", "select current_user || ' ' || count(*) from notes")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "example 0"
+    assert result.stdout.strip() == f"{APP} 0"
 
 
 def test_rollback_restore_db_brings_the_rows_back_and_the_previous_release_serves(
@@ -203,17 +211,17 @@ def test_rollback_restore_db_brings_the_rows_back_and_the_previous_release_serve
     assert served(env, r1["release"]) == {h: r1["release"] for h in WEB}
     # the app's units run again (the worker too), and nothing is left paused
     for host in WEB:
-        assert env.run_on(host, "systemctl is-active example-heartbeat@1.service\n").strip() == "active"
-        assert env.run_on(host, "test ! -e /srv/example/.paused-units && echo gone\n").strip() == "gone"
+        assert env.run_on(host, f"systemctl is-active {APP}-heartbeat@1.service\n").strip() == "active"
+        assert env.run_on(host, f"test ! -e /srv/{APP}/.paused-units && echo gone\n").strip() == "gone"
 
 
 def test_rollback_restore_db_refuses_when_no_backup_was_taken_before_the_current_release(
         env: Env, apps: dict[str, Path], r1: dict[str, Any]) -> None:
-    env.run_on("db1", f"mv /srv/example/backups/{r1['release']}.dump /tmp/r1.dump\n")
+    env.run_on("db1", f"mv /srv/{APP}/backups/{r1['release']}.dump /tmp/r1.dump\n")
     try:
         result = env.shipit("rollback", ENV, "--restore-db", "--yes", app=apps["r1"])
     finally:
-        env.run_on("db1", f"mv /tmp/r1.dump /srv/example/backups/{r1['release']}.dump\n")
+        env.run_on("db1", f"mv /tmp/r1.dump /srv/{APP}/backups/{r1['release']}.dump\n")
     assert result.returncode == 1
     assert f"no backup was taken before release {r1['release']}" in result.stderr
     assert "nothing was changed" in result.stderr
@@ -246,7 +254,7 @@ def test_db_restore_puts_a_chosen_backup_back_with_the_app_stopped_meanwhile(
 def test_a_failing_backup_stops_the_deploy_before_migrating_old_release_serving_lock_free(
         env: Env, apps: dict[str, Path], r1: dict[str, Any]) -> None:
     # a session holding an exclusive lock on notes: pg_dump waits for it past the 5 s limit
-    env.run_on("db1", "nohup runuser -u postgres -- env PGAPPNAME=shipit-e2e-locker psql -X -d example -c "
+    env.run_on("db1", f"nohup runuser -u postgres -- env PGAPPNAME=shipit-e2e-locker psql -X -d {APP} -c "
                "'begin; lock table notes in access exclusive mode; select pg_sleep(120);' "
                ">/dev/null 2>&1 </dev/null &\nsleep 1\n")
     try:
@@ -258,6 +266,6 @@ def test_a_failing_backup_stops_the_deploy_before_migrating_old_release_serving_
     assert "did not finish within 5 s" in doc["error"], doc
     assert doc["serving"] == {h: r1["release"] for h in WEB}, doc
     assert notes(env) == 5  # R3's migration (the purge) never ran
-    assert env.run_on("web1", "test ! -e /srv/example/.deploy-lock && echo free\n").strip() == "free"
-    assert ".partial" not in env.run_on("db1", "ls -A /srv/example/backups\n")
+    assert env.run_on("web1", f"test ! -e /srv/{APP}/.deploy-lock && echo free\n").strip() == "free"
+    assert ".partial" not in env.run_on("db1", f"ls -A /srv/{APP}/backups\n")
     assert served(env, r1["release"], within=5) == {h: r1["release"] for h in WEB}
