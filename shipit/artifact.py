@@ -738,6 +738,13 @@ def build_artifact(source: str | Path, out_dir: str | Path, python_version: str 
     except LockError as exc:
         raise BuildError(exc.message) from None
     files = source_files(src)
+    unshipped = [n for n in ("pyproject.toml", layout.lock) if not n.startswith("..")
+                 and (src / n).is_file() and n not in files]
+    if not files or unshipped:
+        what = "none of its files would ship" if not files else f"{', '.join(sorted(set(unshipped)))} would not ship"
+        raise BuildError(f"{src}: {what}: the source is in a git work tree whose ignore rules "
+                         "match it (shipit ships what git tracks or does not ignore); un-ignore it, or "
+                         "deploy from a directory outside the repository")
     # the same source files (names, modes, bytes) for the same target give the same artifact:
     # reuse it instead of resolving again (a no-op deploy is then mostly SSH round trips)
     source_key = hashlib.sha256(f"{FORMAT}\n{tgt.key()}\n{uv_version()}\n{requirements}\n"

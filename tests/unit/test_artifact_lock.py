@@ -111,3 +111,22 @@ def test_pylock_without_hashes_is_refused() -> None:
     with pytest.raises(LockError, match="sha256"):
         parse_pylock('[[packages]]\nname = "x"\nversion = "1"\n'
                      'wheels = [{ url = "https://e/x-1-py3-none-any.whl" }]\n')
+
+
+def test_an_app_git_ignores_is_a_clear_build_error(tmp_path: Path) -> None:
+    """An app copied into an ignored directory of a repository would ship nothing: said, with
+    the way out, instead of a FileNotFoundError from deep in the build."""
+    import subprocess
+
+    from shipit.artifact import BuildError, build_artifact
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("ignored/\n")
+    app = tmp_path / "ignored" / "app"
+    app.mkdir(parents=True)
+    (app / "requirements.txt").write_text("flask==3.1.3\n")
+    (app / "app.py").write_text("from flask import Flask\napp = Flask(__name__)\n")
+    with pytest.raises(BuildError, match="none of its files would ship: the source is in a git work tree"):
+        build_artifact(app, tmp_path / "out", cache_dir=tmp_path / "cache")
+    (tmp_path / ".gitignore").write_text("ignored/app/requirements.txt\n")
+    with pytest.raises(BuildError, match="requirements.txt would not ship: the source is in a git work tree"):
+        build_artifact(app, tmp_path / "out", cache_dir=tmp_path / "cache")
