@@ -862,7 +862,9 @@ def changes_script(body: str, timeout: float, nonce: str) -> str:
             f"trap {q(on_signal)} HUP INT TERM\n"
             # a trapped signal ends ``wait`` early: wait again until the body is gone
             "while :; do wait \"$__shipit_job\"; __shipit_rc=$?; kill -0 \"$__shipit_job\" 2>/dev/null || break; done\n"
-            f"{stop_watchdog}; wait \"$__shipit_wd\" 2>/dev/null\n"
+            # and its group once more once it is gone: stopped by its pid between its fork of
+            # ``sleep`` and the group kill finding its group, it leaves that sleep in the group
+            f"{stop_watchdog}; wait \"$__shipit_wd\" 2>/dev/null; kill -TERM -\"$__shipit_wd\" 2>/dev/null\n"
             "trap - HUP INT TERM\n")
 
 
