@@ -214,7 +214,7 @@ CONNECTING = {
     "logs": ["logs", "test", "--app", "app"],
     "check": ["check", "test", "--app", "app"],   # connects only with --hosts
     "config": ["config", "test", "--app", "app"],  # never connects
-    "db": ["db", "backups", "test", "--app", "app"],  # the other db verbs: test_backups.py
+    "db": ["db", "backups", "test", "--app", "app"],  # the other db verbs: test_db_backups.py
 }
 
 

@@ -421,7 +421,7 @@ def test_config_shows_each_job_and_where_it_came_from(tmp_path: Path) -> None:
 
 
 def test_the_schedule_is_paused_around_the_backup_and_a_restore(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.unit.test_backups import DbFleet
+    from tests.unit.test_db_backups import DbFleet
 
     monkeypatch.setenv("DB_PASSWORD", "s3cret-pw")
     db = DbFleet(tmp_path)
