@@ -93,12 +93,19 @@ class ReleaseCommandModule(Module):
                                 float(params["timeout"]))
         unit = q(f"{lay.migrate_unit}.service")
         # systemd-run --wait leaves the unit running when it is itself stopped (Ctrl-C, a
-        # timeout): stop the unit then; and stop one a dead deploy left running before starting
+        # timeout): stop the unit then; and stop one a dead deploy left running before starting.
+        # The client is killed (it ignores TERM) and reaped BEFORE the stop: a client that is
+        # still starting up when the signal comes would otherwise start the unit after the
+        # stop found none, and the migration ran on after shipit had gone (seen in CI under
+        # load). ``$!`` is empty when the signal comes before the client is forked.
+        on_signal = ('[ -z "$!" ] || kill -KILL "$!" 2>/dev/null || :; '
+                     '[ -z "$!" ] || wait "$!" 2>/dev/null || :; '
+                     f"systemctl stop {unit} 2>/dev/null || :; exit 143")
         script = (f"if [ \"$(systemctl show -P LoadState {unit})\" = loaded ]; then\n"
                   f"  echo shipit: stopping {unit}, left running by an earlier deploy >&2\n"
                   f"  systemctl stop {unit}\n"
                   "fi\n"
-                  f"trap 'systemctl stop {unit} 2>/dev/null; exit 143' HUP INT TERM\n"
+                  f"trap {q(on_signal)} HUP INT TERM\n"
                   # in the background and waited for: a trap runs only once the foreground
                   # command ends, and systemd-run --wait does not end on SIGTERM (the unit
                   # went on after Ctrl-C); ``wait`` is cut short by the signal at once
