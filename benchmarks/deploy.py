@@ -16,7 +16,7 @@ Every step is checked against its ``--json`` document (first: ``changed > 0``; n
 release; re-deploy: the changed release again) and the benchmark stops with a message if not.
 Where the time goes is taken from the CLI's own progress lines on stderr, timestamped as they
 arrive: start-up, artifact build on the runner, provisioning + upload + migrations, and the
-rolling switch (plus pruning). Writes ``benchmarks/results/deploy.csv`` and ``deploy.md`` and
+rolling switch (plus pruning). Writes ``benchmarks/results/deploy_steps.csv`` and ``deploy_steps.md`` and
 takes its lab down, also on failure.
 
 The runner's wheel cache (``~/.cache/shipit/wheels`` of the invoking user) is copied into the
@@ -226,7 +226,7 @@ def write_results(summaries: list[dict[str, Any]], rows: list[dict[str, Any]], c
     fields: list[str] = []
     for row in rows:
         fields += [k for k in row if k not in fields]
-    with open(RESULTS / "deploy.csv", "w", newline="") as fh:
+    with open(RESULTS / "deploy_steps.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
@@ -271,8 +271,8 @@ def write_results(summaries: list[dict[str, Any]], rows: list[dict[str, Any]], c
     lines += ["", "## Notes", ""] + NOTES(summaries)
     if skipped:
         lines += ["", "Not measured: " + "; ".join(skipped) + "."]
-    lines += ["", "Per-step rows (with every phase and release id): `deploy.csv`.", ""]
-    (RESULTS / "deploy.md").write_text("\n".join(lines))
+    lines += ["", "Per-step rows (with every phase and release id): `deploy_steps.csv`.", ""]
+    (RESULTS / "deploy_steps.md").write_text("\n".join(lines))
 
 
 def NOTES(summaries: list[dict[str, Any]]) -> list[str]:  # noqa: N802
@@ -334,7 +334,7 @@ def main() -> None:
         # results so far, so that an interrupted larger size leaves the smaller ones recorded
         write_results(summaries, rows, command, info, skipped + [f"{m} hosts (not run yet)" for m in args.hosts[i + 1:]])
     write_results(summaries, rows, command, info, skipped)
-    print((RESULTS / "deploy.md").read_text())
+    print((RESULTS / "deploy_steps.md").read_text())
 
 
 if __name__ == "__main__":
