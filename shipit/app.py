@@ -304,6 +304,34 @@ def secret_references(env: Any, text: str) -> tuple[set[str], list[str]]:
     return names, problems
 
 
+def serial_item_problem(item: object) -> str | None:
+    """Why ``item`` is not one batch size of ``serial`` (as Ansible's ``serial``: a whole number
+    >= 1, or a percentage of the hosts from ``"1%"`` to ``"100%"``), or None when it is one."""
+    if isinstance(item, int) and not isinstance(item, bool) and item >= 1:
+        return None
+    if isinstance(item, str) and re.fullmatch(r"\d+%", item) and 1 <= int(item[:-1]) <= 100:
+        return None
+    return f"expected a batch size: a whole number >= 1 or a percentage from 1% to 100%; got {item!r}"
+
+
+def parse_serial(text: str) -> tuple[int | str, ...]:
+    """The batch sizes of a ``--serial`` option, as :attr:`AppSpec.serial`: sizes separated by
+    commas, each a whole number or a percentage (``"1"`` -> ``(1,)``, ``"1,50%"`` -> ``(1, "50%")``,
+    ``"100%"``: every host in one batch).
+
+    Raises:
+        ValueError: an empty value or a bad size, with what was expected.
+    """
+    items: list[int | str] = []
+    for raw in text.split(","):
+        word = raw.strip()
+        item: int | str = int(word) if word.isdigit() else word
+        if (problem := serial_item_problem(item)) is not None:
+            raise ValueError(problem)
+        items.append(item)
+    return tuple(items)
+
+
 def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = None,
                   overrides_file: str = "") -> AppSpec:
     """Read ``<app_dir>/shipit.yml``, apply the inventory's ``app:`` overrides, validate.
@@ -436,8 +464,7 @@ def load_app_spec(app_dir: str | Path, overrides: Mapping[str, Any] | None = Non
     if not serial_items:
         c.add(f, ct, "serial", "serial", "expected a batch size: 1, '25%', or a non-empty list like [1, '50%']")
     for i, item in enumerate(serial_items):
-        if not ((isinstance(item, int) and not isinstance(item, bool) and item >= 1)
-                or (isinstance(item, str) and re.fullmatch(r"\d+%", item) and 1 <= int(item[:-1]) <= 100)):
+        if serial_item_problem(item) is not None:
             at, where = (serial, i) if isinstance(serial, list) else (ct, "serial")
             c.add(f, at, where, "serial", "expected a batch size: a whole number >= 1, a percentage from "
                   f"1% to 100%, or a list like [1, '50%']; got {item!r}")

@@ -371,12 +371,12 @@ def modules_cmd() -> None:
 def _deployer(env: str, inventory: str | None, app_dir: str, forks: int, accept_new_host_keys: bool,
               progress: Console, verbose: int = 0, lock_wait: float = 0.0,
               limit: str | None = None, need_secrets: bool = True, hooks: bool = False,
-              quiet: bool = False) -> Any:
+              quiet: bool = False, serial: tuple[int | str, ...] | None = None) -> Any:
     from shipit.deploy import Deployer, load_target
     from shipit.hooks import Hooks
 
     inv = load_inventory(inventory_path(env, inventory))
-    target = load_target(env, inv, app_dir, limit=limit, need_secrets=need_secrets)
+    target = load_target(env, inv, app_dir, limit=limit, need_secrets=need_secrets, serial=serial)
     found = Hooks.load(app_dir) if hooks else None  # a misnamed hook is bad input: exit 2
     return Deployer(target, ssh_pool(inv, accept_new_host_keys),
                     ConsoleReporter(progress, verbose=verbose, quiet=quiet), forks, lock_wait, hooks=found)
@@ -440,22 +440,44 @@ def app_option(f: Callable[..., Any]) -> Callable[..., Any]:
                         help="The app's directory (with shipit.yml).")(f)
 
 
+def _serial_value(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int | str, ...] | None:
+    """``--serial``'s text as batch sizes (see :func:`shipit.app.parse_serial`); a bad one exits 2."""
+    from shipit.app import parse_serial
+
+    if value is None:
+        return None
+    try:
+        return parse_serial(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc} (e.g. 1, 25%, 100% or 1,50%)") from None
+
+
+def serial_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--serial`` of deploy and rollback: this run's batch sizes instead of the app's ``serial``."""
+    return click.option("--serial", "serial", callback=_serial_value, metavar="SIZES",
+                        help="Batch sizes of the rolling switch for this run instead of the app's "
+                             "`serial` (as Ansible's serial): 1, 25%, 100% (every host in one batch, "
+                             "still health-checked), or a list like 1,50%.")(f)
+
+
 @main.command("deploy")
 @click.argument("env", shell_complete=complete_env)
 @app_option
 @click.option("--lock-wait", type=click.FloatRange(0, 86400), default=0.0, metavar="SECONDS",
               help="Wait this long for another deploy's lock.")
+@serial_option
 @verbosity_options
 @common_run_options
-def deploy_cmd(env: str, app_dir: str, lock_wait: float, verbose: int, quiet: bool, inventory: str | None,
-               limit: str | None, forks: int, as_json: bool, accept_new_host_keys: bool) -> None:
+def deploy_cmd(env: str, app_dir: str, lock_wait: float, serial: tuple[int | str, ...] | None, verbose: int,
+               quiet: bool, inventory: str | None, limit: str | None, forks: int, as_json: bool,
+               accept_new_host_keys: bool) -> None:
     """Build the app once, then provision, upload, migrate on the leader and switch the web
     hosts of ENV batch by batch behind health checks."""
 
     def body() -> int:
         console = Console(stderr=as_json, highlight=False)
         deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console, verbose,
-                             lock_wait, limit, hooks=True, quiet=quiet)
+                             lock_wait, limit, hooks=True, quiet=quiet, serial=serial)
         outcome_code = _run_deploy_command(
             as_json, console, lambda: deployer.deploy(str(Path(".shipit/artifacts").resolve())),
             deployer.pool.close)
@@ -475,11 +497,13 @@ def deploy_cmd(env: str, app_dir: str, lock_wait: float, verbose: int, quiet: bo
                    "(the app stopped meanwhile): data written since that backup is LOST.")
 @click.option("--yes", "-y", is_flag=True, help="With --restore-db: do not ask for confirmation.")
 @click.option("--lock-wait", type=click.FloatRange(0, 86400), default=0.0, metavar="SECONDS")
+@serial_option
 @verbosity_options
 @common_run_options
 def rollback_cmd(env: str, app_dir: str, to: str | None, force: bool, restore_db: bool, yes: bool,
-                 lock_wait: float, verbose: int, quiet: bool, inventory: str | None, limit: str | None,
-                 forks: int, as_json: bool, accept_new_host_keys: bool) -> None:
+                 lock_wait: float, serial: tuple[int | str, ...] | None, verbose: int, quiet: bool,
+                 inventory: str | None, limit: str | None, forks: int, as_json: bool,
+                 accept_new_host_keys: bool) -> None:
     """Switch ENV's web hosts back to the release that served before, batch by batch; with
     --restore-db also put the database back as it was before that release's migrations."""
     from shipit.dbcli import confirm_or_refuse
@@ -487,7 +511,7 @@ def rollback_cmd(env: str, app_dir: str, to: str | None, force: bool, restore_db
     def body() -> int:
         console = Console(stderr=as_json, highlight=False)
         deployer = _deployer(env, inventory, app_dir, forks, accept_new_host_keys, console, verbose,
-                             lock_wait, limit, hooks=True, quiet=quiet)
+                             lock_wait, limit, hooks=True, quiet=quiet, serial=serial)
         backup_name: str | None = None
         if restore_db:
             try:

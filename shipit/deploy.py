@@ -205,11 +205,14 @@ class Target:
 
 
 def load_target(env_name: str, inventory: Inventory, app_dir: str, limit: str | None = None,
-                need_secrets: bool = True) -> Target:
+                need_secrets: bool = True, serial: tuple[int | str, ...] | None = None) -> Target:
     """Load the app spec (with the inventory's ``app:`` overrides) and secrets; check the
     inventory has a ``web`` group; apply ``limit`` (an inventory pattern, as ``run``'s).
 
     ``need_secrets`` False (``releases``, ``unlock``): secrets are not read, none required.
+    ``serial`` (``--serial``, see :func:`shipit.app.parse_serial`): this run's batch sizes of
+    the rolling switch instead of the spec's ``serial`` (e.g. ``("100%",)``: a rollback of
+    every host in one batch, still health-checked and restored on failure).
 
     Raises:
         ValidationError: anything missing or malformed, with file:line and key; a limit
@@ -242,6 +245,8 @@ def load_target(env_name: str, inventory: Inventory, app_dir: str, limit: str | 
         if not web:
             raise ValidationError([Problem("--limit", 0, limit, "matches no host of the group 'web'")])
     secrets = load_secrets(spec, env_name) if need_secrets else {}
+    if serial:
+        spec = replace(spec, serial=serial)
     return Target(env_name, inventory, spec, secrets, tuple(web), leader, tuple(db), limit)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shipit.app import load_app_spec, load_secrets, parse_size
+from shipit.app import load_app_spec, load_secrets, parse_serial, parse_size
 from shipit.deploy import Target, render_env_file, size_workers
 from shipit.errors import ValidationError
 from shipit.inventory import load_inventory
@@ -150,3 +150,15 @@ def test_urlquote_makes_a_password_one_url_component() -> None:
     templar = Templar(make_environment(), {"pw": "a/b@c:d e%"})
     assert templar.render("{{ pw | urlquote }}") == "a%2Fb%40c%3Ad%20e%25"
     assert templar.render("{{ pw | urlencode }}") == "a/b%40c%3Ad%20e%25"  # Jinja's keeps the /
+
+
+@pytest.mark.parametrize(("text", "sizes"), [("1", (1,)), ("100%", ("100%",)), ("1,50%", (1, "50%")),
+                                             (" 2 , 25% ", (2, "25%"))])
+def test_parse_serial_gives_the_batch_sizes_of_serial(text: str, sizes: tuple[int | str, ...]) -> None:
+    assert parse_serial(text) == sizes
+
+
+@pytest.mark.parametrize("text", ["", "0", "0%", "101%", "x", "1,", "-1", "1.5"])
+def test_parse_serial_refuses_what_is_not_a_batch_size(text: str) -> None:
+    with pytest.raises(ValueError, match="batch size"):
+        parse_serial(text)

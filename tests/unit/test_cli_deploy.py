@@ -183,3 +183,34 @@ def test_unlock_honours_limit(fleet: Fleet) -> None:
     assert code == 0 and "who=dead@ci" in err and fleet.hosts["web1"].lock is None
     code, _, err = shipit(fleet, "unlock", "prod", "--limit", "nope")
     assert code == 2 and "nope" in err
+
+
+def test_rollback_with_serial_100_percent_switches_every_host_in_one_batch(fleet: Fleet) -> None:
+    first = json.loads(shipit(fleet, "deploy", "prod", "--json")[1])["release"]
+    fleet.version = 1
+    code, _, err = shipit(fleet, "deploy", "prod", "--json")
+    assert code == 0 and "more batch" in err  # the app's serial: 1 (three batches)
+    code, out, err = shipit(fleet, "rollback", "prod", "--json", "--serial", "100%")
+    assert code == 0, err
+    assert json.loads(out)["serving"] == {h: first for h in WEB}
+    assert "canary web1, web2, web3" in err and "more batch" not in err
+
+
+def test_a_failed_host_in_a_one_batch_rollback_puts_the_batch_back(fleet: Fleet) -> None:
+    shipit(fleet, "deploy", "prod", "--json")
+    fleet.version = 1
+    second = json.loads(shipit(fleet, "deploy", "prod", "--json")[1])["release"]
+    fleet.hosts["web2"].fail_switch = True
+    code, out, err = shipit(fleet, "rollback", "prod", "--json", "--serial", "3")
+    assert code == 1
+    assert json.loads(out)["serving"] == {h: second for h in WEB}  # nobody left half-rolled
+    assert "canary failed on web2" in err
+
+
+@pytest.mark.parametrize("value", ["0", "0%", "101%", "", "1,x", "-1"])
+def test_a_bad_serial_exits_2_naming_the_option_before_any_connection(fleet: Fleet, value: str) -> None:
+    for command in ("deploy", "rollback"):
+        code, _, err = shipit(fleet, command, "prod", "--serial", value)
+        assert code == 2, (command, value, err)
+        assert "--serial" in err and "batch size" in err and "Traceback" not in err
+    assert all(not h.scripts for h in fleet.hosts.values())
