@@ -100,15 +100,19 @@ def test_an_idempotent_redeploy_sends_nothing(env: Env, first: dict[str, Any]) -
     assert again["changed"] == 0 and set(again["uploaded_bytes"].values()) == {0}
 
 
-def test_prune_keeps_the_parts_kept_releases_need_and_a_rollback_still_works(env: Env, first: dict[str, Any]) -> None:
+def test_prune_keeps_the_parts_kept_releases_need_and_a_rollback_in_one_batch_still_works(
+        env: Env, first: dict[str, Any]) -> None:
     for n in (2, 3):                       # keep_releases: 2 -> older releases and their parts go
         assert deploy_json(env, "deploy", app_version(env, n))["ok"]
     for host in WEB:
         parts = uses(env, host)
         assert len(parts) == 2, parts
         assert set(store(env, host)) == set().union(*parts.values())
-    back = deploy_json(env, "rollback", app_version(env, 3))
+    result = env.shipit("rollback", "shipit-test", "--json", "--serial", "100%", app=app_version(env, 3))
+    assert result.returncode == 0, result.stdout + result.stderr
+    back = json.loads(result.stdout)
     assert back["ok"] and serving(env) == {h: back["release"] for h in WEB}
+    assert f"canary {', '.join(WEB)}" in result.stderr and "more batch" not in result.stderr  # one batch
 
 
 def test_a_stored_part_that_does_not_match_its_digest_is_never_trusted(env: Env, first: dict[str, Any]) -> None:
