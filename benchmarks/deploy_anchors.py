@@ -303,13 +303,13 @@ def anchor_phases(lines: list[tuple[float, str]], wall: float) -> dict[str, floa
 
 
 def tool_argv(f: Fleet, step: str, release: str, artifact: Path | None, app: Path, n: int,
-              home: Path) -> tuple[list[str], dict[str, str]]:
+              home: Path, shipit_args: tuple[str, ...] = ()) -> tuple[list[str], dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "PYINFRA_"))}
     env.update(HOME=str(home), DB_PASSWORD=DB_PASSWORD, PYTHONUNBUFFERED="1", COLUMNS="200")
     if f.tool == "shipit":  # its cache (wheels, parts, uv's) warm after the first deploy, as on a laptop
         env.update(PYTHONPATH=str(anchors.SNAPSHOT), SHIPIT_CACHE_DIR=str(f.tmp / "shipit-cache"))
         return ([sys.executable, "-m", "shipit.cli", "deploy" if step != "rollback" else "rollback",
-                 f.state.name, "-i", str(f.inventory), "--app", str(app), "--json"], env)
+                 f.state.name, "-i", str(f.inventory), "--app", str(app), "--json", *shipit_args], env)
     env.update(DEPLOY_RELEASE=release, DEPLOY_ARTIFACT=str(artifact or ""), DB_ADDRESS=f.db_address,
                PG_VERSION=PG_VERSION, DEPLOY_DOMAIN=DOMAIN)
     if f.tool == "pyinfra":
@@ -346,9 +346,11 @@ def served(f: Fleet, deadline_s: float = 60) -> dict[str, str]:
         return dict(pool.map(one, f.web))
 
 
-def step(f: Fleet, kind: str, k: int, n: int, size: str, app_dir: Path, rows: list[dict[str, Any]]) -> None:
+def step(f: Fleet, kind: str, k: int, n: int, size: str, app_dir: Path, rows: list[dict[str, Any]],
+         shipit_args: tuple[str, ...] = ()) -> None:
     """One timed step (``kind``: first, change or rollback; ``k``: the round, 0 for the first) by the
-    fleet's tool, checked over HTTPS on every web host; its row goes to ``rows``."""
+    fleet's tool, checked over HTTPS on every web host; its row goes to ``rows`` (with
+    ``shipit_args``, options added to shipit's command line, e.g. ``("--serial", "100%")``)."""
     home = Path(tempfile.mkdtemp(prefix="home-", dir=f.tmp))
     cwd = Path(tempfile.mkdtemp(prefix="cwd-", dir=f.tmp))
     app = edit_app(app_dir, f"\n# {'r0' if kind == 'first' else f'change {k}'}\n") if kind != "rollback" else app_dir
@@ -364,7 +366,7 @@ def step(f: Fleet, kind: str, k: int, n: int, size: str, app_dir: Path, rows: li
         t0 = time.perf_counter()
         artifact = build_release(app, release, f.tmp, {**os.environ, "PIP_CACHE_DIR": str(f.tmp / "pip-cache")})
         build_s = time.perf_counter() - t0
-    argv, env = tool_argv(f, kind, release, artifact, app, n, home)
+    argv, env = tool_argv(f, kind, release, artifact, app, n, home, shipit_args)
     res = run_streamed(argv, env, cwd)
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_after = hosts_cpu_usec(f.state)
@@ -397,6 +399,7 @@ def step(f: Fleet, kind: str, k: int, n: int, size: str, app_dir: Path, rows: li
     sessions = count_sessions(web_state, since, until)
     row: dict[str, Any] = {
         "size": size, "hosts": n, "latency_ms": f.link.delay_ms if f.link else 0, "tool": f.tool, "step": kind,
+        "args": " ".join(shipit_args),
         "round": k, "release": want, "wall_s": round(res["wall"] + build_s, 2), "load1": load,
         "runner_cpu_s": round(ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime, 2),
         "hosts_cpu_s": round((cpu_after - cpu_before) / 1e6, 2) if cpu_before is not None and cpu_after is not None
