@@ -471,16 +471,21 @@ def fmt(v: float | None) -> str:
     return "–" if v is None else f"{v:.1f} s"
 
 
-def write_results(rows: list[dict[str, Any]], sizes: list[str], versions: dict[str, str], command: str,
-                  info: dict[str, str]) -> None:
+def write_rows(rows: list[dict[str, Any]], name: str) -> None:
+    """``RESULTS/name``: one CSV row per step, the columns every row has, in first-seen order."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
-    with open(RESULTS / "deploy.csv", "w", newline="") as fh:
+    with open(RESULTS / name, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
+
+
+def write_results(rows: list[dict[str, Any]], sizes: list[str], versions: dict[str, str], command: str,
+                  info: dict[str, str]) -> None:
+    write_rows(rows, "deploy.csv")
     loads = [r["load1"] for r in rows]
     lines = ["# Deploy benchmark: the deploy job, shipit against pyinfra and Ansible", "",
              f"Produced by `{command}` (from the repository root, as root), {info['date']}, commit {info['commit']}. "

@@ -15,7 +15,6 @@ timings.
 from __future__ import annotations
 
 import argparse
-import csv
 import shutil
 import statistics
 import sys
@@ -26,7 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from anchors import log, setup_hosts  # noqa: E402
-from deploy_anchors import RESULTS, Fleet, step, write_inventory  # noqa: E402
+from deploy_anchors import RESULTS, Fleet, step, write_inventory, write_rows  # noqa: E402
 from noop import machine_info  # noqa: E402
 
 from shipit.lab import Lab  # noqa: E402
@@ -65,13 +64,7 @@ def main() -> None:
 
 
 def write(rows: list[dict[str, Any]], args: argparse.Namespace, info: dict[str, str]) -> None:
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    with open(RESULTS / "rollback_serial.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
+    write_rows(rows, "rollback_serial.csv")
     loads = [r["load1"] for r in rows]
     lines = ["# Rollback: serial 1 against --serial 100%", "",
              f"Produced by `python benchmarks/rollback_serial.py --hosts {args.hosts} --rounds {args.rounds}` "
